@@ -1,0 +1,149 @@
+//! The operator API (`/v1/admin/…`), authenticated with `INTERNAL_ADMIN_TOKEN`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Operator, OperatorOrg};
+use crate::domain::{DisplayName, Slug};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AppJson, AppQuery};
+use crate::ids::OrgId;
+use crate::state::AppState;
+use crate::store::audit::{AuditEvent, AuditFilter, ChainReport};
+use crate::store::orgs::{NewOrg, Organization};
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_org, list_orgs))
+        .routes(routes!(get_org))
+        .routes(routes!(list_org_audit_events))
+        .routes(routes!(verify_org_audit_chain))
+}
+
+/// A new organization.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgIn {
+    /// Display name, 1-100 characters.
+    pub name: String,
+    /// Unique slug: 2-63 of a-z, 0-9 and inner hyphens.
+    pub slug: String,
+}
+
+/// Creates an organization.
+#[utoipa::path(post, path = "/v1/admin/orgs", tag = "operator",
+    security(("operator_token" = [])),
+    request_body = OrgIn,
+    responses(
+        (status = 201, description = "Created", body = Organization),
+        (status = 401, description = "Bad operator token", body = Problem),
+        (status = 409, description = "Slug taken (`slug_taken`)", body = Problem),
+        (status = 422, description = "Invalid input", body = Problem)))]
+async fn create_org(
+    State(state): State<AppState>,
+    operator: Operator,
+    AppJson(body): AppJson<OrgIn>,
+) -> Result<(StatusCode, Json<Organization>), ApiError> {
+    let name = DisplayName::parse(&body.name).map_err(|m| ApiError::validation("name", m))?;
+    let slug = Slug::parse(&body.slug).map_err(|m| ApiError::validation("slug", m))?;
+    let org = state
+        .store
+        .create_org(&operator, NewOrg { name, slug })
+        .await?;
+    Ok((StatusCode::CREATED, Json(org)))
+}
+
+/// Page of a listing.
+#[derive(Deserialize, IntoParams)]
+pub struct OrgPage {
+    /// Return organizations after this id (the last id of the previous page).
+    pub after: Option<OrgId>,
+    /// Page size, 1-200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Lists every organization, ordered by id.
+#[utoipa::path(get, path = "/v1/admin/orgs", tag = "operator",
+    security(("operator_token" = [])),
+    params(OrgPage),
+    responses(
+        (status = 200, description = "A page of organizations", body = [Organization]),
+        (status = 401, description = "Bad operator token", body = Problem)))]
+async fn list_orgs(
+    State(state): State<AppState>,
+    operator: Operator,
+    AppQuery(page): AppQuery<OrgPage>,
+) -> Result<Json<Vec<Organization>>, ApiError> {
+    Ok(Json(
+        state
+            .store
+            .list_all_orgs(&operator, page.after, page.limit)
+            .await?,
+    ))
+}
+
+/// Gets one organization.
+#[utoipa::path(get, path = "/v1/admin/orgs/{org_id}", tag = "operator",
+    security(("operator_token" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The organization", body = Organization),
+        (status = 404, description = "No such organization", body = Problem)))]
+async fn get_org(
+    State(state): State<AppState>,
+    OperatorOrg(ctx): OperatorOrg,
+) -> Result<Json<Organization>, ApiError> {
+    Ok(Json(state.store.get_org(&ctx).await?))
+}
+
+/// Audit listing filters.
+#[derive(Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// Only this action, e.g. `organization.created`.
+    pub action: Option<String>,
+    /// Records after this sequence number (the last `seq` of the previous page).
+    pub after: Option<i64>,
+    /// Page size, 1-200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// Lists an organization's audit records, oldest first.
+#[utoipa::path(get, path = "/v1/admin/orgs/{org_id}/audit-events", tag = "operator",
+    security(("operator_token" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), AuditQuery),
+    responses(
+        (status = 200, description = "A page of audit records", body = [AuditEvent]),
+        (status = 404, description = "No such organization", body = Problem)))]
+async fn list_org_audit_events(
+    State(state): State<AppState>,
+    OperatorOrg(ctx): OperatorOrg,
+    AppQuery(q): AppQuery<AuditQuery>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    state.store.get_org(&ctx).await?;
+    let filter = AuditFilter {
+        action: q.action,
+        after_seq: q.after,
+        limit: q.limit,
+    };
+    Ok(Json(state.store.list_audit_events(&ctx, &filter).await?))
+}
+
+/// Recomputes an organization's audit hash chain.
+#[utoipa::path(get, path = "/v1/admin/orgs/{org_id}/audit-events/verify", tag = "operator",
+    security(("operator_token" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "Verification result", body = ChainReport),
+        (status = 404, description = "No such organization", body = Problem)))]
+async fn verify_org_audit_chain(
+    State(state): State<AppState>,
+    OperatorOrg(ctx): OperatorOrg,
+) -> Result<Json<ChainReport>, ApiError> {
+    state.store.get_org(&ctx).await?;
+    Ok(Json(state.store.verify_audit_chain(&ctx).await?))
+}

@@ -1,0 +1,121 @@
+//! `/health`, `/ready` and `/metrics`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::db::Db;
+use crate::http::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// How long a readiness probe waits for each dependency.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+}
+
+/// Liveness answer.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// Version of the running binary.
+    pub version: &'static str,
+}
+
+/// Liveness: the process serves HTTP. Checks no dependency.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "Alive", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Readiness answer.
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    pub status: &'static str,
+    /// Result per dependency: `ok`, `not_configured` or the failure.
+    pub checks: Checks,
+}
+
+/// Result per dependency.
+#[derive(Serialize, ToSchema)]
+pub struct Checks {
+    /// The database.
+    pub database: String,
+    /// Redis.
+    pub redis: String,
+}
+
+/// Readiness: the database (and Redis, when configured) answer. 503 otherwise.
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready to serve", body = Ready),
+        (status = 503, description = "A dependency is down", body = Problem,
+            content_type = "application/problem+json")))]
+async fn ready(State(state): State<AppState>) -> Response {
+    let db = state.store.db().ping(PROBE_TIMEOUT);
+    let redis = async {
+        match &state.redis {
+            None => Ok(false),
+            Some(redis) => redis.ping(PROBE_TIMEOUT).await.map(|()| true),
+        }
+    };
+    let (db, redis) = tokio::join!(db, redis);
+    let checks = Checks {
+        database: db
+            .as_ref()
+            .map_or_else(|e| format!("error: {e}"), |()| "ok".to_owned()),
+        redis: match &redis {
+            Ok(true) => "ok".to_owned(),
+            Ok(false) => "not_configured".to_owned(),
+            Err(e) => format!("error: {e}"),
+        },
+    };
+    if db.is_ok() && redis.is_ok() {
+        return Json(Ready {
+            status: "ready",
+            checks,
+        })
+        .into_response();
+    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "A dependency is unavailable.",
+    )
+    .with_extension("checks", serde_json::to_value(&checks).unwrap_or_default())
+    .into_response()
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain; version=0.0.4")))]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let (size, idle) = match state.store.db() {
+        Db::Sqlite(pool) => (pool.size(), pool.num_idle()),
+        Db::Postgres(pool) => (pool.size(), pool.num_idle()),
+    };
+    metrics::gauge!("db_pool_connections").set(f64::from(size));
+    metrics::gauge!("db_pool_idle_connections").set(idle as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,15 @@
+//! The HTTP API: one router per domain, merged here.
+
+pub mod admin;
+pub mod health;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+/// Every documented route.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(health::router())
+        .merge(admin::router())
+}

@@ -1,0 +1,9 @@
+//! Authentication: who is calling, and the tenant context that only this module can
+//! build. Tenant-scoped store methods require a [`TenantCtx`], so data of an organization
+//! is reachable only after a credential was verified for it.
+
+mod operator;
+mod tenant;
+
+pub use operator::{Operator, OperatorOrg};
+pub use tenant::{Actor, ActorKind, RequestMeta, TenantCtx};

@@ -1,0 +1,168 @@
+//! The command line: `serve`, `worker`, `migrate`, `seed`, `openapi`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{read_environment, Config, Mode};
+use crate::startup::{api_parts, connect_and_migrate, Application};
+
+/// Tenantry: the multi-tenant SaaS backend in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "tenantry", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API, docs and console (with the embedded job worker).
+    Serve {
+        /// Do not run the embedded job worker (run `tenantry worker` processes instead).
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run the background job worker only.
+    Worker,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create demo data (refused in production mode).
+    Seed,
+    /// Print the OpenAPI document as JSON.
+    Openapi,
+}
+
+/// Parses arguments, loads configuration and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        return print_openapi();
+    }
+    let config = match Config::from_vars(&read_environment()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("tenantry: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&config.log_level, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tenantry: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "exiting");
+            eprintln!("tenantry: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { no_worker } => serve(config, no_worker).await,
+        Command::Worker => worker(config).await,
+        Command::Migrate => {
+            crate::db::migrate(&config).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Seed => crate::seed::run(&config).await,
+        Command::Openapi => Ok(()),
+    }
+}
+
+async fn serve(config: Config, no_worker: bool) -> anyhow::Result<()> {
+    tracing::info!(
+        mode = ?config.mode,
+        database = ?config.database_url,
+        worker = !no_worker,
+        "starting"
+    );
+    let app = Application::build(config).await?;
+    tracing::info!(address = %app.local_addr()?, "listening");
+    cancel_on_signal(app.shutdown_token());
+    app.run().await
+}
+
+/// The standalone worker process: holds the database connection until a signal. The
+/// job queue it serves arrives with the background jobs capability.
+async fn worker(config: Config) -> anyhow::Result<()> {
+    let db = connect_and_migrate(&config).await?;
+    let token = CancellationToken::new();
+    cancel_on_signal(token.clone());
+    tracing::info!(backend = db.backend(), "worker started");
+    token.cancelled().await;
+    db.close().await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+fn print_openapi() -> ExitCode {
+    let (_, spec) = api_parts();
+    match spec.to_pretty_json() {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("tenantry: cannot render the OpenAPI document: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    });
+}
+
+/// True when demo data may be created.
+pub fn seeding_allowed(config: &Config) -> bool {
+    config.mode != Mode::Production
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

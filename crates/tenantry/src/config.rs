@@ -1,0 +1,364 @@
+//! Configuration: read once at start from environment variables (and a `.env` file when
+//! present), validated with one message per problem, then passed down. Never global.
+//!
+//! Every variable is documented on the field it fills and in the README's table.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::secrets;
+
+/// Whether the process runs as a developer convenience or as a production service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Zero-config: secrets are generated once into the data directory.
+    Development,
+    /// Missing or weak secrets refuse start; cookies are `Secure`.
+    Production,
+}
+
+/// Output format of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The validated configuration of one process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `TENANTRY_ENV`: `development` (default) or `production`.
+    pub mode: Mode,
+    /// `DATABASE_URL`: `sqlite://path` (default `sqlite://data/tenantry.db`) or `postgres://…`.
+    pub database_url: DatabaseUrl,
+    /// `DATABASE_MIGRATION_URL`: PostgreSQL connection that owns the schema and runs
+    /// migrations; defaults to `DATABASE_URL`.
+    pub database_migration_url: Option<DatabaseUrl>,
+    /// `DATABASE_APP_ROLE`: PostgreSQL role the service switches to on every connection
+    /// (`SET ROLE`), so row-level security applies. Default `tenantry_app`; empty to connect
+    /// as the login role itself (which must then be neither superuser nor table owner).
+    pub database_app_role: Option<String>,
+    /// `DATABASE_MAX_CONNECTIONS`: pool size (default 10).
+    pub database_max_connections: u32,
+    /// `DATABASE_ACQUIRE_TIMEOUT_SEC`: how long a request waits for a connection before it
+    /// fails with 503 (default 5).
+    pub database_acquire_timeout: Duration,
+    /// `DATABASE_CONNECT_RETRY_SEC`: how long `serve` keeps retrying an unreachable
+    /// database at start, with exponential backoff (default 60).
+    pub database_connect_retry: Duration,
+    /// `REDIS_URL`: optional; when set, `/ready` checks it and shared features use it.
+    pub redis_url: Option<String>,
+    /// `HOST`: bind address (default `0.0.0.0`).
+    pub host: String,
+    /// `PORT` (or `API_PORT`): listen port (default 4000; 0 picks a free one).
+    pub port: u16,
+    /// `DATA_DIR`: where dev secrets and the default SQLite file live (default `data`).
+    pub data_dir: PathBuf,
+    /// `LOG_LEVEL`: a tracing filter such as `info` or `tenantry=debug,info` (default `info`).
+    pub log_level: String,
+    /// `LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: LogFormat,
+    /// `REQUEST_TIMEOUT_SEC`: a request running longer is answered 503 (default 30).
+    pub request_timeout: Duration,
+    /// `BODY_LIMIT_BYTES`: largest accepted request body (default 1 MiB).
+    pub body_limit_bytes: usize,
+    /// `SHUTDOWN_TIMEOUT_SEC`: how long in-flight work may take to finish after SIGTERM
+    /// (default 30).
+    pub shutdown_timeout: Duration,
+    /// `SESSION_SECRET`: >= 32 characters; signs session cookies and CSRF tokens.
+    pub session_secret: Secret,
+    /// `INTERNAL_ADMIN_TOKEN`: >= 32 characters; bearer token of the operator API.
+    pub internal_admin_token: Secret,
+}
+
+/// A database URL whose backend is known.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file (or `sqlite::memory:`).
+    Sqlite(String),
+    /// A PostgreSQL server.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses a URL by its scheme.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(url.to_owned()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            url::Url::parse(url).map_err(|e| format!("not a valid URL ({e})"))?;
+            Ok(Self::Postgres(url.to_owned()))
+        } else {
+            Err("must start with sqlite:// or postgres://".to_owned())
+        }
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Sqlite(u) | Self::Postgres(u) => u,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    /// Shows the URL without its password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(u) => write!(f, "{u}"),
+            Self::Postgres(u) => match url::Url::parse(u) {
+                Ok(mut parsed) => {
+                    if parsed.password().is_some() {
+                        // Redaction only; a failure leaves the URL unprintable, not leaked.
+                        if parsed.set_password(Some("***")).is_err() {
+                            return f.write_str("postgres://<redacted>");
+                        }
+                    }
+                    write!(f, "{parsed}")
+                }
+                Err(_) => f.write_str("postgres://<unparsable>"),
+            },
+        }
+    }
+}
+
+/// Every problem found in the configuration, one per line.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the variables of this process, with `.env` (if present) filling in the ones the
+/// process does not set. The process environment is never modified.
+pub fn read_environment() -> HashMap<String, String> {
+    let mut vars: HashMap<String, String> = HashMap::new();
+    if let Ok(iter) = dotenvy::from_path_iter(Path::new(".env")) {
+        for (key, value) in iter.flatten() {
+            vars.insert(key, value);
+        }
+    }
+    vars.extend(std::env::vars());
+    vars
+}
+
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    problems: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.vars
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, key: &str, default: T, what: &str) -> T {
+        match self.get(key) {
+            None => default,
+            Some(raw) => raw.parse().unwrap_or_else(|_| {
+                self.problems.push(format!("{key}: `{raw}` is not {what}"));
+                default
+            }),
+        }
+    }
+
+    fn seconds(&mut self, key: &str, default: u64) -> Duration {
+        Duration::from_secs(self.parse(key, default, "a whole number of seconds"))
+    }
+}
+
+impl Config {
+    /// Builds and validates the configuration from a variable map. In development mode,
+    /// secrets that are not set are generated once and kept in the data directory.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            vars,
+            problems: Vec::new(),
+        };
+        let mode = match r.get("TENANTRY_ENV").unwrap_or("development") {
+            "development" | "dev" => Mode::Development,
+            "production" | "prod" => Mode::Production,
+            other => {
+                r.problems.push(format!(
+                    "TENANTRY_ENV: `{other}` is not `development` or `production`"
+                ));
+                Mode::Development
+            }
+        };
+        let data_dir = PathBuf::from(r.get("DATA_DIR").unwrap_or("data"));
+        let default_db = format!("sqlite://{}/tenantry.db", data_dir.display());
+        let database_url = parse_db_url(&mut r, "DATABASE_URL", Some(&default_db));
+        let database_migration_url = r
+            .get("DATABASE_MIGRATION_URL")
+            .is_some()
+            .then(|| parse_db_url(&mut r, "DATABASE_MIGRATION_URL", None));
+        let database_app_role = match r.vars.get("DATABASE_APP_ROLE").map(|v| v.trim()) {
+            None => Some("tenantry_app".to_owned()),
+            Some("") => None,
+            Some(role) if role.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+                Some(role.to_owned())
+            }
+            Some(role) => {
+                r.problems.push(format!(
+                    "DATABASE_APP_ROLE: `{role}` may contain only letters, digits and `_`"
+                ));
+                None
+            }
+        };
+        let port = match r.get("PORT").or(r.get("API_PORT")) {
+            None => 4000,
+            Some(raw) => raw.parse().unwrap_or_else(|_| {
+                r.problems
+                    .push(format!("PORT: `{raw}` is not a port number (0-65535)"));
+                4000
+            }),
+        };
+        let log_format = match r.get("LOG_FORMAT").unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                r.problems
+                    .push(format!("LOG_FORMAT: `{other}` is not `text` or `json`"));
+                LogFormat::Text
+            }
+        };
+        let max_conn = r.parse("DATABASE_MAX_CONNECTIONS", 10u32, "a positive number");
+        if max_conn == 0 {
+            r.problems
+                .push("DATABASE_MAX_CONNECTIONS: must be at least 1".to_owned());
+        }
+        let body_limit_bytes = r.parse("BODY_LIMIT_BYTES", 1024 * 1024usize, "a byte count");
+        let config = Config {
+            mode,
+            database_url: database_url.unwrap_or(DatabaseUrl::Sqlite(default_db)),
+            database_migration_url: database_migration_url.flatten(),
+            database_app_role,
+            database_max_connections: max_conn.max(1),
+            database_acquire_timeout: r.seconds("DATABASE_ACQUIRE_TIMEOUT_SEC", 5),
+            database_connect_retry: r.seconds("DATABASE_CONNECT_RETRY_SEC", 60),
+            redis_url: r.get("REDIS_URL").map(str::to_owned),
+            host: r.get("HOST").unwrap_or("0.0.0.0").to_owned(),
+            port,
+            log_level: r.get("LOG_LEVEL").unwrap_or("info").to_owned(),
+            log_format,
+            request_timeout: r.seconds("REQUEST_TIMEOUT_SEC", 30),
+            body_limit_bytes,
+            shutdown_timeout: r.seconds("SHUTDOWN_TIMEOUT_SEC", 30),
+            session_secret: Secret::new(String::new()),
+            internal_admin_token: Secret::new(String::new()),
+            data_dir,
+        };
+        if let Some(url) = &config.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                r.problems
+                    .push("REDIS_URL: must start with redis:// or rediss://".to_owned());
+            }
+        }
+        let mut problems = r.problems;
+        let config = secrets::resolve(config, vars, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+fn parse_db_url(r: &mut Reader<'_>, key: &str, default: Option<&str>) -> Option<DatabaseUrl> {
+    let raw = r.get(key).or(default)?.to_owned();
+    match DatabaseUrl::parse(&raw) {
+        Ok(url) => Some(url),
+        Err(why) => {
+            r.problems.push(format!("{key}: {why}"));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn names_every_bad_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::from_vars(&vars(&[
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("DATABASE_URL", "mysql://x"),
+            ("PORT", "70000"),
+            ("LOG_FORMAT", "xml"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("DATABASE_URL"), "{text}");
+        assert!(text.contains("PORT"), "{text}");
+        assert!(text.contains("LOG_FORMAT"), "{text}");
+        assert_eq!(err.0.len(), 3);
+    }
+
+    #[test]
+    fn production_refuses_missing_and_weak_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::from_vars(&vars(&[
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("TENANTRY_ENV", "production"),
+            ("SESSION_SECRET", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("SESSION_SECRET"), "{text}");
+        assert!(text.contains("INTERNAL_ADMIN_TOKEN"), "{text}");
+        // Production never writes generated secrets.
+        assert!(!dir.path().join("secrets.env").exists());
+    }
+
+    #[test]
+    fn redacts_database_password_in_debug() {
+        let url = DatabaseUrl::parse("postgres://app:hunter2@db/x").unwrap();
+        let shown = format!("{url:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

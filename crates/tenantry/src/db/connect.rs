@@ -1,0 +1,152 @@
+//! Opening pools, with retry at start, and applying migrations.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Executor;
+
+use super::Db;
+use crate::config::{Config, DatabaseUrl};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Opens the service pool once; fails at the first error.
+pub async fn connect(config: &Config) -> anyhow::Result<Db> {
+    match &config.database_url {
+        DatabaseUrl::Sqlite(url) => {
+            let options = sqlite_options(url)?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(config.database_max_connections)
+                .acquire_timeout(config.database_acquire_timeout)
+                .connect_with(options)
+                .await
+                .context("cannot open the SQLite database (DATABASE_URL)")?;
+            Ok(Db::Sqlite(pool))
+        }
+        DatabaseUrl::Postgres(url) => {
+            let options = PgConnectOptions::from_str(url).context("DATABASE_URL is invalid")?;
+            let role = config.database_app_role.clone();
+            let pool = PgPoolOptions::new()
+                .max_connections(config.database_max_connections)
+                .acquire_timeout(config.database_acquire_timeout)
+                .after_connect(move |conn, _meta| {
+                    let role = role.clone();
+                    Box::pin(async move {
+                        if let Some(role) = role {
+                            // The role name was validated as [A-Za-z0-9_]+ in config.
+                            conn.execute(format!("SET ROLE {role}").as_str()).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await
+                .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+            refuse_rls_bypass(&pool).await?;
+            Ok(Db::Postgres(pool))
+        }
+    }
+}
+
+/// Row-level security is void for a superuser or a BYPASSRLS role, so the service
+/// refuses to run as one.
+async fn refuse_rls_bypass(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let (name, bypass): (String, bool) = sqlx::query_as(
+        "SELECT current_user::text, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(pool)
+    .await
+    .context("cannot read the database role")?;
+    if bypass {
+        bail!(
+            "the service's PostgreSQL role `{name}` is a superuser or has BYPASSRLS, which would \
+             disable tenant isolation; set DATABASE_APP_ROLE or connect as an ordinary role"
+        );
+    }
+    Ok(())
+}
+
+/// Opens the service pool, retrying with exponential backoff for up to
+/// `DATABASE_CONNECT_RETRY_SEC` while the database is unreachable.
+pub async fn connect_with_retry(config: &Config) -> anyhow::Result<Db> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match connect(config).await {
+            Ok(db) => return Ok(db),
+            Err(err) if started.elapsed() + delay < config.database_connect_retry => {
+                tracing::warn!(
+                    error = %format!("{err:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "database not reachable yet; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => {
+                return Err(err.context(format!(
+                    "database still unreachable after {}s (DATABASE_CONNECT_RETRY_SEC)",
+                    config.database_connect_retry.as_secs()
+                )))
+            }
+        }
+    }
+}
+
+/// Applies pending migrations: on SQLite through the database file, on PostgreSQL as the
+/// schema owner (`DATABASE_MIGRATION_URL`, else `DATABASE_URL` without `SET ROLE`).
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let url = config
+        .database_migration_url
+        .as_ref()
+        .unwrap_or(&config.database_url);
+    match url {
+        DatabaseUrl::Sqlite(url) => {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(sqlite_options(url)?)
+                .await
+                .context("cannot open the SQLite database for migrations")?;
+            SQLITE_MIGRATIONS
+                .run(&pool)
+                .await
+                .context("SQLite migrations failed")?;
+            pool.close().await;
+        }
+        DatabaseUrl::Postgres(url) => {
+            let options = PgConnectOptions::from_str(url).context("migration URL is invalid")?;
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .context("cannot connect to PostgreSQL for migrations")?;
+            POSTGRES_MIGRATIONS
+                .run(&pool)
+                .await
+                .context("PostgreSQL migrations failed")?;
+            pool.close().await;
+        }
+    }
+    Ok(())
+}
+
+fn sqlite_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
+    let options = SqliteConnectOptions::from_str(url)
+        .context("DATABASE_URL is not a valid SQLite URL")?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    if let Some(dir) = options.get_filename().parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        }
+    }
+    Ok(options)
+}

@@ -1,0 +1,196 @@
+//! Database access on either backend with one SQL text where the dialects agree.
+//!
+//! [`Db`] is a pool on SQLite or PostgreSQL. Queries are written once inside
+//! [`on_conn!`], which compiles the same code against each backend's connection type;
+//! only locking, row-level security and upserts need backend-specific SQL. Every query uses
+//! `$n` placeholders, which both drivers accept.
+//!
+//! Transactions carry their tenant scope: [`Db::begin`] with [`Scope::Tenant`] sets the
+//! PostgreSQL transaction-local `tenantry.org_id` that the row-level security policies
+//! read, in the same round trip as `BEGIN`. A transaction without a scope sees no tenant
+//! row at all (fail-closed).
+
+mod connect;
+
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use crate::ids::OrgId;
+
+pub use connect::{connect, connect_with_retry, migrate};
+
+/// A connection pool on one of the two backends. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// Embedded SQLite (single instance).
+    Sqlite(SqlitePool),
+    /// PostgreSQL (any number of instances).
+    Postgres(PgPool),
+}
+
+/// A borrowed connection of either backend; consumed by [`on_conn!`].
+pub enum Conn<'c> {
+    /// SQLite connection.
+    Sqlite(&'c mut SqliteConnection),
+    /// PostgreSQL connection.
+    Postgres(&'c mut PgConnection),
+}
+
+/// Runs the same code against whichever backend `$conn` is on; `$c` is bound to
+/// `&mut SqliteConnection` or `&mut PgConnection`.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Sqlite($c) => $body,
+            $crate::db::Conn::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on_conn;
+
+/// Which tenant rows a transaction may see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Rows of one organization only.
+    Tenant(OrgId),
+    /// Rows of every organization: operator and system work only (admin API, job
+    /// maintenance). Grants visibility explicitly rather than by a superuser role.
+    System,
+    /// No tenant rows at all: for global tables such as users.
+    Global,
+}
+
+/// Whether a transaction writes; SQLite takes the write lock up front for writers so
+/// concurrent writers queue on the busy timeout instead of failing mid-transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Read-only.
+    Read,
+    /// Reads and writes.
+    Write,
+}
+
+/// An open transaction on either backend.
+pub enum Tx {
+    /// SQLite transaction.
+    Sqlite(Transaction<'static, Sqlite>),
+    /// PostgreSQL transaction.
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    /// The transaction's connection, for one query.
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(tx) => Conn::Sqlite(&mut **tx),
+            Tx::Postgres(tx) => Conn::Postgres(&mut **tx),
+        }
+    }
+
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+impl Db {
+    /// Opens a transaction limited to `scope`.
+    pub async fn begin(&self, scope: Scope, access: Access) -> Result<Tx, sqlx::Error> {
+        match self {
+            Db::Sqlite(pool) => {
+                let begin = match access {
+                    Access::Read => "BEGIN",
+                    Access::Write => "BEGIN IMMEDIATE",
+                };
+                Ok(Tx::Sqlite(pool.begin_with(begin).await?))
+            }
+            Db::Postgres(pool) => {
+                let mode = match access {
+                    Access::Read => "BEGIN READ ONLY",
+                    Access::Write => "BEGIN",
+                };
+                // One round trip: the scope is set by the same simple query as BEGIN. The
+                // interpolated values are a UUID and constants, never caller text.
+                let statement = match scope {
+                    Scope::Tenant(org) => format!(
+                        "{mode}; SELECT set_config('tenantry.org_id', '{}', true)",
+                        org.as_uuid()
+                    ),
+                    Scope::System => {
+                        format!("{mode}; SELECT set_config('tenantry.system', 'on', true)")
+                    }
+                    Scope::Global => mode.to_owned(),
+                };
+                Ok(Tx::Postgres(pool.begin_with(statement).await?))
+            }
+        }
+    }
+
+    /// Checks the database answers within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), String> {
+        let probe = async {
+            match self {
+                Db::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+                Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+            }
+        };
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        }
+    }
+
+    /// Name of the backend, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(pool) => pool.close().await,
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// True when the error means the database cannot be reached now (answered 503), rather
+/// than that the query was wrong.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL class 08 (connection exception), 57P01-57P03 (shutdown, cannot
+            // connect now); SQLite 5/6 (busy, locked) after the busy timeout ran out.
+            code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6"
+        }),
+        _ => false,
+    }
+}
+
+/// The constraint name when the error is a unique-key violation.
+pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
+    let sqlx::Error::Database(db) = err else {
+        return None;
+    };
+    if !db.is_unique_violation() {
+        return None;
+    }
+    Some(
+        db.constraint()
+            .map(str::to_owned)
+            .unwrap_or_else(|| db.message().to_owned()),
+    )
+}

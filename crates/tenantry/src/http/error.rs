@@ -1,0 +1,219 @@
+//! Errors as RFC 9457 problem details with a stable machine `code`.
+//!
+//! Handlers return [`ApiError`]. It travels in the response extensions and the
+//! [`render_problems`](super::middleware::render_problems) middleware writes the body, so
+//! every error, including the framework's own (unknown route, wrong method, timeout,
+//! panic), leaves as `application/problem+json` with the request id.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// Media type of problem details.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The body of every error response (RFC 9457).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// URI naming the problem type: `urn:tenantry:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// Explanation of this occurrence. Absent for server faults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Stable machine-readable code, e.g. `not_found`, `validation_failed`.
+    pub code: String,
+    /// The request's id, also sent as `x-request-id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Problem-specific members, e.g. `errors` for validation failures.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An error answered to the client.
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: Option<String>,
+    extensions: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ApiError {
+    /// An error with a status, code and detail.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: Some(detail.into()),
+            extensions: Default::default(),
+        }
+    }
+
+    /// The status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// 404: the resource does not exist or belongs to another tenant (indistinguishable).
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "The resource does not exist.",
+        )
+    }
+
+    /// 401: missing or invalid credentials.
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Valid credentials are required.",
+        )
+    }
+
+    /// 422 naming the invalid field.
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let mut err = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("{field}: {message}"),
+        );
+        err.extensions.insert(
+            "errors".to_owned(),
+            serde_json::json!([{ "field": field, "message": message }]),
+        );
+        err
+    }
+
+    /// 409 with a stable code.
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, detail)
+    }
+
+    /// 503: a dependency is unreachable; the client may retry.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "A dependency is temporarily unavailable; retry shortly.",
+        )
+    }
+
+    /// 500: logged here with its cause, answered without detail.
+    #[track_caller]
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %cause, at = %at, "internal error");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal_error",
+            detail: None,
+            extensions: Default::default(),
+        }
+    }
+
+    /// Adds a problem-specific member.
+    pub fn with_extension(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(key.to_owned(), value);
+        self
+    }
+
+    /// The problem body, given the request id.
+    pub fn to_problem(&self, request_id: Option<String>) -> Problem {
+        Problem {
+            problem_type: format!("urn:tenantry:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.to_owned(),
+            request_id,
+            extensions: self.extensions.clone(),
+        }
+    }
+
+    /// The generic error for a status produced outside handlers.
+    pub fn from_status(status: StatusCode, detail: Option<String>) -> Self {
+        let code = match status.as_u16() {
+            400 => "bad_request",
+            401 => "unauthenticated",
+            403 => "forbidden",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            408 => "request_timeout",
+            409 => "conflict",
+            413 => "payload_too_large",
+            415 => "unsupported_media_type",
+            422 => "validation_failed",
+            429 => "rate_limited",
+            503 => "service_unavailable",
+            504 => "timeout",
+            s if s >= 500 => "internal_error",
+            _ => "error",
+        };
+        let detail = if status.is_server_error() {
+            None
+        } else {
+            detail
+        };
+        Self {
+            status,
+            code,
+            detail,
+            extensions: Default::default(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    #[track_caller]
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::not_found(),
+            StoreError::Conflict(code) => Self::conflict(code, conflict_detail(code)),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                Self::unavailable()
+            }
+            other => Self::internal(&error_chain(&other)),
+        }
+    }
+}
+
+fn conflict_detail(code: &str) -> &'static str {
+    match code {
+        "slug_taken" => "The slug is already in use.",
+        _ => "The request conflicts with the current state.",
+    }
+}
+
+/// An error and its causes on one line, for logs.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

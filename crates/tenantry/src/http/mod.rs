@@ -1,0 +1,7 @@
+//! Cross-cutting HTTP concerns: errors, extractors, middleware, OpenAPI.
+
+pub mod error;
+pub mod extract;
+pub mod meta;
+pub mod middleware;
+pub mod openapi;

@@ -1,0 +1,5 @@
+//! The `tenantry` binary; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    tenantry::cli::main()
+}

@@ -1,0 +1,202 @@
+//! Building the application and serving it until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Config;
+use crate::db::{self, Db};
+use crate::http::error::ApiError;
+use crate::http::middleware;
+use crate::http::openapi::ApiDoc;
+use crate::state::{AppState, RedisHandle};
+use crate::store::Store;
+
+/// A built application, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Applies migrations, connects (retrying while the database is unreachable) and binds.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = connect_and_migrate(&config).await?;
+        Self::build_with_db(config, db).await
+    }
+
+    /// Binds an application over an already connected pool.
+    pub async fn build_with_db(config: Config, db: Db) -> anyhow::Result<Self> {
+        let redis = match &config.redis_url {
+            Some(url) => Some(Arc::new(
+                RedisHandle::new(url).context("REDIS_URL is invalid")?,
+            )),
+            None => None,
+        };
+        let state = AppState {
+            config: Arc::new(config),
+            store: Store::new(db),
+            redis,
+            metrics: metrics_handle()?,
+        };
+        let addr = format!("{}:{}", state.config.host, state.config.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (HOST, PORT)"))?;
+        Ok(Self {
+            listener,
+            router: router(state.clone()),
+            state,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The bound address (the real port when `PORT=0`).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// The shared state (for embedding and tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops accepting, lets in-flight
+    /// requests finish for up to `SHUTDOWN_TIMEOUT_SEC`, and closes the pool.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+            shutdown,
+        } = self;
+        let grace = state.config.shutdown_timeout;
+        let signal = shutdown.clone().cancelled_owned();
+        let mut server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(signal)
+            .await
+        });
+        tokio::select! {
+            result = &mut server => {
+                result.context("server task failed")?.context("server failed")?;
+            }
+            () = shutdown.cancelled() => {
+                tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(result) => result.context("server task failed")?.context("server failed")?,
+                    Err(_) => {
+                        server.abort();
+                        tracing::warn!("shutdown grace period over; abandoning remaining requests");
+                    }
+                }
+            }
+        }
+        state.store.db().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Runs migrations (waiting for the database as `serve` does) and opens the service pool.
+pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<Db> {
+    // The service pool first: it carries the retry, so migrations find the database up.
+    let db = db::connect_with_retry(config).await?;
+    db::migrate(config).await?;
+    Ok(db)
+}
+
+/// The OpenAPI document and the router, split from one definition.
+pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(crate::api::router())
+        .split_for_parts()
+}
+
+/// The complete router with every layer.
+pub fn router(state: AppState) -> Router {
+    let (api, spec) = api_parts();
+    let request_id = HeaderName::from_static(crate::http::meta::REQUEST_ID);
+    let timeout = state.config.request_timeout;
+    let body_limit = state.config.body_limit_bytes;
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route.") })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::COOKIE,
+                ]))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(axum::middleware::from_fn(middleware::render_problems))
+                .layer(axum::middleware::from_fn(middleware::track_metrics))
+                .layer(CatchPanicLayer::custom(middleware::panic_response))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    timeout,
+                ))
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .with_state(state)
+}
+
+/// The Prometheus recorder. The `metrics` facade is process-wide by design, so one
+/// recorder is installed per process and shared by every application in it.
+fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let buckets = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("duration_seconds".to_owned()), &buckets)?
+        .build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        // Another thread installed one first; use that one's handle.
+        return HANDLE
+            .get()
+            .cloned()
+            .context("metrics recorder installed elsewhere");
+    }
+    let handle = HANDLE.get_or_init(|| handle).clone();
+    // Upkeep drains histogram buffers; rendering does it too, this bounds memory.
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            upkeep.run_upkeep();
+        })?;
+    Ok(handle)
+}

@@ -1,0 +1,33 @@
+//! Errors of the storage layer.
+
+use crate::db::is_unavailable;
+
+/// Why a store method failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such row in the caller's tenant (or at all; the two are not distinguished).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was hit; the value is a stable error code.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database cannot be reached now.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other database failure.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    /// A stored value could not be read back.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_unavailable(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Database(err)
+        }
+    }
+}

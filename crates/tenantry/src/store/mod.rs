@@ -1,0 +1,49 @@
+//! The storage layer: use-case sized methods, each one transaction, on either backend.
+//!
+//! Tenant-scoped methods take a [`TenantCtx`](crate::auth::TenantCtx) first, open their
+//! transaction in that tenant's scope (which PostgreSQL's row-level security enforces) and
+//! filter every query on `org_id` as well. Mutations append their audit record in the same
+//! transaction.
+
+pub mod audit;
+mod error;
+pub mod orgs;
+pub mod workspaces;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use crate::db::Db;
+
+pub use error::StoreError;
+
+/// Storage for every domain. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    /// Wraps a connected pool.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// The pool, for health checks and backend-specific work.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// The current time at the precision both backends keep (microseconds), so a value read
+/// back equals the value written (the audit hash chain depends on it).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Largest page any list returns.
+pub const MAX_PAGE: i64 = 200;
+
+/// Clamps a requested page size to `1..=MAX_PAGE` (default 50).
+pub fn page_size(requested: Option<u32>) -> i64 {
+    requested.map_or(50, i64::from).clamp(1, MAX_PAGE)
+}

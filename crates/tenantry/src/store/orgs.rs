@@ -1,0 +1,107 @@
+//! Organizations (tenants).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::audit::{self, AuditEntry};
+use super::{now, page_size, Store, StoreError};
+use crate::auth::{Operator, TenantCtx};
+use crate::db::{on_conn, unique_violation, Access, Scope};
+use crate::domain::{DisplayName, Slug};
+use crate::ids::OrgId;
+
+/// An organization.
+#[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Organization {
+    /// Id.
+    pub id: OrgId,
+    /// Display name.
+    pub name: String,
+    /// Unique URL-safe name.
+    pub slug: String,
+    /// `free`, `pro` or `enterprise`.
+    pub plan: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, name, slug, plan, status, created_at, updated_at";
+
+/// A new organization.
+#[derive(Clone, Debug)]
+pub struct NewOrg {
+    /// Display name.
+    pub name: DisplayName,
+    /// Unique slug.
+    pub slug: Slug,
+}
+
+impl Store {
+    /// Creates an organization on behalf of an operator, audited in the same transaction.
+    pub async fn create_org(&self, by: &Operator, new: NewOrg) -> Result<Organization, StoreError> {
+        let id = OrgId::new();
+        let at = now();
+        // The transaction is scoped to the organization it creates.
+        let mut tx = self.db().begin(Scope::Tenant(id), Access::Write).await?;
+        let sql = format!(
+            "INSERT INTO organizations (id, name, slug, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) RETURNING {COLUMNS}"
+        );
+        let org: Organization = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            .bind(id)
+            .bind(new.name.as_str())
+            .bind(new.slug.as_str())
+            .bind(at)
+            .fetch_one(&mut *c)
+            .await)
+        .map_err(|e| match unique_violation(&e) {
+            Some(_) => StoreError::Conflict("slug_taken"),
+            None => e.into(),
+        })?;
+        let entry = AuditEntry::new("organization.created", "organization", id)
+            .with_metadata(serde_json::json!({ "name": org.name, "slug": org.slug }));
+        audit::append(&mut tx, id, &Operator::actor(), by.meta(), entry).await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    /// The caller's organization.
+    pub async fn get_org(&self, ctx: &TenantCtx) -> Result<Organization, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
+            .await?;
+        let sql = format!("SELECT {COLUMNS} FROM organizations WHERE id = $1");
+        let org: Option<Organization> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            .bind(ctx.org_id())
+            .fetch_optional(&mut *c)
+            .await)?;
+        tx.commit().await?;
+        org.ok_or(StoreError::NotFound)
+    }
+
+    /// Every organization, by id, for the operator API.
+    pub async fn list_all_orgs(
+        &self,
+        _by: &Operator,
+        after: Option<OrgId>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Organization>, StoreError> {
+        let mut tx = self.db().begin(Scope::System, Access::Read).await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM organizations WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        );
+        let orgs: Vec<Organization> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            .bind(after)
+            .bind(page_size(limit))
+            .fetch_all(&mut *c)
+            .await)?;
+        tx.commit().await?;
+        Ok(orgs)
+    }
+}
