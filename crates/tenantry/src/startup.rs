@@ -126,10 +126,9 @@ impl Application {
 
 /// Runs migrations (waiting for the database as `serve` does) and opens the service pool.
 pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<Db> {
-    // The service pool first: it carries the retry, so migrations find the database up.
-    let db = db::connect_with_retry(config).await?;
+    db::wait_for_database(config).await?;
     db::migrate(config).await?;
-    Ok(db)
+    db::connect(config).await
 }
 
 /// The OpenAPI document and the router, split from one definition.

@@ -6,6 +6,8 @@
 //! roles. If that server is unreachable the PostgreSQL variant of a test is skipped with a
 //! message, unless `TENANTRY_TEST_REQUIRE_POSTGRES=1`, which makes it fail instead (CI).
 
+#![expect(clippy::expect_used, reason = "test set-up fails loudly")]
+
 use std::collections::HashMap;
 use std::str::FromStr;
 

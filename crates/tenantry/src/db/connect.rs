@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::Executor;
+use sqlx::{ConnectOptions, Connection, Executor};
 
 use super::Db;
 use crate::config::{Config, DatabaseUrl};
@@ -70,18 +70,21 @@ async fn refuse_rls_bypass(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the service pool, retrying with exponential backoff for up to
-/// `DATABASE_CONNECT_RETRY_SEC` while the database is unreachable.
-pub async fn connect_with_retry(config: &Config) -> anyhow::Result<Db> {
+/// Waits until the database accepts a connection, retrying with exponential backoff for
+/// up to `DATABASE_CONNECT_RETRY_SEC`. Probes with the migration URL, which exists before
+/// the service role does.
+pub async fn wait_for_database(config: &Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
-        match connect(config).await {
-            Ok(db) => return Ok(db),
-            Err(err) if started.elapsed() + delay < config.database_connect_retry => {
+        match probe(config).await {
+            Ok(()) => return Ok(()),
+            Err(err)
+                if retryable(&err) && started.elapsed() + delay < config.database_connect_retry =>
+            {
                 tracing::warn!(
                     error = %format!("{err:#}"),
-                    retry_in_ms = delay.as_millis() as u64,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     "database not reachable yet; retrying"
                 );
                 tokio::time::sleep(delay).await;
@@ -95,6 +98,49 @@ pub async fn connect_with_retry(config: &Config) -> anyhow::Result<Db> {
             }
         }
     }
+}
+
+/// One connection attempt, bounded by the acquire timeout.
+async fn probe(config: &Config) -> anyhow::Result<()> {
+    let url = config
+        .database_migration_url
+        .as_ref()
+        .unwrap_or(&config.database_url);
+    let attempt = async {
+        match url {
+            DatabaseUrl::Sqlite(url) => {
+                let conn = sqlite_options(url)?
+                    .connect()
+                    .await
+                    .context("cannot open the SQLite database")?;
+                conn.close().await.context("closing the probe connection")
+            }
+            DatabaseUrl::Postgres(url) => {
+                let options = PgConnectOptions::from_str(url).context("database URL is invalid")?;
+                let conn = options
+                    .connect()
+                    .await
+                    .context("cannot connect to PostgreSQL")?;
+                conn.close().await.context("closing the probe connection")
+            }
+        }
+    };
+    match tokio::time::timeout(config.database_acquire_timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => {
+            Err(anyhow::Error::new(sqlx::Error::PoolTimedOut)
+                .context("connection attempt timed out"))
+        }
+    }
+}
+
+/// Only an unreachable database is worth waiting for; a refused role or a bad URL is not.
+fn retryable(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(super::is_unavailable)
+    })
 }
 
 /// Applies pending migrations: on SQLite through the database file, on PostgreSQL as the

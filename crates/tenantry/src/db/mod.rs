@@ -18,7 +18,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
 
 use crate::ids::OrgId;
 
-pub use connect::{connect, connect_with_retry, migrate};
+pub use connect::{connect, migrate, wait_for_database};
 
 /// A connection pool on one of the two backends. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -83,8 +83,8 @@ impl Tx {
     /// The transaction's connection, for one query.
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            Tx::Sqlite(tx) => Conn::Sqlite(&mut **tx),
-            Tx::Postgres(tx) => Conn::Postgres(&mut **tx),
+            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+            Tx::Postgres(tx) => Conn::Postgres(tx),
         }
     }
 

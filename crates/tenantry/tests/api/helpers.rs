@@ -1,0 +1,155 @@
+//! The test application and the two-backend test macro.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use serde_json::Value;
+use tenantry::config::Config;
+use tenantry::startup::Application;
+use tenantry::store::Store;
+pub use tenantry::testing::{Backend, TestDatabase};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Generates `sqlite` and `postgres` test functions for each named `async fn(Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+/// A running application on a fresh database.
+pub struct TestApp {
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    /// The operator token.
+    pub admin_token: String,
+    /// Storage of the running app (same pool).
+    pub store: Store,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Dropped last: removes the database.
+    pub db: TestDatabase,
+}
+
+impl TestApp {
+    /// Spawns the app on `backend`; `None` when PostgreSQL is unavailable and not required.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Spawns the app with adjusted configuration variables.
+    pub async fn spawn_with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut HashMap<String, String>),
+    ) -> Option<Self> {
+        let db = TestDatabase::create(backend).await?;
+        let mut vars = db.vars();
+        adjust(&mut vars);
+        let config = Config::from_vars(&vars).expect("valid test config");
+        let app = Application::build(config).await.expect("app builds");
+        let addr: SocketAddr = app.local_addr().expect("bound");
+        let store = app.state().store.clone();
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run());
+        Some(Self {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            admin_token: vars["INTERNAL_ADMIN_TOKEN"].clone(),
+            store,
+            shutdown,
+            server: Some(server),
+            db,
+        })
+    }
+
+    /// Absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET with the operator token.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POST JSON with the operator token.
+    pub async fn admin_post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&self.admin_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates an organization through the operator API; returns its JSON.
+    pub async fn create_org(&self, slug: &str) -> Value {
+        let res = self
+            .admin_post(
+                "/v1/admin/orgs",
+                &serde_json::json!({"name": slug, "slug": slug}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "create org {slug}");
+        res.json().await.expect("json")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Asserts a problem+json response with `status` and `code`; returns the body.
+pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body: Value = res.json().await.expect("problem json");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["type"], format!("urn:tenantry:problem:{code}"));
+    assert!(body["title"].is_string(), "{body}");
+    assert_eq!(
+        body["request_id"].as_str(),
+        request_id.as_deref(),
+        "request id in body"
+    );
+    body
+}

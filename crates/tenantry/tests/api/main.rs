@@ -1,0 +1,15 @@
+//! Black-box tests through the public HTTP interface and the binary, each on a fresh
+//! database, on SQLite and on PostgreSQL.
+
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod helpers;
+
+mod admin;
+mod audit;
+mod http;
+mod openapi;
+mod outage;
+mod process;
+mod rls;
+mod store;

@@ -1,0 +1,243 @@
+//! The binary itself: start-up validation, unreachable database, graceful shutdown, seed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{Backend, TestDatabase};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tenantry");
+
+/// A command with no inherited configuration.
+fn tenantry(args: &[&str], vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+#[test]
+fn invalid_config_exits_2_naming_each_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tenantry(
+        &["serve"],
+        &[
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("DATABASE_URL", "mysql://db"),
+            ("PORT", "http"),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("DATABASE_URL: must start with sqlite:// or postgres://"),
+        "{err}"
+    );
+    assert!(err.contains("PORT: `http` is not a port number"), "{err}");
+}
+
+#[test]
+fn production_refuses_weak_secrets_and_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = tenantry(
+        &["serve"],
+        &[
+            ("DATA_DIR", data),
+            ("TENANTRY_ENV", "production"),
+            ("SESSION_SECRET", "changeme"),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SESSION_SECRET: is too short"), "{err}");
+    assert!(err.contains("INTERNAL_ADMIN_TOKEN: is required"), "{err}");
+
+    let strong_a = tenantry::secrets::random_token(32);
+    let strong_b = tenantry::secrets::random_token(32);
+    let out = tenantry(
+        &["seed"],
+        &[
+            ("DATA_DIR", data),
+            ("TENANTRY_ENV", "production"),
+            ("SESSION_SECRET", &strong_a),
+            ("INTERNAL_ADMIN_TOKEN", &strong_b),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused in production"));
+    assert!(
+        !dir.path().join("tenantry.db").exists(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn unreachable_database_fails_clearly_after_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = tenantry(
+        &["serve"],
+        &[
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+            ("DATABASE_CONNECT_RETRY_SEC", "2"),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("database still unreachable after 2s"), "{err}");
+    assert!(err.contains("retrying"), "it retried: {err}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+async fn seed_is_idempotent(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let vars = db.vars();
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for _ in 0..2 {
+        let out = tenantry(&["seed"], &pairs).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let config = tenantry::config::Config::from_vars(&vars).unwrap();
+    let store = tenantry::store::Store::new(tenantry::db::connect(&config).await.unwrap());
+    let operator_orgs = list_orgs(&config).await;
+    assert_eq!(operator_orgs, vec!["acme".to_owned()]);
+    store.db().close().await;
+}
+
+async fn list_orgs(config: &tenantry::config::Config) -> Vec<String> {
+    let app = tenantry::startup::Application::build(config.clone())
+        .await
+        .unwrap();
+    let addr = app.local_addr().unwrap();
+    let token = app.shutdown_token();
+    let server = tokio::spawn(app.run());
+    let orgs: Vec<serde_json::Value> = reqwest::Client::new()
+        .get(format!("http://{addr}/v1/admin/orgs"))
+        .bearer_auth(config.internal_admin_token.expose())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token.cancel();
+    server.await.unwrap().unwrap();
+    orgs.iter()
+        .map(|o| o["slug"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+crate::on_both_backends!(seed_is_idempotent, sigterm_drains_in_flight_requests);
+
+/// Starts `serve` and returns the child and its address, read from the JSON log.
+fn start_server(vars: &[(&str, &str)]) -> (Child, String, BufReader<std::process::ChildStderr>) {
+    let mut all: Vec<(&str, &str)> = vars.to_vec();
+    all.push(("LOG_FORMAT", "json"));
+    all.push(("LOG_LEVEL", "info"));
+    let mut child = tenantry(&["serve"], &all).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    match read_listen_address(&mut stderr) {
+        Some(addr) => (child, addr, stderr),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start");
+        }
+    }
+}
+
+/// Reads JSON log lines until the `listening` line; `None` if the server exits first.
+fn read_listen_address(stderr: &mut BufReader<std::process::ChildStderr>) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if stderr.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            if v["fields"]["message"] == "listening" {
+                return v["fields"]["address"].as_str().map(str::to_owned);
+            }
+        }
+    }
+    None
+}
+
+async fn sigterm_drains_in_flight_requests(backend: Backend) {
+    let Some(db) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let vars = db.vars();
+    let token = vars["INTERNAL_ADMIN_TOKEN"].clone();
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (mut child, addr, mut stderr) = start_server(&pairs);
+
+    // Send the headers and half of the body: the request is in flight.
+    let body = r#"{"name":"Drained","slug":"drained"}"#;
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/admin/orgs HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // New connections are refused once the signal is handled.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(&addr).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The in-flight request completes.
+    stream.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "clean exit");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("draining in-flight requests"), "{rest}");
+
+    let config = tenantry::config::Config::from_vars(&vars).unwrap();
+    assert_eq!(
+        list_orgs(&config).await,
+        vec!["drained".to_owned()],
+        "the drained write persisted"
+    );
+}

@@ -1,0 +1,131 @@
+//! PostgreSQL row-level security as the last line: unscoped queries see nothing.
+
+use sqlx::Connection;
+use tenantry::auth::TenantCtx;
+use tenantry::db::{Access, Db, Scope};
+use tenantry::domain::{DisplayName, Slug};
+use tenantry::ids::OrgId;
+
+use crate::helpers::{Backend, TestApp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rls_blocks_unscoped_and_cross_tenant_queries() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |v| {
+        // One connection: the scoped transaction and the later unscoped query share it.
+        v.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let Db::Postgres(pool) = app.store.db().clone() else {
+        unreachable!()
+    };
+    let a: OrgId = app.create_org("rls-a").await["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let b: OrgId = app.create_org("rls-b").await["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for (org, s) in [(a, "one"), (a, "two"), (b, "three")] {
+        let ctx = TenantCtx::for_tests(org);
+        app.store
+            .create_workspace(
+                &ctx,
+                DisplayName::parse(s).unwrap(),
+                Slug::parse(s).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+
+    // The service role is neither superuser nor owner.
+    let (role, bypass): (String, bool) = sqlx::query_as(
+        "SELECT current_user::text, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(role, "tenantry_app");
+    assert!(!bypass);
+
+    // A deliberately unscoped query (no WHERE, no tenant setting) returns nothing.
+    for table in ["organizations", "workspaces", "audit_events", "audit_heads"] {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table} leaked rows without a tenant scope");
+    }
+
+    // Scoped to a, the same unfiltered query sees a's rows only.
+    let mut tx = app
+        .store
+        .db()
+        .begin(Scope::Tenant(a), Access::Write)
+        .await
+        .unwrap();
+    let tenantry::db::Tx::Postgres(ref mut pg) = tx else {
+        unreachable!()
+    };
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces")
+        .fetch_one(&mut **pg)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM organizations")
+        .fetch_one(&mut **pg)
+        .await
+        .unwrap();
+    assert_eq!(orgs, 1);
+    // Writing a row into another tenant is refused by the policy's WITH CHECK.
+    let err = sqlx::query(
+        "INSERT INTO workspaces (org_id, id, name, slug, created_at, updated_at) VALUES ($1, $2, 'x', 'x', now(), now())",
+    )
+    .bind(b.as_uuid())
+    .bind(uuid::Uuid::now_v7())
+    .execute(&mut **pg)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    drop(tx);
+
+    // After the transaction the setting is gone from the pooled connection: fail-closed.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+
+    // Every tenant table has RLS enabled and forced (so a non-superuser owner is filtered too).
+    let mut owner = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class WHERE relname IN ('organizations','workspaces','audit_events','audit_heads') \
+         AND relrowsecurity AND relforcerowsecurity",
+    )
+    .fetch_one(&mut owner)
+    .await
+    .unwrap();
+    assert_eq!(tables, 4, "RLS enabled and forced on every tenant table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_refuses_a_role_that_bypasses_rls() {
+    let Some(db) = tenantry::testing::TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let mut vars = db.vars();
+    vars.insert("DATABASE_APP_ROLE".into(), String::new());
+    // Connecting as the superuser itself, without switching role.
+    let config = tenantry::config::Config::from_vars(&vars).unwrap();
+    let err = tenantry::startup::Application::build(config)
+        .await
+        .err()
+        .expect("refused");
+    let text = format!("{err:#}");
+    assert!(text.contains("BYPASSRLS"), "{text}");
+}
