@@ -95,6 +95,55 @@ pub struct Config {
     pub session_secret: Secret,
     /// `INTERNAL_ADMIN_TOKEN`: >= 32 characters; bearer token of the operator API.
     pub internal_admin_token: Secret,
+    /// Identity settings.
+    pub auth: AuthConfig,
+}
+
+/// Accounts, tokens, sessions and their limits.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// `JWT_SIGNING_SECRET`: >= 32 characters; access-token signing keys are derived from
+    /// it and each key id, so no private key is ever stored.
+    pub jwt_signing_secret: Secret,
+    /// `JWT_ISSUER` (default `tenantry`).
+    pub jwt_issuer: String,
+    /// `JWT_AUDIENCE` (default `tenantry-api`).
+    pub jwt_audience: String,
+    /// `ACCESS_TOKEN_TTL_SEC` (default 900).
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_DAYS` (default 30).
+    pub refresh_token_ttl: Duration,
+    /// `SESSION_TTL_DAYS`: absolute session lifetime (default 7).
+    pub session_ttl: Duration,
+    /// `SESSION_IDLE_TIMEOUT_HOURS`: a session unused this long ends (default 24).
+    pub session_idle_timeout: Duration,
+    /// `SESSION_SLIDING_ENABLED`: activity pushes the idle expiry forward (default true).
+    pub session_sliding: bool,
+    /// `SESSION_MAX_PER_USER`: the oldest sessions beyond this are revoked (default 10).
+    pub session_max_per_user: u32,
+    /// `COOKIE_SECURE`: `Secure` cookies (default: true in production).
+    pub cookie_secure: bool,
+    /// `COOKIE_DOMAIN`: optional cookie domain.
+    pub cookie_domain: Option<String>,
+    /// `PUBLIC_BASE_URL` (or `API_BASE_URL`): base of links in emails
+    /// (default `http://localhost:<PORT>`).
+    pub public_base_url: String,
+    /// `SMTP_URL`: `smtp://[user:pass@]host[:port]` (plain or STARTTLS when offered is not
+    /// attempted) or `smtps://…` (TLS). Unset: emails stay in the outbox and are logged.
+    pub smtp_url: Option<Secret>,
+    /// `SMTP_FROM` (default `Tenantry <no-reply@localhost>`).
+    pub smtp_from: String,
+    /// `AUTH_RATE_LIMIT_WINDOW_SEC` (default 60).
+    pub rate_window: Duration,
+    /// `AUTH_LOGIN_IP_RATE_LIMIT`: login attempts per IP per window (default 20).
+    pub login_ip_limit: u32,
+    /// `AUTH_LOGIN_IDENTIFIER_RATE_LIMIT`: login attempts per email per window (default 5).
+    pub login_identifier_limit: u32,
+    /// `AUTH_REGISTER_IP_RATE_LIMIT`: registrations per IP per window (default 10).
+    pub register_ip_limit: u32,
+    /// `PASSWORD_HASH_CONCURRENCY`: password hashes computed at once (default: half the
+    /// cores, at least 1), so a login storm leaves cores for other requests.
+    pub password_hash_concurrency: usize,
 }
 
 /// A database URL whose backend is known.
@@ -264,6 +313,7 @@ impl Config {
                 .push("DATABASE_MAX_CONNECTIONS: must be at least 1".to_owned());
         }
         let body_limit_bytes = r.parse("BODY_LIMIT_BYTES", 1024 * 1024usize, "a byte count");
+        let auth = read_auth(&mut r, mode, port);
         let config = Config {
             mode,
             database_url: database_url.unwrap_or(DatabaseUrl::Sqlite(default_db)),
@@ -283,6 +333,7 @@ impl Config {
             session_secret: Secret::new(String::new()),
             internal_admin_token: Secret::new(String::new()),
             data_dir,
+            auth,
         };
         if let Some(url) = &config.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
@@ -297,6 +348,70 @@ impl Config {
         } else {
             Err(ConfigError(problems))
         }
+    }
+}
+
+fn read_auth(r: &mut Reader<'_>, mode: Mode, port: u16) -> AuthConfig {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let positive = |r: &mut Reader<'_>, key: &str, default: u32| {
+        let value = r.parse(key, default, "a positive number");
+        if value == 0 {
+            r.problems.push(format!("{key}: must be at least 1"));
+        }
+        value.max(1)
+    };
+    let hours = |r: &mut Reader<'_>, key: &str, default: u64| {
+        Duration::from_secs(3600 * r.parse(key, default, "a whole number of hours"))
+    };
+    let days = |r: &mut Reader<'_>, key: &str, default: u64| {
+        Duration::from_secs(86_400 * r.parse(key, default, "a whole number of days"))
+    };
+    let smtp_url = r.get("SMTP_URL").map(|url| {
+        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+            r.problems
+                .push("SMTP_URL: must start with smtp:// or smtps://".to_owned());
+        }
+        Secret::new(url)
+    });
+    AuthConfig {
+        jwt_signing_secret: Secret::new(String::new()),
+        jwt_issuer: r.get("JWT_ISSUER").unwrap_or("tenantry").to_owned(),
+        jwt_audience: r.get("JWT_AUDIENCE").unwrap_or("tenantry-api").to_owned(),
+        access_token_ttl: r.seconds("ACCESS_TOKEN_TTL_SEC", 900),
+        refresh_token_ttl: days(r, "REFRESH_TOKEN_TTL_DAYS", 30),
+        session_ttl: days(r, "SESSION_TTL_DAYS", 7),
+        session_idle_timeout: hours(r, "SESSION_IDLE_TIMEOUT_HOURS", 24),
+        session_sliding: r.parse("SESSION_SLIDING_ENABLED", true, "`true` or `false`"),
+        session_max_per_user: positive(r, "SESSION_MAX_PER_USER", 10),
+        cookie_secure: r.parse(
+            "COOKIE_SECURE",
+            mode == Mode::Production,
+            "`true` or `false`",
+        ),
+        cookie_domain: r.get("COOKIE_DOMAIN").map(str::to_owned),
+        public_base_url: r
+            .get("PUBLIC_BASE_URL")
+            .or(r.get("API_BASE_URL"))
+            .map_or_else(
+                || format!("http://localhost:{port}"),
+                |u| u.trim_end_matches('/').to_owned(),
+            ),
+        smtp_url,
+        smtp_from: r
+            .get("SMTP_FROM")
+            .unwrap_or("Tenantry <no-reply@localhost>")
+            .to_owned(),
+        rate_window: r.seconds("AUTH_RATE_LIMIT_WINDOW_SEC", 60),
+        login_ip_limit: positive(r, "AUTH_LOGIN_IP_RATE_LIMIT", 20),
+        login_identifier_limit: positive(r, "AUTH_LOGIN_IDENTIFIER_RATE_LIMIT", 5),
+        register_ip_limit: positive(r, "AUTH_REGISTER_IP_RATE_LIMIT", 10),
+        password_hash_concurrency: r
+            .parse(
+                "PASSWORD_HASH_CONCURRENCY",
+                (cores / 2).max(1),
+                "a positive number",
+            )
+            .max(1),
     }
 }
 

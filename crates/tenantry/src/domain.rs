@@ -82,3 +82,60 @@ mod tests {
         assert!(DisplayName::parse(&"x".repeat(101)).is_err());
     }
 }
+
+/// An email address: trimmed, at most 254 characters, one `@` with text on both sides and
+/// a dot in the domain, no spaces or control characters. Stored lowercase, so equality
+/// is case-insensitive on every backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Validates an address.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let email = raw.trim();
+        let invalid = || "is not a valid email address".to_owned();
+        if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid());
+        }
+        let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+        if local.is_empty()
+            || domain.contains('@')
+            || !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+        {
+            return Err(invalid());
+        }
+        Ok(Self(email.to_lowercase()))
+    }
+
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod email_tests {
+    use super::Email;
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            Email::parse(" Ann@Example.com ").unwrap().as_str(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@x.io",
+            "a b@x.io",
+            "a@b@x.io",
+            "a@localhost",
+            "a@.io",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -110,9 +110,23 @@ id_type!(
     WorkspaceId, "ws", "workspace"
 );
 id_type!(
+    /// Identifier of a user (global: one person, many organizations).
+    UserId, "usr", "user"
+);
+id_type!(
+    /// Identifier of a browser session.
+    SessionId, "ses", "session"
+);
+id_type!(
     /// Identifier of an audit event.
     AuditEventId, "aud", "audit event"
 );
+
+impl OrgId {
+    /// The platform's own audit chain (sign-ins, password resets): not a tenant, and no
+    /// tenant scope can see it.
+    pub const PLATFORM: OrgId = OrgId(Uuid::nil());
+}
 
 #[cfg(test)]
 mod tests {

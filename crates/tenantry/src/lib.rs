@@ -10,6 +10,8 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod ids;
+pub mod mail;
+pub mod ratelimit;
 pub mod secrets;
 pub mod seed;
 pub mod startup;

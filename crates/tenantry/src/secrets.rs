@@ -13,7 +13,11 @@ use crate::config::{Config, Mode, Secret};
 pub const DEV_SECRETS_FILE: &str = "secrets.env";
 
 /// Secrets the process needs, by variable name.
-const REQUIRED: [&str; 2] = ["SESSION_SECRET", "INTERNAL_ADMIN_TOKEN"];
+const REQUIRED: [&str; 3] = [
+    "SESSION_SECRET",
+    "INTERNAL_ADMIN_TOKEN",
+    "JWT_SIGNING_SECRET",
+];
 
 /// Values that appear in examples and tutorials and so must never guard a real system.
 const KNOWN_WEAK: [&str; 6] = [
@@ -56,6 +60,7 @@ pub fn resolve(
     };
     config.session_secret = pick("SESSION_SECRET");
     config.internal_admin_token = pick("INTERNAL_ADMIN_TOKEN");
+    config.auth.jwt_signing_secret = pick("JWT_SIGNING_SECRET");
     config
 }
 
@@ -139,6 +144,12 @@ pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut buf);
     hex::encode(buf)
+}
+
+/// SHA-256 of a high-entropy token, hex encoded: what is stored instead of the token.
+pub fn token_hash(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 #[cfg(test)]

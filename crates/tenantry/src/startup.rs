@@ -10,6 +10,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -20,11 +21,14 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::jwt::KeyRing;
+use crate::auth::password::Hasher;
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::http::error::ApiError;
 use crate::http::middleware;
 use crate::http::openapi::ApiDoc;
+use crate::ratelimit::Limiter;
 use crate::state::{AppState, RedisHandle};
 use crate::store::Store;
 
@@ -34,6 +38,7 @@ pub struct Application {
     router: Router,
     state: AppState,
     shutdown: CancellationToken,
+    mailer: Option<Arc<dyn crate::mail::Mailer>>,
 }
 
 impl Application {
@@ -51,11 +56,22 @@ impl Application {
             )),
             None => None,
         };
+        let store = Store::new(db);
+        let keys = KeyRing::load(&store, &config.auth)
+            .await
+            .context("cannot load signing keys")?;
+        let hasher = Hasher::new(config.auth.password_hash_concurrency)
+            .map_err(|e| anyhow::anyhow!("password hasher: {e}"))?;
+        let mailer = crate::mail::mailer(&config.auth).context("SMTP_URL is invalid")?;
         let state = AppState {
             config: Arc::new(config),
-            store: Store::new(db),
+            store,
             redis,
             metrics: metrics_handle()?,
+            keys: Arc::new(keys),
+            hasher,
+            limiter: Arc::new(Limiter::new()),
+            mail_wake: Arc::new(Notify::new()),
         };
         let addr = format!("{}:{}", state.config.host, state.config.port);
         let listener = TcpListener::bind(&addr)
@@ -66,6 +82,7 @@ impl Application {
             router: router(state.clone()),
             state,
             shutdown: CancellationToken::new(),
+            mailer,
         })
     }
 
@@ -92,8 +109,16 @@ impl Application {
             router,
             state,
             shutdown,
+            mailer,
         } = self;
         let grace = state.config.shutdown_timeout;
+        let mail = tokio::spawn(crate::mail::dispatch(
+            state.store.clone(),
+            mailer,
+            state.mail_wake.clone(),
+            Duration::from_secs(5),
+            shutdown.clone(),
+        ));
         let signal = shutdown.clone().cancelled_owned();
         let mut server = tokio::spawn(async move {
             axum::serve(
@@ -117,6 +142,9 @@ impl Application {
                     }
                 }
             }
+        }
+        if tokio::time::timeout(grace, mail).await.is_err() {
+            tracing::warn!("mail dispatcher did not stop in time");
         }
         state.store.db().close().await;
         tracing::info!("stopped");

@@ -4,7 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::OnceCell;
+use tokio::sync::{Notify, OnceCell};
+
+use crate::auth::jwt::KeyRing;
+use crate::auth::password::Hasher;
+use crate::ratelimit::Limiter;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -20,6 +24,14 @@ pub struct AppState {
     pub redis: Option<Arc<RedisHandle>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Access-token keys.
+    pub keys: Arc<KeyRing>,
+    /// Password hashing on a bounded pool.
+    pub hasher: Hasher,
+    /// In-process rate limiter.
+    pub limiter: Arc<Limiter>,
+    /// Wakes the mail dispatcher when a message was queued.
+    pub mail_wake: Arc<Notify>,
 }
 
 /// A lazily connected, self-reconnecting Redis connection.

@@ -100,6 +100,7 @@ impl TestDatabase {
             ("PORT".to_owned(), "0".to_owned()),
             ("SESSION_SECRET".to_owned(), random_token(32)),
             ("INTERNAL_ADMIN_TOKEN".to_owned(), random_token(32)),
+            ("JWT_SIGNING_SECRET".to_owned(), random_token(32)),
             ("DATABASE_CONNECT_RETRY_SEC".to_owned(), "5".to_owned()),
             ("LOG_LEVEL".to_owned(), "warn".to_owned()),
         ])

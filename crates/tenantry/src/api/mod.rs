@@ -1,6 +1,7 @@
 //! The HTTP API: one router per domain, merged here.
 
 pub mod admin;
+pub mod auth;
 pub mod health;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -12,4 +13,5 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(health::router())
         .merge(admin::router())
+        .merge(auth::router())
 }

@@ -2,8 +2,12 @@
 //! build. Tenant-scoped store methods require a [`TenantCtx`], so data of an organization
 //! is reachable only after a credential was verified for it.
 
+pub mod jwt;
 mod operator;
+pub mod password;
 mod tenant;
+pub mod user;
 
 pub use operator::{Operator, OperatorOrg};
 pub use tenant::{Actor, ActorKind, RequestMeta, TenantCtx};
+pub use user::{CurrentUser, Via};

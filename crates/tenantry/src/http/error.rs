@@ -5,7 +5,7 @@
 //! every error, including the framework's own (unknown route, wrong method, timeout,
 //! panic), leaves as `application/problem+json` with the request id.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -46,6 +46,7 @@ pub struct ApiError {
     code: &'static str,
     detail: Option<String>,
     extensions: serde_json::Map<String, serde_json::Value>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -56,6 +57,7 @@ impl ApiError {
             code,
             detail: Some(detail.into()),
             extensions: Default::default(),
+            headers: Vec::new(),
         }
     }
 
@@ -121,7 +123,26 @@ impl ApiError {
             code: "internal_error",
             detail: None,
             extensions: Default::default(),
+            headers: Vec::new(),
         }
+    }
+
+    /// 429 with `Retry-After` and the IETF `RateLimit` headers.
+    pub fn rate_limited(decision: &crate::ratelimit::Decision) -> Self {
+        let retry = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut err = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("Too many requests; retry in {retry} seconds."),
+        );
+        err.headers = crate::http::middleware::rate_limit_headers(decision);
+        err
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// Adds a problem-specific member.
@@ -172,6 +193,7 @@ impl ApiError {
             code,
             detail,
             extensions: Default::default(),
+            headers: Vec::new(),
         }
     }
 }
@@ -179,6 +201,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();
+        for (name, value) in &self.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
         response.extensions_mut().insert(self);
         response
     }
@@ -202,6 +227,7 @@ impl From<StoreError> for ApiError {
 fn conflict_detail(code: &str) -> &'static str {
     match code {
         "slug_taken" => "The slug is already in use.",
+        "email_taken" => "An account with this email already exists.",
         _ => "The request conflicts with the current state.",
     }
 }

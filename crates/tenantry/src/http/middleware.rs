@@ -107,3 +107,26 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
     tracing::error!("handler panicked");
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
+
+/// `RateLimit-Policy`, `RateLimit` and (when refused) `Retry-After` headers.
+pub fn rate_limit_headers(
+    d: &crate::ratelimit::Decision,
+) -> Vec<(axum::http::HeaderName, HeaderValue)> {
+    let reset = d.reset.as_secs_f64().ceil() as u64;
+    let mut headers = Vec::new();
+    let mut push = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.push((axum::http::HeaderName::from_static(name), value));
+        }
+    };
+    push("ratelimit-limit", d.limit.to_string());
+    push("ratelimit-remaining", d.remaining.to_string());
+    push("ratelimit-reset", reset.to_string());
+    if !d.allowed {
+        push(
+            "retry-after",
+            (d.retry_after.as_secs_f64().ceil().max(1.0) as u64).to_string(),
+        );
+    }
+    headers
+}

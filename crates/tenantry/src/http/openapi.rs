@@ -19,7 +19,8 @@ use super::error::Problem;
     modifiers(&SecuritySchemes),
     tags(
         (name = "health", description = "Liveness, readiness and metrics"),
-        (name = "operator", description = "Operator API, authenticated with INTERNAL_ADMIN_TOKEN")
+        (name = "operator", description = "Operator API, authenticated with INTERNAL_ADMIN_TOKEN"),
+        (name = "auth", description = "Accounts, tokens, sessions, email verification, password reset")
     )
 )]
 pub struct ApiDoc;
@@ -37,6 +38,27 @@ impl Modify for SecuritySchemes {
                     .description(Some("The INTERNAL_ADMIN_TOKEN of the deployment."))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from /v1/auth/login or /v1/auth/refresh.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "tenantry_session",
+                    "Browser session from /v1/auth/sessions; changes also need X-CSRF-Token.",
+                ),
+            )),
         );
     }
 }

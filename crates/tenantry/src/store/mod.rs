@@ -7,7 +7,11 @@
 
 pub mod audit;
 mod error;
+pub mod identity;
+pub mod keys;
 pub mod orgs;
+pub mod outbox;
+pub mod sessions;
 pub mod workspaces;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -41,6 +41,10 @@ pub struct TestApp {
     pub admin_token: String,
     /// Storage of the running app (same pool).
     pub store: Store,
+    /// The running app's state.
+    pub state: tenantry::state::AppState,
+    /// Configuration variables the app was built from.
+    pub vars: HashMap<String, String>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     /// Dropped last: removes the database.
@@ -65,6 +69,7 @@ impl TestApp {
         let app = Application::build(config).await.expect("app builds");
         let addr: SocketAddr = app.local_addr().expect("bound");
         let store = app.state().store.clone();
+        let state = app.state().clone();
         let shutdown = app.shutdown_token();
         let server = tokio::spawn(app.run());
         Some(Self {
@@ -72,6 +77,8 @@ impl TestApp {
             client: reqwest::Client::new(),
             admin_token: vars["INTERNAL_ADMIN_TOKEN"].clone(),
             store,
+            state,
+            vars,
             shutdown,
             server: Some(server),
             db,

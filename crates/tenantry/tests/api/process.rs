@@ -67,6 +67,7 @@ fn production_refuses_weak_secrets_and_seed() {
 
     let strong_a = tenantry::secrets::random_token(32);
     let strong_b = tenantry::secrets::random_token(32);
+    let strong_c = tenantry::secrets::random_token(32);
     let out = tenantry(
         &["seed"],
         &[
@@ -74,6 +75,7 @@ fn production_refuses_weak_secrets_and_seed() {
             ("TENANTRY_ENV", "production"),
             ("SESSION_SECRET", &strong_a),
             ("INTERNAL_ADMIN_TOKEN", &strong_b),
+            ("JWT_SIGNING_SECRET", &strong_c),
         ],
     )
     .output()

@@ -1,0 +1,190 @@
+//! Passwords: policy, and argon2id hashing on a bounded blocking pool.
+//!
+//! Hashing costs ~19 MiB and tens of milliseconds by design, so at most
+//! `PASSWORD_HASH_CONCURRENCY` run at once, off the async runtime; a login storm queues
+//! here (and is shed with 503 past a bound) instead of starving every other request.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+/// Common passwords refused at registration and change.
+const COMMON: &str = include_str!("common_passwords.txt");
+
+/// Shortest accepted password, in characters.
+pub const MIN_LEN: usize = 8;
+/// Longest accepted password, in characters (hashing cost is bounded too).
+pub const MAX_LEN: usize = 128;
+
+/// Why a password is refused, fit for a 422 problem.
+pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
+    let len = password.chars().count();
+    if len < MIN_LEN {
+        return Err(format!("must be at least {MIN_LEN} characters"));
+    }
+    if len > MAX_LEN {
+        return Err(format!("must be at most {MAX_LEN} characters"));
+    }
+    let lower = password.to_lowercase();
+    if COMMON.lines().any(|common| common == lower) {
+        return Err("is too common; choose a less predictable password".to_owned());
+    }
+    let email = email.to_lowercase();
+    let local = email.split('@').next().unwrap_or_default();
+    if lower == email || (!local.is_empty() && lower == local) {
+        return Err("must not be your email address".to_owned());
+    }
+    Ok(())
+}
+
+/// The hashing failed or was shed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Too many hashes are already waiting; the client should retry.
+    #[error("password hashing is saturated")]
+    Busy,
+    /// argon2 or the blocking task failed.
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// argon2id hasher with bounded concurrency.
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    queued: Arc<AtomicUsize>,
+    max_waiting: usize,
+    /// A hash of a random password, verified against when the account does not exist so
+    /// the response takes as long as for a real account.
+    dummy: Arc<str>,
+}
+
+fn argon2() -> Argon2<'static> {
+    // OWASP: argon2id, m = 19 MiB, t = 2, p = 1. The constants are valid parameters.
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_now(password: &str) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Failed(e.to_string()))
+}
+
+impl Hasher {
+    /// A hasher running at most `concurrency` hashes at once.
+    pub fn new(concurrency: usize) -> Result<Self, HashError> {
+        let dummy = hash_now(&crate::secrets::random_token(16))?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            queued: Arc::default(),
+            max_waiting: concurrency * 64,
+            dummy: dummy.into(),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let queued = QueueSlot::take(&self.queued, self.max_waiting).ok_or(HashError::Busy)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError::Failed(e.to_string()))?;
+        drop(queued);
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| HashError::Failed(e.to_string()))
+    }
+
+    /// Hashes a new password.
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        self.run(move || hash_now(&password)).await?
+    }
+
+    /// Checks `password` against `stored`; with no stored hash, spends the same time on
+    /// a dummy and answers false.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, HashError> {
+        let exists = stored.is_some();
+        let hash = stored.unwrap_or_else(|| self.dummy.to_string());
+        let ok = self
+            .run(move || {
+                PasswordHash::new(&hash)
+                    .map(|parsed| {
+                        argon2()
+                            .verify_password(password.as_bytes(), &parsed)
+                            .is_ok()
+                    })
+                    .unwrap_or(false)
+            })
+            .await?;
+        Ok(ok && exists)
+    }
+}
+
+/// A place in the hashing queue, given back when dropped (also when the request is
+/// cancelled while waiting).
+struct QueueSlot<'a>(&'a AtomicUsize);
+
+impl<'a> QueueSlot<'a> {
+    fn take(queued: &'a AtomicUsize, max: usize) -> Option<Self> {
+        if queued.fetch_add(1, Ordering::SeqCst) >= max {
+            queued.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Self(queued))
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy() {
+        assert!(check_policy("short", "a@b.c").is_err());
+        assert!(
+            check_policy("Password123", "a@b.c").is_err(),
+            "common, any case"
+        );
+        assert!(check_policy("alice.smith", "alice.smith@example.com").is_err());
+        assert!(check_policy(&"x".repeat(129), "a@b.c").is_err());
+        assert!(check_policy("correct horse battery", "a@b.c").is_ok());
+    }
+
+    #[tokio::test]
+    async fn hashes_with_argon2id_and_verifies() {
+        let hasher = Hasher::new(1).unwrap();
+        let hash = hasher.hash("correct horse battery".into()).await.unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(hasher
+            .verify("correct horse battery".into(), Some(hash.clone()))
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify("wrong horse battery".into(), Some(hash))
+            .await
+            .unwrap());
+        assert!(!hasher.verify("anything at all".into(), None).await.unwrap());
+    }
+}

@@ -1,0 +1,117 @@
+//! The signed-in user: an access token (`Authorization: Bearer`) or a session cookie.
+//! Cookie-authenticated requests that change state must carry the session's CSRF token
+//! in `X-CSRF-Token`.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum_extra::extract::CookieJar;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use super::operator::bearer;
+use super::RequestMeta;
+use crate::http::error::ApiError;
+use crate::http::meta::request_meta;
+use crate::ids::{SessionId, UserId};
+use crate::secrets::token_hash;
+use crate::state::AppState;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "tenantry_session";
+/// Header carrying the CSRF token of cookie-authenticated requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How the user proved who they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// An access token issued from this refresh family.
+    Token {
+        /// Refresh family id.
+        family: String,
+    },
+    /// A browser session.
+    Session(SessionId),
+}
+
+/// A request from a signed-in user.
+#[derive(Clone, Debug)]
+pub struct CurrentUser {
+    /// The user.
+    pub id: UserId,
+    /// The credential used.
+    pub via: Via,
+    /// Request facts for audit records.
+    pub meta: RequestMeta,
+}
+
+/// The CSRF token bound to a session: HMAC-SHA256(`SESSION_SECRET`, session id).
+pub fn csrf_token(secret: &str, session: SessionId) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(b"tenantry/csrf/");
+    mac.update(session.to_string().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let meta = request_meta(parts);
+        if let Some(token) = bearer(parts) {
+            let claims = state
+                .keys
+                .verify(&state.store, token)
+                .await
+                .map_err(|err| {
+                    tracing::debug!(error = %err, "access token refused");
+                    ApiError::unauthenticated()
+                })?;
+            let id: UserId = claims
+                .sub
+                .parse()
+                .map_err(|_| ApiError::unauthenticated())?;
+            return Ok(Self {
+                id,
+                via: Via::Token { family: claims.sid },
+                meta,
+            });
+        }
+        let jar = CookieJar::from_headers(&parts.headers);
+        let cookie = jar
+            .get(SESSION_COOKIE)
+            .ok_or_else(ApiError::unauthenticated)?;
+        let auth = &state.config.auth;
+        let (session, user) = state
+            .store
+            .session_by_token(
+                &token_hash(cookie.value()),
+                auth.session_idle_timeout,
+                auth.session_sliding,
+            )
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
+        if !parts.method.is_safe() {
+            let expected = csrf_token(state.config.session_secret.expose(), session.id);
+            let presented = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            // Compare digests: equal time whatever the input.
+            if Sha256::digest(presented.as_bytes()) != Sha256::digest(expected.as_bytes()) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf_failed",
+                    "A cookie-authenticated change needs the session's X-CSRF-Token header.",
+                ));
+            }
+        }
+        Ok(Self {
+            id: user.id,
+            via: Via::Session(session.id),
+            meta,
+        })
+    }
+}
