@@ -118,6 +118,14 @@ id_type!(
     SessionId, "ses", "session"
 );
 id_type!(
+    /// Identifier of a custom role.
+    RoleId, "rol", "role"
+);
+id_type!(
+    /// Identifier of an invitation.
+    InvitationId, "inv", "invitation"
+);
+id_type!(
     /// Identifier of an audit event.
     AuditEventId, "aud", "audit event"
 );

@@ -12,6 +12,7 @@ pub mod http;
 pub mod ids;
 pub mod mail;
 pub mod ratelimit;
+pub mod rbac;
 pub mod secrets;
 pub mod seed;
 pub mod startup;

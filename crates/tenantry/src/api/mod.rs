@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod orgs;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -14,4 +15,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(admin::router())
         .merge(auth::router())
+        .merge(orgs::router())
 }

@@ -3,11 +3,13 @@
 //! is reachable only after a credential was verified for it.
 
 pub mod jwt;
+pub mod member;
 mod operator;
 pub mod password;
 mod tenant;
 pub mod user;
 
+pub use member::OrgMember;
 pub use operator::{Operator, OperatorOrg};
 pub use tenant::{Actor, ActorKind, RequestMeta, TenantCtx};
 pub use user::{CurrentUser, Via};

@@ -87,12 +87,3 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
 }
-
-impl Operator {
-    /// The operator identity of `tenantry seed`, a local command run by the operator.
-    pub(crate) fn system_seed() -> Self {
-        Operator {
-            meta: RequestMeta::default(),
-        }
-    }
-}

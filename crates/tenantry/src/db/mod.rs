@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
-use crate::ids::OrgId;
+use crate::ids::{OrgId, UserId};
 
 pub use connect::{connect, migrate, wait_for_database};
 
@@ -57,6 +57,9 @@ pub enum Scope {
     /// Rows of every organization: operator and system work only (admin API, job
     /// maintenance). Grants visibility explicitly rather than by a superuser role.
     System,
+    /// One user's own memberships (and their organizations) in every tenant, read-only:
+    /// for "my organizations".
+    User(UserId),
     /// No tenant rows at all: for global tables such as users.
     Global,
 }
@@ -86,6 +89,19 @@ impl Tx {
             Tx::Sqlite(tx) => Conn::Sqlite(tx),
             Tx::Postgres(tx) => Conn::Postgres(tx),
         }
+    }
+
+    /// Moves an open transaction to another tenant's scope (PostgreSQL; SQLite has no
+    /// row-level security): for a transaction that creates an organization after
+    /// platform-level work.
+    pub async fn set_tenant(&mut self, org: OrgId) -> Result<(), sqlx::Error> {
+        if let Tx::Postgres(tx) = self {
+            sqlx::query("SELECT set_config('tenantry.org_id', $1, true)")
+                .bind(org.as_uuid().to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Commits the transaction.
@@ -123,6 +139,10 @@ impl Db {
                     Scope::System => {
                         format!("{mode}; SELECT set_config('tenantry.system', 'on', true)")
                     }
+                    Scope::User(user) => format!(
+                        "{mode}; SELECT set_config('tenantry.user_id', '{}', true)",
+                        user.as_uuid()
+                    ),
                     Scope::Global => mode.to_owned(),
                 };
                 Ok(Tx::Postgres(pool.begin_with(statement).await?))

@@ -215,6 +215,10 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => Self::not_found(),
             StoreError::Conflict(code) => Self::conflict(code, conflict_detail(code)),
+            StoreError::Forbidden(code) => {
+                Self::new(StatusCode::FORBIDDEN, code, forbidden_detail(code))
+            }
+            StoreError::Invalid(field, why) => Self::validation(field, why),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::unavailable()
@@ -224,10 +228,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
+fn forbidden_detail(code: &str) -> &'static str {
+    match code {
+        "plan_limit_reached" => "The organization's plan allows no more members; upgrade the plan.",
+        "owner_required" => "Only an owner can change, grant or remove the owner role.",
+        "invitation_email_mismatch" => "The invitation was sent to another email address.",
+        _ => "This action is not allowed.",
+    }
+}
+
 fn conflict_detail(code: &str) -> &'static str {
     match code {
         "slug_taken" => "The slug is already in use.",
         "email_taken" => "An account with this email already exists.",
+        "last_owner" => "An organization must keep at least one owner.",
+        "already_member" => "This person is already a member.",
+        "already_invited" => "A pending invitation for this email exists; resend it instead.",
+        "role_in_use" => "Members or invitations still use this role.",
+        "name_taken" => "The name is already in use.",
+        "invitation_not_pending" => "The invitation was already accepted or revoked.",
         _ => "The request conflicts with the current state.",
     }
 }

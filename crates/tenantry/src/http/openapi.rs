@@ -20,7 +20,11 @@ use super::error::Problem;
     tags(
         (name = "health", description = "Liveness, readiness and metrics"),
         (name = "operator", description = "Operator API, authenticated with INTERNAL_ADMIN_TOKEN"),
-        (name = "auth", description = "Accounts, tokens, sessions, email verification, password reset")
+        (name = "auth", description = "Accounts, tokens, sessions, email verification, password reset"),
+        (name = "organizations", description = "Organizations, plans, audit log and the permission catalog"),
+        (name = "workspaces", description = "Workspaces and per-workspace roles"),
+        (name = "members", description = "Members and invitations"),
+        (name = "roles", description = "Custom roles")
     )
 )]
 pub struct ApiDoc;

@@ -11,6 +11,12 @@ pub enum StoreError {
     /// A uniqueness rule was hit; the value is a stable error code.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A rule of the domain forbids it; the value is a stable error code.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// An input refers to something that does not exist or is unusable: (field, why).
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
     /// The database cannot be reached now.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),

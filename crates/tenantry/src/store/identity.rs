@@ -169,8 +169,9 @@ impl Store {
         name: &str,
         password_hash: &str,
         verify: (EmailToken, OutboundEmail),
+        org: Option<super::orgs::NewOrg>,
         meta: &RequestMeta,
-    ) -> Result<User, StoreError> {
+    ) -> Result<(User, Option<super::orgs::Organization>), StoreError> {
         let id = UserId::new();
         let at = now();
         let mut tx = self
@@ -202,8 +203,16 @@ impl Store {
             AuditEntry::new("user.registered", "user", id),
         )
         .await?;
+        let org = match org {
+            Some(new) => {
+                let org_id = OrgId::new();
+                tx.set_tenant(org_id).await?;
+                Some(super::members::create_owned_org(&mut tx, org_id, id, &new, meta).await?)
+            }
+            None => None,
+        };
         tx.commit().await?;
-        Ok(user)
+        Ok((user, org))
     }
 
     /// The user with `email` and their password hash, if any.

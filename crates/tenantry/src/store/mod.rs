@@ -8,9 +8,12 @@
 pub mod audit;
 mod error;
 pub mod identity;
+pub mod invitations;
 pub mod keys;
+pub mod members;
 pub mod orgs;
 pub mod outbox;
+pub mod roles;
 pub mod sessions;
 pub mod workspaces;
 

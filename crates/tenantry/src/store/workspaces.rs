@@ -9,7 +9,8 @@ use super::{now, Store, StoreError};
 use crate::auth::TenantCtx;
 use crate::db::{on_conn, unique_violation, Access, Scope};
 use crate::domain::{DisplayName, Slug};
-use crate::ids::{OrgId, WorkspaceId};
+use crate::ids::{OrgId, UserId, WorkspaceId};
+use crate::rbac::RoleRef;
 
 /// A workspace.
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -98,5 +99,169 @@ impl Store {
             .await)?;
         tx.commit().await?;
         Ok(list)
+    }
+}
+
+impl Store {
+    /// Renames a workspace or changes its slug.
+    pub async fn update_workspace(
+        &self,
+        ctx: &TenantCtx,
+        id: WorkspaceId,
+        name: Option<DisplayName>,
+        slug: Option<Slug>,
+    ) -> Result<Workspace, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
+            .await?;
+        let sql = format!(
+            "UPDATE workspaces SET name = coalesce($3, name), slug = coalesce($4, slug), updated_at = $5 \
+             WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
+        );
+        let ws: Option<Workspace> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            .bind(ctx.org_id())
+            .bind(id)
+            .bind(name.as_ref().map(DisplayName::as_str))
+            .bind(slug.as_ref().map(Slug::as_str))
+            .bind(now())
+            .fetch_optional(&mut *c)
+            .await)
+        .map_err(|e| match unique_violation(&e) {
+            Some(_) => StoreError::Conflict("slug_taken"),
+            None => e.into(),
+        })?;
+        let ws = ws.ok_or(StoreError::NotFound)?;
+        let entry = AuditEntry::new("workspace.updated", "workspace", id)
+            .with_metadata(serde_json::json!({ "name": ws.name, "slug": ws.slug }));
+        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.commit().await?;
+        Ok(ws)
+    }
+
+    /// Deletes a workspace (and its member overrides).
+    pub async fn delete_workspace(
+        &self,
+        ctx: &TenantCtx,
+        id: WorkspaceId,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
+            .await?;
+        let n = on_conn!(tx.conn(), c => sqlx::query("DELETE FROM workspaces WHERE org_id = $1 AND id = $2")
+            .bind(ctx.org_id())
+            .bind(id)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        audit::append(
+            &mut tx,
+            ctx.org_id(),
+            ctx.actor(),
+            ctx.meta(),
+            AuditEntry::new("workspace.deleted", "workspace", id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives a member a role in one workspace, on top of their organization role.
+    pub async fn set_workspace_role(
+        &self,
+        ctx: &TenantCtx,
+        ws: WorkspaceId,
+        user: UserId,
+        role: RoleRef,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
+            .await?;
+        let (name, custom) = role.columns();
+        on_conn!(tx.conn(), c => sqlx::query(
+            "INSERT INTO workspace_roles (org_id, workspace_id, user_id, role, custom_role_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (org_id, workspace_id, user_id) DO UPDATE SET role = excluded.role, custom_role_id = excluded.custom_role_id",
+        )
+        .bind(ctx.org_id())
+        .bind(ws)
+        .bind(user)
+        .bind(name)
+        .bind(custom)
+        .bind(now())
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))
+        .map_err(|e| match &e {
+            // The composite foreign keys reject a workspace, member or role of another tenant.
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+            _ => e.into(),
+        })?;
+        let entry = AuditEntry::new("workspace.member_role_set", "workspace", ws).with_metadata(
+            serde_json::json!({ "user": user.to_string(), "role": role.to_string() }),
+        );
+        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a member's workspace role.
+    pub async fn remove_workspace_role(
+        &self,
+        ctx: &TenantCtx,
+        ws: WorkspaceId,
+        user: UserId,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
+            .await?;
+        let n = on_conn!(tx.conn(), c => sqlx::query("DELETE FROM workspace_roles WHERE org_id = $1 AND workspace_id = $2 AND user_id = $3")
+            .bind(ctx.org_id())
+            .bind(ws)
+            .bind(user)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let entry = AuditEntry::new("workspace.member_role_removed", "workspace", ws)
+            .with_metadata(serde_json::json!({ "user": user.to_string() }));
+        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A member's role in one workspace, with a custom role's permissions (JSON).
+    pub async fn workspace_role(
+        &self,
+        ctx: &TenantCtx,
+        ws: WorkspaceId,
+        user: UserId,
+    ) -> Result<Option<(RoleRef, Option<String>)>, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
+            .await?;
+        let row: Option<(String, Option<crate::ids::RoleId>, Option<String>)> = on_conn!(tx.conn(), c => sqlx::query_as(
+            "SELECT w.role, w.custom_role_id, r.permissions FROM workspace_roles w \
+             LEFT JOIN roles r ON r.org_id = w.org_id AND r.id = w.custom_role_id \
+             WHERE w.org_id = $1 AND w.workspace_id = $2 AND w.user_id = $3",
+        )
+        .bind(ctx.org_id())
+        .bind(ws)
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        Ok(row.and_then(|(role, custom, perms)| {
+            RoleRef::from_columns(&role, custom).map(|r| (r, perms))
+        }))
     }
 }

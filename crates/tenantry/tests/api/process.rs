@@ -125,9 +125,24 @@ async fn seed_is_idempotent(backend: Backend) {
     }
     let config = tenantry::config::Config::from_vars(&vars).unwrap();
     let store = tenantry::store::Store::new(tenantry::db::connect(&config).await.unwrap());
-    let operator_orgs = list_orgs(&config).await;
-    assert_eq!(operator_orgs, vec!["acme".to_owned()]);
+    let (owner, _) = store
+        .user_for_login("owner@example.com")
+        .await
+        .unwrap()
+        .expect("demo owner");
+    let orgs = store.my_orgs(owner.id).await.unwrap();
+    assert_eq!(orgs.len(), 1);
+    assert_eq!(
+        (orgs[0].org.slug.as_str(), orgs[0].role.as_str()),
+        ("acme", "owner")
+    );
+    let ctx = tenantry::auth::TenantCtx::for_tests(orgs[0].org.id);
+    let members = store.list_members(&ctx).await.unwrap();
+    let roles: Vec<&str> = members.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, vec!["admin", "member", "owner"]);
+    assert_eq!(store.list_workspaces(&ctx).await.unwrap()[0].slug, "core");
     store.db().close().await;
+    assert_eq!(list_orgs(&config).await, vec!["acme".to_owned()]);
 }
 
 async fn list_orgs(config: &tenantry::config::Config) -> Vec<String> {

@@ -30,6 +30,10 @@ pub struct RegisterIn {
     pub password: String,
     /// Display name.
     pub name: String,
+    /// Creates this organization, owned by the new user, in the same transaction.
+    pub org: Option<crate::api::orgs::NewOrgIn>,
+    /// Joins the organization of this invitation (sent to the same email).
+    pub invitation_token: Option<String>,
 }
 
 /// Credentials.
@@ -47,6 +51,9 @@ pub struct LoginIn {
 pub struct TokensOut {
     /// The user.
     pub user: User,
+    /// The organization created or joined at registration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<crate::ids::OrgId>,
     /// EdDSA-signed JWT for `Authorization: Bearer`.
     pub access_token: String,
     /// Always `Bearer`.
@@ -95,6 +102,7 @@ async fn tokens_for(
         .map_err(|e| ApiError::internal(&e))?;
     Ok(TokensOut {
         user,
+        org_id: None,
         access_token,
         token_type: "Bearer",
         expires_in,
@@ -124,14 +132,42 @@ pub(super) async fn register(
     let name = DisplayName::parse(&body.name).map_err(|m| ApiError::validation("name", m))?;
     check_policy(&body.password, email.as_str())
         .map_err(|m| ApiError::validation("password", m))?;
+    let org = body
+        .org
+        .as_ref()
+        .map(crate::api::orgs::parse_new_org)
+        .transpose()?;
+    if let Some(token) = &body.invitation_token {
+        match state.store.invitation_email(&token_hash(token)).await? {
+            Some(invited) if invited.eq_ignore_ascii_case(email.as_str()) => {}
+            Some(_) => {
+                return Err(crate::store::StoreError::Forbidden("invitation_email_mismatch").into())
+            }
+            None => {
+                return Err(ApiError::validation(
+                    "invitation_token",
+                    "the invitation is invalid, used or expired",
+                ))
+            }
+        }
+    }
     let hash = state.hasher.hash(body.password).await?;
-    let (token, verify) = super::email::verification_for(&state, email.as_str());
-    let user = state
+    let (_, verify) = super::email::verification_for(&state, email.as_str());
+    let (user, created) = state
         .store
-        .register_user(email.as_str(), name.as_str(), &hash, verify, &meta)
+        .register_user(email.as_str(), name.as_str(), &hash, verify, org, &meta)
         .await?;
     state.mail_wake.notify_one();
-    tracing::debug!(has_token = !token.is_empty(), "verification email queued");
+    let mut org_id = created.map(|o| o.id);
+    if let Some(invitation) = &body.invitation_token {
+        // Joining is its own transaction: if the plan is full now, the account stays and
+        // the invitation can be accepted later.
+        let joined = state
+            .store
+            .accept_invitation(&token_hash(invitation), user.id, email.as_str(), &meta)
+            .await?;
+        org_id = Some(joined);
+    }
     let (refresh, refresh_hash, expires) = new_refresh(&state);
     let attempt = LoginAttempt {
         email: email.as_str(),
@@ -144,10 +180,9 @@ pub(super) async fn register(
     let family = grant
         .family
         .ok_or_else(|| ApiError::internal(&"no refresh family"))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(tokens_for(&state, user, family, refresh).await?),
-    ))
+    let mut out = tokens_for(&state, user, family, refresh).await?;
+    out.org_id = org_id;
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// Checks credentials with per-IP and per-identifier limits, in constant time whether or

@@ -1,0 +1,204 @@
+//! Invitations: create, list, revoke, resend, accept.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ensure_grantable, parse_role};
+use crate::auth::{CurrentUser, OrgMember};
+use crate::domain::Email;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::AppJson;
+use crate::ids::{InvitationId, OrgId};
+use crate::secrets::{random_token, token_hash};
+use crate::state::AppState;
+use crate::store::invitations::{Invitation, InvitationToken};
+use crate::store::outbox::OutboundEmail;
+
+/// Invitations are valid for a week.
+const INVITATION_TTL_DAYS: i64 = 7;
+
+/// An invitation to send.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationIn {
+    /// Address to invite.
+    pub email: String,
+    /// Role on acceptance: built-in name or custom role id.
+    pub role: String,
+}
+
+/// A created invitation with its token, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct InvitationCreated {
+    /// The invitation.
+    #[serde(flatten)]
+    pub invitation: Invitation,
+    /// The one-time token (also emailed); only its hash is stored.
+    pub token: String,
+}
+
+/// Path of one invitation.
+#[derive(Deserialize)]
+pub struct InvitationPath {
+    org_id: String,
+    invitation_id: String,
+}
+
+impl InvitationPath {
+    fn id(&self) -> Result<InvitationId, ApiError> {
+        let _ = &self.org_id;
+        self.invitation_id
+            .parse()
+            .map_err(|_| ApiError::not_found())
+    }
+}
+
+/// A new invitation token and the email that carries it.
+async fn new_token(
+    state: &AppState,
+    member: &OrgMember,
+    to: &str,
+) -> Result<(String, InvitationToken), ApiError> {
+    let org = state.store.get_org(&member.ctx).await?;
+    let token = random_token(32);
+    let base = &state.config.auth.public_base_url;
+    let email = OutboundEmail {
+        to: to.to_owned(),
+        subject: format!("You are invited to join {}", org.name),
+        body: format!(
+            "You have been invited to join {} on Tenantry.\n\nAccept: {base}/accept-invitation?token={token}\n\nThe link works once, for {INVITATION_TTL_DAYS} days.\n",
+            org.name
+        ),
+    };
+    let stored = InvitationToken {
+        hash: token_hash(&token),
+        expires_at: crate::store::now() + chrono::Duration::days(INVITATION_TTL_DAYS),
+        email,
+    };
+    Ok((token, stored))
+}
+
+/// Invites someone (`members:invite`). Counts against the plan's member limit.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/invitations", tag = "members", request_body = InvitationIn,
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses(
+        (status = 201, description = "Invited; the token is in the response once", body = InvitationCreated),
+        (status = 403, description = "`plan_limit_reached` or `forbidden`", body = Problem),
+        (status = 409, description = "`already_member` or `already_invited`", body = Problem)))]
+pub(super) async fn create_invitation(
+    State(state): State<AppState>,
+    member: OrgMember,
+    AppJson(body): AppJson<InvitationIn>,
+) -> Result<(StatusCode, Json<InvitationCreated>), ApiError> {
+    member.require("members:invite")?;
+    let email = Email::parse(&body.email).map_err(|m| ApiError::validation("email", m))?;
+    let role = parse_role("role", &body.role)?;
+    ensure_grantable(&state, &member, role).await?;
+    let (token, stored) = new_token(&state, &member, email.as_str()).await?;
+    let invitation = state
+        .store
+        .create_invitation(&member.ctx, email.as_str(), role, &stored)
+        .await?;
+    state.mail_wake.notify_one();
+    Ok((
+        StatusCode::CREATED,
+        Json(InvitationCreated { invitation, token }),
+    ))
+}
+
+/// Lists invitations (`members:invite`).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/invitations", tag = "members",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses((status = 200, description = "Invitations", body = [Invitation])))]
+pub(super) async fn list_invitations(
+    State(state): State<AppState>,
+    member: OrgMember,
+) -> Result<Json<Vec<Invitation>>, ApiError> {
+    member.require("members:invite")?;
+    Ok(Json(state.store.list_invitations(&member.ctx).await?))
+}
+
+/// Revokes a pending invitation (`members:invite`).
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/invitations/{invitation_id}", tag = "members",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("invitation_id" = InvitationId, Path, description = "Invitation")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "Not found", body = Problem),
+        (status = 409, description = "`invitation_not_pending`", body = Problem)))]
+pub(super) async fn revoke_invitation(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<InvitationPath>,
+) -> Result<StatusCode, ApiError> {
+    member.require("members:invite")?;
+    state.store.revoke_invitation(&member.ctx, p.id()?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Re-sends an invitation with a new token and expiry (`members:invite`).
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/invitations/{invitation_id}/resend", tag = "members",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("invitation_id" = InvitationId, Path, description = "Invitation")),
+    responses(
+        (status = 200, description = "Re-sent; the new token is in the response once", body = InvitationCreated),
+        (status = 404, description = "Not found", body = Problem)))]
+pub(super) async fn resend_invitation(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<InvitationPath>,
+) -> Result<Json<InvitationCreated>, ApiError> {
+    member.require("members:invite")?;
+    let (token, stored) = new_token(&state, &member, "").await?;
+    let invitation = state
+        .store
+        .resend_invitation(&member.ctx, p.id()?, &stored)
+        .await?;
+    state.mail_wake.notify_one();
+    Ok(Json(InvitationCreated { invitation, token }))
+}
+
+/// An invitation token.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptIn {
+    /// The token from the invitation.
+    pub token: String,
+}
+
+/// The organization joined.
+#[derive(Serialize, ToSchema)]
+pub struct AcceptedOut {
+    /// The organization.
+    pub org_id: OrgId,
+}
+
+/// Accepts an invitation as the signed-in user (whose email must be the invited one).
+#[utoipa::path(post, path = "/v1/invitations/accept", tag = "members", request_body = AcceptIn,
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 200, description = "Joined", body = AcceptedOut),
+        (status = 403, description = "`plan_limit_reached` or `invitation_email_mismatch`", body = Problem),
+        (status = 422, description = "Invalid, used or expired token", body = Problem)))]
+pub(super) async fn accept_invitation(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    AppJson(body): AppJson<AcceptIn>,
+) -> Result<Json<AcceptedOut>, ApiError> {
+    let account = state.store.get_user(user.id).await?;
+    let org_id = state
+        .store
+        .accept_invitation(
+            &token_hash(&body.token),
+            user.id,
+            &account.email,
+            &user.meta,
+        )
+        .await?;
+    Ok(Json(AcceptedOut { org_id }))
+}

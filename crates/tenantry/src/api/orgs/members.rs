@@ -1,0 +1,96 @@
+//! Members: list, change role, remove.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use super::workspaces::RoleIn;
+use super::{ensure_grantable, parse_role};
+use crate::auth::OrgMember;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::AppJson;
+use crate::ids::{OrgId, UserId};
+use crate::state::AppState;
+use crate::store::members::Member;
+
+/// Path of one member.
+#[derive(Deserialize)]
+pub struct MemberPath {
+    org_id: String,
+    user_id: String,
+}
+
+impl MemberPath {
+    fn user(&self) -> Result<UserId, ApiError> {
+        let _ = &self.org_id;
+        self.user_id.parse().map_err(|_| ApiError::not_found())
+    }
+}
+
+/// Lists members (`members:read`).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/members", tag = "members",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses((status = 200, description = "Members", body = [Member])))]
+pub(super) async fn list_members(
+    State(state): State<AppState>,
+    member: OrgMember,
+) -> Result<Json<Vec<Member>>, ApiError> {
+    member.require("members:read")?;
+    Ok(Json(state.store.list_members(&member.ctx).await?))
+}
+
+/// Changes a member's role (`members:update`; only owners touch the owner role; a role
+/// can only be granted by someone holding all its permissions).
+#[utoipa::path(patch, path = "/v1/orgs/{org_id}/members/{user_id}", tag = "members", request_body = RoleIn,
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("user_id" = UserId, Path, description = "Member")),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 403, description = "`forbidden` or `owner_required`", body = Problem),
+        (status = 404, description = "Not a member", body = Problem),
+        (status = 409, description = "`last_owner`", body = Problem)))]
+pub(super) async fn change_member_role(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<MemberPath>,
+    AppJson(body): AppJson<RoleIn>,
+) -> Result<StatusCode, ApiError> {
+    member.require("members:update")?;
+    let target = p.user()?;
+    let role = parse_role("role", &body.role)?;
+    ensure_grantable(&state, &member, role).await?;
+    state
+        .store
+        .change_member_role(&member.ctx, target, role, member.is_owner())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a member (`members:remove`, or anyone leaving on their own; only owners remove
+/// owners; the last owner stays).
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/members/{user_id}", tag = "members",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("user_id" = UserId, Path, description = "Member")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "`forbidden` or `owner_required`", body = Problem),
+        (status = 404, description = "Not a member", body = Problem),
+        (status = 409, description = "`last_owner`", body = Problem)))]
+pub(super) async fn remove_member(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<MemberPath>,
+) -> Result<StatusCode, ApiError> {
+    let target = p.user()?;
+    let leaving = target == member.user;
+    if !leaving {
+        member.require("members:remove")?;
+    }
+    state
+        .store
+        .remove_member(&member.ctx, target, member.is_owner())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

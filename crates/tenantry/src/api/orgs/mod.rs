@@ -1,0 +1,102 @@
+//! Organization-scoped endpoints: `/v1/orgs/{org_id}/…`, every one behind
+//! [`OrgMember`](crate::auth::OrgMember) and a permission check.
+
+mod invitations;
+mod members;
+mod org;
+
+pub use org::{parse_new_org, NewOrgIn};
+mod roles;
+mod workspaces;
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::member::role_permissions;
+use crate::auth::OrgMember;
+use crate::http::error::ApiError;
+use crate::rbac::RoleRef;
+use crate::state::AppState;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(org::permission_catalog))
+        .routes(routes!(org::create_org, org::list_my_orgs))
+        .routes(routes!(org::get_org, org::update_org, org::delete_org))
+        .routes(routes!(org::change_plan))
+        .routes(routes!(org::list_audit_events))
+        .routes(routes!(
+            workspaces::create_workspace,
+            workspaces::list_workspaces
+        ))
+        .routes(routes!(
+            workspaces::get_workspace,
+            workspaces::update_workspace,
+            workspaces::delete_workspace
+        ))
+        .routes(routes!(
+            workspaces::set_workspace_role,
+            workspaces::remove_workspace_role
+        ))
+        .routes(routes!(members::list_members))
+        .routes(routes!(members::change_member_role, members::remove_member))
+        .routes(routes!(roles::create_role, roles::list_roles))
+        .routes(routes!(
+            roles::get_role,
+            roles::update_role,
+            roles::delete_role
+        ))
+        .routes(routes!(
+            invitations::create_invitation,
+            invitations::list_invitations
+        ))
+        .routes(routes!(invitations::revoke_invitation))
+        .routes(routes!(invitations::resend_invitation))
+        .routes(routes!(invitations::accept_invitation))
+}
+
+/// Parses a role reference from input (422 on `field`).
+pub(crate) fn parse_role(field: &str, raw: &str) -> Result<RoleRef, ApiError> {
+    RoleRef::parse(raw).map_err(|m| ApiError::validation(field, m))
+}
+
+/// Refuses to grant a role that allows more than the granting member holds (owners may
+/// grant anything), so no one escalates through role assignment.
+pub(crate) async fn ensure_grantable(
+    state: &AppState,
+    member: &OrgMember,
+    role: RoleRef,
+) -> Result<(), ApiError> {
+    if member.is_owner() {
+        return Ok(());
+    }
+    if role.is_owner() {
+        return Err(crate::store::StoreError::Forbidden("owner_required").into());
+    }
+    let granted = match role {
+        RoleRef::Builtin(_) => role_permissions(role, None),
+        RoleRef::Custom(id) => match state.store.get_role(&member.ctx, id).await {
+            Ok(custom) => custom
+                .permissions
+                .iter()
+                .filter_map(|p| crate::rbac::permission(p))
+                .collect(),
+            Err(crate::store::StoreError::NotFound) => {
+                return Err(ApiError::validation(
+                    "role",
+                    "no such role in this organization",
+                ))
+            }
+            Err(err) => return Err(err.into()),
+        },
+    };
+    if granted.is_subset(&member.permissions) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "You cannot grant a role with permissions you do not hold.",
+        ))
+    }
+}

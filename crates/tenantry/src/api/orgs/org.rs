@@ -1,0 +1,206 @@
+//! Organizations of the signed-in user, the permission catalog, plan and audit.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::api::admin::AuditQuery;
+use crate::auth::{CurrentUser, OrgMember};
+use crate::domain::{DisplayName, Slug};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::{AppJson, AppQuery};
+use crate::ids::OrgId;
+use crate::rbac::{self, CatalogOut};
+use crate::state::AppState;
+use crate::store::audit::{AuditEvent, AuditFilter};
+use crate::store::members::MyOrganization;
+use crate::store::orgs::{NewOrg, Organization};
+
+/// The permission catalog and the built-in roles.
+#[utoipa::path(get, path = "/v1/permissions", tag = "organizations",
+    responses((status = 200, description = "Catalog", body = CatalogOut)))]
+pub(super) async fn permission_catalog() -> Json<CatalogOut> {
+    Json(rbac::catalog())
+}
+
+/// A new organization.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrgIn {
+    /// Display name.
+    pub name: String,
+    /// Unique slug.
+    pub slug: String,
+}
+
+/// Parses organization input (422 per field).
+pub fn parse_new_org(body: &NewOrgIn) -> Result<NewOrg, ApiError> {
+    Ok(NewOrg {
+        name: DisplayName::parse(&body.name).map_err(|m| ApiError::validation("name", m))?,
+        slug: Slug::parse(&body.slug).map_err(|m| ApiError::validation("slug", m))?,
+    })
+}
+
+/// Creates an organization; the caller becomes its owner.
+#[utoipa::path(post, path = "/v1/orgs", tag = "organizations", request_body = NewOrgIn,
+    security(("bearer" = []), ("session" = [])),
+    responses(
+        (status = 201, description = "Created", body = Organization),
+        (status = 409, description = "`slug_taken`", body = Problem),
+        (status = 422, description = "Invalid input", body = Problem)))]
+pub(super) async fn create_org(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    AppJson(body): AppJson<NewOrgIn>,
+) -> Result<(StatusCode, Json<Organization>), ApiError> {
+    let new = parse_new_org(&body)?;
+    let org = state
+        .store
+        .create_org_for_user(user.id, new, &user.meta)
+        .await?;
+    Ok((StatusCode::CREATED, Json(org)))
+}
+
+/// The organizations the caller belongs to, with their role in each.
+#[utoipa::path(get, path = "/v1/orgs", tag = "organizations",
+    security(("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "Organizations", body = [MyOrganization])))]
+pub(super) async fn list_my_orgs(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Vec<MyOrganization>>, ApiError> {
+    Ok(Json(state.store.my_orgs(user.id).await?))
+}
+
+/// One organization (`org:read`).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}", tag = "organizations",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The organization", body = Organization),
+        (status = 404, description = "No such organization, or not a member", body = Problem)))]
+pub(super) async fn get_org(
+    State(state): State<AppState>,
+    member: OrgMember,
+) -> Result<Json<Organization>, ApiError> {
+    member.require("org:read")?;
+    Ok(Json(state.store.get_org(&member.ctx).await?))
+}
+
+/// Organization changes.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrgPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New slug.
+    pub slug: Option<String>,
+}
+
+/// Renames the organization or changes its slug (`org:update`).
+#[utoipa::path(patch, path = "/v1/orgs/{org_id}", tag = "organizations", request_body = OrgPatch,
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "Updated", body = Organization),
+        (status = 403, description = "Missing permission", body = Problem),
+        (status = 409, description = "`slug_taken`", body = Problem)))]
+pub(super) async fn update_org(
+    State(state): State<AppState>,
+    member: OrgMember,
+    AppJson(body): AppJson<OrgPatch>,
+) -> Result<Json<Organization>, ApiError> {
+    member.require("org:update")?;
+    let name = body
+        .name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(|m| ApiError::validation("name", m))?;
+    let slug = body
+        .slug
+        .as_deref()
+        .map(Slug::parse)
+        .transpose()
+        .map_err(|m| ApiError::validation("slug", m))?;
+    let org = state
+        .store
+        .update_org(
+            &member.ctx,
+            name.map(|n| n.as_str().to_owned()),
+            slug.map(|s| s.as_str().to_owned()),
+        )
+        .await?;
+    Ok(Json(org))
+}
+
+/// Deletes the organization and all its data (`org:delete`: owners). The audit log stays.
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}", tag = "organizations",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Missing permission", body = Problem)))]
+pub(super) async fn delete_org(
+    State(state): State<AppState>,
+    member: OrgMember,
+) -> Result<StatusCode, ApiError> {
+    member.require("org:delete")?;
+    state.store.delete_org(&member.ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A plan change.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanIn {
+    /// `free`, `pro` or `enterprise`.
+    pub plan: String,
+}
+
+/// Changes the plan directly (`billing:manage`); used while no billing provider is
+/// configured.
+#[utoipa::path(put, path = "/v1/orgs/{org_id}/plan", tag = "organizations", request_body = PlanIn,
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "Plan changed", body = Organization),
+        (status = 403, description = "Missing permission", body = Problem),
+        (status = 422, description = "Unknown plan", body = Problem)))]
+pub(super) async fn change_plan(
+    State(state): State<AppState>,
+    member: OrgMember,
+    AppJson(body): AppJson<PlanIn>,
+) -> Result<Json<Organization>, ApiError> {
+    member.require("billing:manage")?;
+    let plan = rbac::plans::PLANS
+        .iter()
+        .find(|p| **p == body.plan)
+        .ok_or_else(|| ApiError::validation("plan", "must be free, pro or enterprise"))?;
+    Ok(Json(state.store.set_plan(&member.ctx, plan).await?))
+}
+
+/// The organization's audit log, oldest first (`audit:read`).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/audit-events", tag = "organizations",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), AuditQuery),
+    responses(
+        (status = 200, description = "Audit records", body = [AuditEvent]),
+        (status = 403, description = "Missing permission", body = Problem)))]
+pub(super) async fn list_audit_events(
+    State(state): State<AppState>,
+    member: OrgMember,
+    AppQuery(q): AppQuery<AuditQuery>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    member.require("audit:read")?;
+    let filter = AuditFilter {
+        action: q.action,
+        after_seq: q.after,
+        limit: q.limit,
+    };
+    Ok(Json(
+        state.store.list_audit_events(&member.ctx, &filter).await?,
+    ))
+}

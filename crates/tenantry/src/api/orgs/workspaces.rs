@@ -1,0 +1,239 @@
+//! Workspaces and per-workspace member roles.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{ensure_grantable, parse_role};
+use crate::auth::OrgMember;
+use crate::domain::{DisplayName, Slug};
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::AppJson;
+use crate::ids::{OrgId, UserId, WorkspaceId};
+use crate::state::AppState;
+use crate::store::workspaces::Workspace;
+
+/// A new workspace.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceIn {
+    /// Display name.
+    pub name: String,
+    /// Slug, unique in the organization.
+    pub slug: String,
+}
+
+/// Workspace changes.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspacePatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New slug.
+    pub slug: Option<String>,
+}
+
+/// Path of one workspace.
+#[derive(Deserialize)]
+pub struct WsPath {
+    org_id: String,
+    ws_id: String,
+}
+
+impl WsPath {
+    fn ws(&self) -> Result<WorkspaceId, ApiError> {
+        let _ = &self.org_id;
+        self.ws_id.parse().map_err(|_| ApiError::not_found())
+    }
+}
+
+/// Creates a workspace (`workspaces:write`).
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/workspaces", tag = "workspaces", request_body = WorkspaceIn,
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses(
+        (status = 201, description = "Created", body = Workspace),
+        (status = 409, description = "`slug_taken`", body = Problem)))]
+pub(super) async fn create_workspace(
+    State(state): State<AppState>,
+    member: OrgMember,
+    AppJson(body): AppJson<WorkspaceIn>,
+) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+    member.require("workspaces:write")?;
+    let name = DisplayName::parse(&body.name).map_err(|m| ApiError::validation("name", m))?;
+    let slug = Slug::parse(&body.slug).map_err(|m| ApiError::validation("slug", m))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            state
+                .store
+                .create_workspace(&member.ctx, name, slug)
+                .await?,
+        ),
+    ))
+}
+
+/// Lists workspaces (`workspaces:read`).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/workspaces", tag = "workspaces",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses((status = 200, description = "Workspaces", body = [Workspace])))]
+pub(super) async fn list_workspaces(
+    State(state): State<AppState>,
+    member: OrgMember,
+) -> Result<Json<Vec<Workspace>>, ApiError> {
+    member.require("workspaces:read")?;
+    Ok(Json(state.store.list_workspaces(&member.ctx).await?))
+}
+
+/// One workspace (`workspaces:read`, in the organization or the workspace).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/workspaces/{ws_id}", tag = "workspaces",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("ws_id" = WorkspaceId, Path, description = "Workspace id")),
+    responses(
+        (status = 200, description = "The workspace", body = Workspace),
+        (status = 404, description = "Not found", body = Problem)))]
+pub(super) async fn get_workspace(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<WsPath>,
+) -> Result<Json<Workspace>, ApiError> {
+    let ws = p.ws()?;
+    member
+        .require_in_workspace(&state, ws, "workspaces:read")
+        .await?;
+    Ok(Json(state.store.get_workspace(&member.ctx, ws).await?))
+}
+
+/// Renames a workspace or changes its slug (`workspaces:write`, in the organization or
+/// the workspace).
+#[utoipa::path(patch, path = "/v1/orgs/{org_id}/workspaces/{ws_id}", tag = "workspaces", request_body = WorkspacePatch,
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("ws_id" = WorkspaceId, Path, description = "Workspace id")),
+    responses(
+        (status = 200, description = "Updated", body = Workspace),
+        (status = 404, description = "Not found", body = Problem)))]
+pub(super) async fn update_workspace(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<WsPath>,
+    AppJson(body): AppJson<WorkspacePatch>,
+) -> Result<Json<Workspace>, ApiError> {
+    let ws = p.ws()?;
+    member
+        .require_in_workspace(&state, ws, "workspaces:write")
+        .await?;
+    let name = body
+        .name
+        .as_deref()
+        .map(DisplayName::parse)
+        .transpose()
+        .map_err(|m| ApiError::validation("name", m))?;
+    let slug = body
+        .slug
+        .as_deref()
+        .map(Slug::parse)
+        .transpose()
+        .map_err(|m| ApiError::validation("slug", m))?;
+    Ok(Json(
+        state
+            .store
+            .update_workspace(&member.ctx, ws, name, slug)
+            .await?,
+    ))
+}
+
+/// Deletes a workspace (`workspaces:write`).
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/workspaces/{ws_id}", tag = "workspaces",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("ws_id" = WorkspaceId, Path, description = "Workspace id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "Not found", body = Problem)))]
+pub(super) async fn delete_workspace(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<WsPath>,
+) -> Result<StatusCode, ApiError> {
+    let ws = p.ws()?;
+    member
+        .require_in_workspace(&state, ws, "workspaces:write")
+        .await?;
+    state.store.delete_workspace(&member.ctx, ws).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Path of a member in a workspace.
+#[derive(Deserialize)]
+pub struct WsMemberPath {
+    org_id: String,
+    ws_id: String,
+    user_id: String,
+}
+
+impl WsMemberPath {
+    fn ids(&self) -> Result<(WorkspaceId, UserId), ApiError> {
+        let _ = &self.org_id;
+        let ws = self.ws_id.parse().map_err(|_| ApiError::not_found())?;
+        let user = self.user_id.parse().map_err(|_| ApiError::not_found())?;
+        Ok((ws, user))
+    }
+}
+
+/// A role.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleIn {
+    /// A built-in role name or a custom role id.
+    pub role: String,
+}
+
+/// Gives a member a role in this workspace on top of their organization role
+/// (`members:update`).
+#[utoipa::path(put, path = "/v1/orgs/{org_id}/workspaces/{ws_id}/members/{user_id}", tag = "workspaces", request_body = RoleIn,
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("ws_id" = WorkspaceId, Path, description = "Workspace id"),
+           ("user_id" = UserId, Path, description = "Member")),
+    responses(
+        (status = 204, description = "Set"),
+        (status = 404, description = "No such workspace or member", body = Problem)))]
+pub(super) async fn set_workspace_role(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<WsMemberPath>,
+    AppJson(body): AppJson<RoleIn>,
+) -> Result<StatusCode, ApiError> {
+    member.require("members:update")?;
+    let (ws, user) = p.ids()?;
+    let role = parse_role("role", &body.role)?;
+    ensure_grantable(&state, &member, role).await?;
+    state
+        .store
+        .set_workspace_role(&member.ctx, ws, user, role)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a member's workspace role (`members:update`).
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/workspaces/{ws_id}/members/{user_id}", tag = "workspaces",
+    security(("bearer" = []), ("session" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("ws_id" = WorkspaceId, Path, description = "Workspace id"),
+           ("user_id" = UserId, Path, description = "Member")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such workspace role", body = Problem)))]
+pub(super) async fn remove_workspace_role(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<WsMemberPath>,
+) -> Result<StatusCode, ApiError> {
+    member.require("members:update")?;
+    let (ws, user) = p.ids()?;
+    state
+        .store
+        .remove_workspace_role(&member.ctx, ws, user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,264 @@
+//! The isolation matrix: every organization-scoped endpoint, called by a member of
+//! another organization (404, indistinguishable from a missing id), by a member lacking
+//! the permission (403) and by no one (401). On PostgreSQL, row-level security is checked
+//! as the last line too.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, Backend, TestApp};
+use crate::on_both_backends;
+use crate::tenancy::{call, member, org, user};
+
+on_both_backends!(every_org_endpoint_isolates_tenants);
+
+async fn every_org_endpoint_isolates_tenants(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let owner_a = user(&app, "owner-a@example.com").await;
+    let owner_b = user(&app, "owner-b@example.com").await;
+    let a = org(&app, &owner_a, "org-a").await;
+    let b = org(&app, &owner_b, "org-b").await;
+    let reader = member(&app, &owner_a, &a, "reader@example.com", "readonly").await;
+    let post =
+        |path: String, body: Value| call(&app, Some(&owner_a), Method::POST, path, Some(body));
+    let ws: Value = post(
+        format!("/v1/orgs/{a}/workspaces"),
+        json!({"name": "W", "slug": "ws"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let role: Value = post(
+        format!("/v1/orgs/{a}/roles"),
+        json!({"name": "R", "permissions": ["org:read"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let inv: Value = post(
+        format!("/v1/orgs/{a}/invitations"),
+        json!({"email": "p@example.com", "role": "member"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let members: Vec<Value> = call(
+        &app,
+        Some(&owner_a),
+        Method::GET,
+        &format!("/v1/orgs/{a}/members"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let owner_id = members.iter().find(|m| m["role"] == "owner").unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ws_b: Value = call(
+        &app,
+        Some(&owner_b),
+        Method::POST,
+        &format!("/v1/orgs/{b}/workspaces"),
+        Some(json!({"name": "W", "slug": "ws"})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let (ws, role, inv) = (
+        ws["id"].as_str().unwrap(),
+        role["id"].as_str().unwrap(),
+        inv["id"].as_str().unwrap(),
+    );
+
+    // (method, path, body, status for a read-only member of A)
+    let matrix: Vec<(Method, String, Option<Value>, u16)> = vec![
+        (Method::GET, format!("/v1/orgs/{a}"), None, 200),
+        (
+            Method::PATCH,
+            format!("/v1/orgs/{a}"),
+            Some(json!({"name": "X"})),
+            403,
+        ),
+        (Method::DELETE, format!("/v1/orgs/{a}"), None, 403),
+        (
+            Method::PUT,
+            format!("/v1/orgs/{a}/plan"),
+            Some(json!({"plan": "pro"})),
+            403,
+        ),
+        (Method::GET, format!("/v1/orgs/{a}/audit-events"), None, 403),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/workspaces"),
+            Some(json!({"name": "Z", "slug": "zz"})),
+            403,
+        ),
+        (Method::GET, format!("/v1/orgs/{a}/workspaces"), None, 200),
+        (
+            Method::GET,
+            format!("/v1/orgs/{a}/workspaces/{ws}"),
+            None,
+            200,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/orgs/{a}/workspaces/{ws}"),
+            Some(json!({"name": "Z"})),
+            403,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/{a}/workspaces/{ws}"),
+            None,
+            403,
+        ),
+        (
+            Method::PUT,
+            format!("/v1/orgs/{a}/workspaces/{ws}/members/{owner_id}"),
+            Some(json!({"role": "member"})),
+            403,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/{a}/workspaces/{ws}/members/{owner_id}"),
+            None,
+            403,
+        ),
+        (Method::GET, format!("/v1/orgs/{a}/members"), None, 200),
+        (
+            Method::PATCH,
+            format!("/v1/orgs/{a}/members/{owner_id}"),
+            Some(json!({"role": "member"})),
+            403,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/{a}/members/{owner_id}"),
+            None,
+            403,
+        ),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/roles"),
+            Some(json!({"name": "Q", "permissions": []})),
+            403,
+        ),
+        (Method::GET, format!("/v1/orgs/{a}/roles"), None, 200),
+        (Method::GET, format!("/v1/orgs/{a}/roles/{role}"), None, 200),
+        (
+            Method::PATCH,
+            format!("/v1/orgs/{a}/roles/{role}"),
+            Some(json!({"name": "Q"})),
+            403,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/{a}/roles/{role}"),
+            None,
+            403,
+        ),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/invitations"),
+            Some(json!({"email": "q@example.com", "role": "member"})),
+            403,
+        ),
+        (Method::GET, format!("/v1/orgs/{a}/invitations"), None, 403),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/{a}/invitations/{inv}"),
+            None,
+            403,
+        ),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/invitations/{inv}/resend"),
+            None,
+            403,
+        ),
+    ];
+    for (method, path, body, reader_status) in &matrix {
+        let res = call(&app, None, method.clone(), path, body.clone()).await;
+        assert_eq!(res.status(), 401, "anonymous {method} {path}");
+        assert_problem(res, 401, "unauthenticated").await;
+
+        let res = call(&app, Some(&owner_b), method.clone(), path, body.clone()).await;
+        assert_eq!(res.status(), 404, "other tenant {method} {path}");
+        let foreign = assert_problem(res, 404, "not_found").await;
+        // Byte-for-byte the answer for an organization that does not exist.
+        let missing = path.replacen(&a, &format!("org_{}", "0".repeat(32)), 1);
+        let res = call(&app, Some(&owner_b), method.clone(), &missing, body.clone()).await;
+        let absent = assert_problem(res, 404, "not_found").await;
+        assert_eq!(foreign["detail"], absent["detail"], "{method} {path}");
+
+        let res = call(&app, Some(&reader), method.clone(), path, body.clone()).await;
+        assert_eq!(
+            res.status().as_u16(),
+            *reader_status,
+            "read-only member {method} {path}"
+        );
+        if *reader_status == 403 {
+            assert_problem(res, 403, "forbidden").await;
+        }
+    }
+
+    // Objects of B named under A's URL are missing for A's owner.
+    let ws_b = ws_b["id"].as_str().unwrap();
+    for (method, path) in [
+        (Method::GET, format!("/v1/orgs/{a}/workspaces/{ws_b}")),
+        (Method::DELETE, format!("/v1/orgs/{a}/workspaces/{ws_b}")),
+        (
+            Method::PUT,
+            format!("/v1/orgs/{a}/workspaces/{ws_b}/members/{owner_id}"),
+        ),
+    ] {
+        let body = (method == Method::PUT).then(|| json!({"role": "member"}));
+        let res = call(&app, Some(&owner_a), method.clone(), &path, body).await;
+        assert_problem(res, 404, "not_found").await;
+    }
+    // Everything of A is intact after the whole matrix.
+    let ws_list: Vec<Value> = call(
+        &app,
+        Some(&owner_a),
+        Method::GET,
+        &format!("/v1/orgs/{a}/workspaces"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(ws_list.len(), 1);
+    let mine: Vec<Value> = call(&app, Some(&owner_b), Method::GET, "/v1/orgs", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1, "B's owner lists only B");
+
+    if let tenantry::db::Db::Postgres(pool) = app.store.db() {
+        for table in [
+            "memberships",
+            "roles",
+            "invitations",
+            "workspace_roles",
+            "workspaces",
+            "organizations",
+        ] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(n, 0, "unscoped read of {table} must see nothing");
+        }
+    }
+}
