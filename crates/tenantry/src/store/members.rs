@@ -390,25 +390,8 @@ pub(super) async fn create_owned_org(
     new: &NewOrg,
     meta: &RequestMeta,
 ) -> Result<Organization, StoreError> {
-    let at = now();
-    let org: Organization = on_conn!(tx.conn(), c => sqlx::query_as(
-        "INSERT INTO organizations (id, name, slug, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
-         RETURNING id, name, slug, plan, status, created_at, updated_at",
-    )
-    .bind(id)
-    .bind(new.name.as_str())
-    .bind(new.slug.as_str())
-    .bind(at)
-    .fetch_one(&mut *c)
-    .await)
-    .map_err(|e| match unique_violation(&e) {
-        Some(_) => StoreError::Conflict("slug_taken"),
-        None => e.into(),
-    })?;
+    let org = super::orgs::insert_org(tx, id, new, &user_actor(user), meta).await?;
     insert_membership(tx, id, user, RoleRef::Builtin("owner")).await?;
-    let entry = AuditEntry::new("organization.created", "organization", id)
-        .with_metadata(serde_json::json!({ "name": org.name, "slug": org.slug }));
-    audit::append(tx, id, &user_actor(user), meta, entry).await?;
     Ok(org)
 }
 

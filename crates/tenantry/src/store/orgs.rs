@@ -6,8 +6,8 @@ use utoipa::ToSchema;
 
 use super::audit::{self, AuditEntry};
 use super::{now, page_size, Store, StoreError};
-use crate::auth::{Operator, TenantCtx};
-use crate::db::{on_conn, unique_violation, Access, Scope};
+use crate::auth::{Actor, Operator, RequestMeta, TenantCtx};
+use crate::db::{on_conn, unique_violation, Access, Scope, Tx};
 use crate::domain::{DisplayName, Slug};
 use crate::ids::OrgId;
 
@@ -45,27 +45,9 @@ impl Store {
     /// Creates an organization on behalf of an operator, audited in the same transaction.
     pub async fn create_org(&self, by: &Operator, new: NewOrg) -> Result<Organization, StoreError> {
         let id = OrgId::new();
-        let at = now();
         // The transaction is scoped to the organization it creates.
         let mut tx = self.db().begin(Scope::Tenant(id), Access::Write).await?;
-        let sql = format!(
-            "INSERT INTO organizations (id, name, slug, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4) RETURNING {COLUMNS}"
-        );
-        let org: Organization = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
-            .bind(id)
-            .bind(new.name.as_str())
-            .bind(new.slug.as_str())
-            .bind(at)
-            .fetch_one(&mut *c)
-            .await)
-        .map_err(|e| match unique_violation(&e) {
-            Some(_) => StoreError::Conflict("slug_taken"),
-            None => e.into(),
-        })?;
-        let entry = AuditEntry::new("organization.created", "organization", id)
-            .with_metadata(serde_json::json!({ "name": org.name, "slug": org.slug }));
-        audit::append(&mut tx, id, &Operator::actor(), by.meta(), entry).await?;
+        let org = insert_org(&mut tx, id, &new, &Operator::actor(), by.meta()).await?;
         tx.commit().await?;
         Ok(org)
     }
@@ -104,4 +86,34 @@ impl Store {
         tx.commit().await?;
         Ok(orgs)
     }
+}
+
+/// Inserts organization `id` and its `organization.created` record; the transaction must
+/// be scoped to `id`.
+pub(super) async fn insert_org(
+    tx: &mut Tx,
+    id: OrgId,
+    new: &NewOrg,
+    actor: &Actor,
+    meta: &RequestMeta,
+) -> Result<Organization, StoreError> {
+    let sql = format!(
+        "INSERT INTO organizations (id, name, slug, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $4) RETURNING {COLUMNS}"
+    );
+    let org: Organization = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+        .bind(id)
+        .bind(new.name.as_str())
+        .bind(new.slug.as_str())
+        .bind(now())
+        .fetch_one(&mut *c)
+        .await)
+    .map_err(|e| match unique_violation(&e) {
+        Some(_) => StoreError::Conflict("slug_taken"),
+        None => e.into(),
+    })?;
+    let entry = AuditEntry::new("organization.created", "organization", id)
+        .with_metadata(serde_json::json!({ "name": org.name, "slug": org.slug }));
+    audit::append(tx, id, actor, meta, entry).await?;
+    Ok(org)
 }
