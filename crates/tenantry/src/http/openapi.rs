@@ -34,6 +34,18 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        // The permission catalog, so clients can validate role definitions offline.
+        let names: Vec<&str> = crate::rbac::CATALOG.iter().map(|(name, _)| *name).collect();
+        components.schemas.insert(
+            "Permission".to_owned(),
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .enum_values(Some(names))
+                .description(Some(
+                    "A permission of the catalog (see GET /v1/permissions).",
+                ))
+                .into(),
+        );
         components.add_security_scheme(
             "operator_token",
             SecurityScheme::Http(

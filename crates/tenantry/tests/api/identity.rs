@@ -16,6 +16,7 @@ on_both_backends!(
     cookie_sessions_need_csrf_and_are_capped,
     email_verification_and_password_reset,
     login_is_rate_limited_per_identifier,
+    password_change_revokes_other_credentials,
 );
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -492,4 +493,64 @@ async fn login_is_rate_limited_per_identifier(backend: Backend) {
     )
     .await;
     assert_eq!(res.status(), 401);
+}
+
+async fn password_change_revokes_other_credentials(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let reg = register(&app, "ann@example.com").await;
+    let (current, csrf) = start_session(&app, "ann@example.com").await;
+    let (other, _) = start_session(&app, "ann@example.com").await;
+    let change = |body: Value| {
+        app.client
+            .post(app.url("/v1/me/password"))
+            .header(COOKIE, current.clone())
+            .header("x-csrf-token", csrf.clone())
+            .json(&body)
+            .send()
+    };
+    let res = change(
+        json!({"current_password": "not my password", "new_password": "a brand new secret"}),
+    )
+    .await
+    .unwrap();
+    assert_problem(res, 403, "invalid_credentials").await;
+    let res = change(json!({"current_password": PASSWORD, "new_password": "password1"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        assert_problem(res, 422, "validation_failed").await["errors"][0]["field"],
+        "new_password"
+    );
+    let res = change(json!({"current_password": PASSWORD, "new_password": "a brand new secret"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    // The session that changed it stays; every other credential is gone.
+    let get_me = |cookie: String| {
+        app.client
+            .get(app.url("/v1/me"))
+            .header(COOKIE, cookie)
+            .send()
+    };
+    assert_eq!(get_me(current.clone()).await.unwrap().status(), 200);
+    assert_problem(get_me(other).await.unwrap(), 401, "unauthenticated").await;
+    let res = post(
+        &app,
+        "/v1/auth/refresh",
+        json!({"refresh_token": reg["refresh_token"]}),
+    )
+    .await;
+    assert_problem(res, 401, "invalid_refresh_token").await;
+    let res = post(
+        &app,
+        "/v1/auth/login",
+        json!({"email": "ann@example.com", "password": "a brand new secret"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(platform_actions(&app)
+        .await
+        .contains(&"password.changed".to_owned()));
 }
