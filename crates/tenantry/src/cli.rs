@@ -91,22 +91,32 @@ async fn serve(config: Config, no_worker: bool) -> anyhow::Result<()> {
         worker = !no_worker,
         "starting"
     );
-    let app = Application::build(config).await?;
+    let mut app = Application::build(config).await?;
+    if no_worker {
+        app = app.without_worker();
+    }
     tracing::info!(address = %app.local_addr()?, "listening");
     cancel_on_signal(app.shutdown_token());
     app.run().await
 }
 
-/// The standalone worker process: holds the database connection until a signal. The
-/// job queue it serves arrives with the background jobs capability.
+/// The standalone worker process: runs jobs until a signal, then drains.
 async fn worker(config: Config) -> anyhow::Result<()> {
     let db = connect_and_migrate(&config).await?;
+    let store = crate::store::Store::new(db);
+    let mailer = crate::mail::mailer(&config.auth)?;
     let token = CancellationToken::new();
     cancel_on_signal(token.clone());
-    tracing::info!(backend = db.backend(), "worker started");
-    token.cancelled().await;
-    db.close().await;
-    tracing::info!("worker stopped");
+    let worker = crate::jobs::Worker::new(
+        store.clone(),
+        crate::jobs::Registry::builtin(),
+        mailer,
+        config.worker.clone(),
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    );
+    tracing::info!(worker = %worker.id(), "worker process started");
+    worker.spawn(token, config.shutdown_timeout).join().await;
+    store.db().close().await;
     Ok(())
 }
 

@@ -97,6 +97,23 @@ pub struct Config {
     pub internal_admin_token: Secret,
     /// Identity settings.
     pub auth: AuthConfig,
+    /// Background job worker settings.
+    pub worker: WorkerConfig,
+}
+
+/// The job worker.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// `WORKER_CONCURRENCY`: jobs run at once per worker process (default 8).
+    pub concurrency: usize,
+    /// `JOB_LEASE_SEC`: a running job is reclaimed this long after its worker stopped
+    /// renewing the lease (default 30; renewed every third of it).
+    pub lease: Duration,
+    /// `JOB_POLL_INTERVAL_MS`: longest wait between queue checks when no wake-up arrives
+    /// (default 1000).
+    pub poll_interval: Duration,
+    /// `JOB_RETRY_BASE_MS`: first retry delay; doubles per attempt, with jitter (default 1000).
+    pub retry_base: Duration,
 }
 
 /// Accounts, tokens, sessions and their limits.
@@ -314,6 +331,21 @@ impl Config {
         }
         let body_limit_bytes = r.parse("BODY_LIMIT_BYTES", 1024 * 1024usize, "a byte count");
         let auth = read_auth(&mut r, mode, port);
+        let worker = WorkerConfig {
+            concurrency: r
+                .parse("WORKER_CONCURRENCY", 8usize, "a positive number")
+                .max(1),
+            lease: r.seconds("JOB_LEASE_SEC", 30).max(Duration::from_secs(1)),
+            poll_interval: Duration::from_millis(
+                r.parse("JOB_POLL_INTERVAL_MS", 1000u64, "a number of milliseconds")
+                    .max(10),
+            ),
+            retry_base: Duration::from_millis(r.parse(
+                "JOB_RETRY_BASE_MS",
+                1000u64,
+                "a number of milliseconds",
+            )),
+        };
         let config = Config {
             mode,
             database_url: database_url.unwrap_or(DatabaseUrl::Sqlite(default_db)),
@@ -334,6 +366,7 @@ impl Config {
             internal_admin_token: Secret::new(String::new()),
             data_dir,
             auth,
+            worker,
         };
         if let Some(url) = &config.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {

@@ -126,6 +126,10 @@ id_type!(
     InvitationId, "inv", "invitation"
 );
 id_type!(
+    /// Identifier of a background job.
+    JobId, "job", "job"
+);
+id_type!(
     /// Identifier of an audit event.
     AuditEventId, "aud", "audit event"
 );

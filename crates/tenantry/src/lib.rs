@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod ids;
+pub mod jobs;
 pub mod mail;
 pub mod ratelimit;
 pub mod rbac;

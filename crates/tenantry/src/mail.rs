@@ -12,7 +12,6 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::client::Tls;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::AuthConfig;
 use crate::store::outbox::QueuedEmail;
@@ -85,39 +84,27 @@ impl Mailer for SmtpMailer {
     }
 }
 
-/// Runs the dispatcher until `stop`: every `interval`, or at once when `wake` is notified.
-pub async fn dispatch(
-    store: Store,
-    mailer: Option<Arc<dyn Mailer>>,
-    wake: Arc<Notify>,
-    interval: Duration,
-    stop: CancellationToken,
-) {
-    loop {
-        match &mailer {
-            Some(mailer) => deliver_due(&store, mailer.as_ref()).await,
-            None => log_due(&store).await,
+/// Delivers due outbox messages (the `email.dispatch` job). Without a mailer, claims them
+/// for good and logs one line each. Returns how many were handled.
+pub async fn deliver_due(store: &Store, mailer: Option<&dyn Mailer>) -> Result<usize, String> {
+    let Some(mailer) = mailer else {
+        let batch = store
+            .claim_due_emails(100, chrono::Duration::days(365 * 100))
+            .await
+            .map_err(|e| crate::http::error::error_chain(&e))?;
+        for email in &batch {
+            tracing::info!(outbox_id = %email.id, subject = %email.subject, "SMTP_URL not set; email kept in the outbox");
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = wake.notified() => {}
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
-}
-
-async fn deliver_due(store: &Store, mailer: &dyn Mailer) {
-    let lease = chrono::Duration::seconds(CLAIM_LEASE_SECS);
-    let batch = match store.claim_due_emails(20, lease).await {
-        Ok(batch) => batch,
-        Err(err) => {
-            tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot read the email outbox");
-            return;
-        }
+        return Ok(batch.len());
     };
+    let lease = chrono::Duration::seconds(CLAIM_LEASE_SECS);
+    let batch = store
+        .claim_due_emails(20, lease)
+        .await
+        .map_err(|e| crate::http::error::error_chain(&e))?;
+    let count = batch.len();
     for email in batch {
-        let outcome = mailer.send(&email).await;
-        let recorded = match outcome {
+        let recorded = match mailer.send(&email).await {
             Ok(()) => store.mark_email_sent(email.id).await,
             Err(why) => {
                 tracing::warn!(outbox_id = %email.id, attempt = email.attempts + 1, error = %why, "email delivery failed");
@@ -132,17 +119,25 @@ async fn deliver_due(store: &Store, mailer: &dyn Mailer) {
                 store.mark_email_failed(email.id, &why, retry_at).await
             }
         };
-        if let Err(err) = recorded {
-            tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot record email delivery");
-        }
+        recorded.map_err(|e| crate::http::error::error_chain(&e))?;
     }
+    Ok(count)
 }
 
-async fn log_due(store: &Store) {
-    let lease = chrono::Duration::days(365 * 100);
-    if let Ok(batch) = store.claim_due_emails(100, lease).await {
-        for email in batch {
-            tracing::info!(outbox_id = %email.id, subject = %email.subject, "SMTP_URL not set; email kept in the outbox");
+/// Asks a worker to deliver queued mail now (enqueues `email.dispatch`). A failure only
+/// delays delivery until the periodic run, so it is logged, not returned.
+pub async fn request_delivery(store: &Store, wake: &Notify) {
+    let job = crate::store::jobs::NewJob {
+        kind: "email.dispatch".to_owned(),
+        payload: serde_json::json!({}),
+        run_at: None,
+        max_attempts: 1,
+        idempotency_key: None,
+    };
+    match store.enqueue_system_job(&job).await {
+        Ok(_) => wake.notify_one(),
+        Err(err) => {
+            tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot request email delivery; the periodic run will send it")
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::db::{self, Db};
 use crate::http::error::ApiError;
 use crate::http::middleware;
 use crate::http::openapi::ApiDoc;
+use crate::jobs::{Registry, Worker};
 use crate::ratelimit::Limiter;
 use crate::state::{AppState, RedisHandle};
 use crate::store::Store;
@@ -39,6 +40,7 @@ pub struct Application {
     state: AppState,
     shutdown: CancellationToken,
     mailer: Option<Arc<dyn crate::mail::Mailer>>,
+    run_worker: bool,
 }
 
 impl Application {
@@ -71,7 +73,8 @@ impl Application {
             keys: Arc::new(keys),
             hasher,
             limiter: Arc::new(Limiter::new()),
-            mail_wake: Arc::new(Notify::new()),
+            jobs: Registry::builtin(),
+            job_wake: Arc::new(Notify::new()),
         };
         let addr = format!("{}:{}", state.config.host, state.config.port);
         let listener = TcpListener::bind(&addr)
@@ -83,6 +86,7 @@ impl Application {
             state,
             shutdown: CancellationToken::new(),
             mailer,
+            run_worker: true,
         })
     }
 
@@ -94,6 +98,12 @@ impl Application {
     /// Cancelling this token starts a graceful shutdown.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Runs without the embedded job worker (`serve --no-worker`).
+    pub fn without_worker(mut self) -> Self {
+        self.run_worker = false;
+        self
     }
 
     /// The shared state (for embedding and tests).
@@ -110,15 +120,19 @@ impl Application {
             state,
             shutdown,
             mailer,
+            run_worker,
         } = self;
         let grace = state.config.shutdown_timeout;
-        let mail = tokio::spawn(crate::mail::dispatch(
-            state.store.clone(),
-            mailer,
-            state.mail_wake.clone(),
-            Duration::from_secs(5),
-            shutdown.clone(),
-        ));
+        let worker = run_worker.then(|| {
+            Worker::new(
+                state.store.clone(),
+                state.jobs.clone(),
+                mailer,
+                state.config.worker.clone(),
+                state.job_wake.clone(),
+            )
+            .spawn(shutdown.clone(), grace)
+        });
         let signal = shutdown.clone().cancelled_owned();
         let mut server = tokio::spawn(async move {
             axum::serve(
@@ -143,8 +157,8 @@ impl Application {
                 }
             }
         }
-        if tokio::time::timeout(grace, mail).await.is_err() {
-            tracing::warn!("mail dispatcher did not stop in time");
+        if let Some(worker) = worker {
+            worker.join().await;
         }
         state.store.db().close().await;
         tracing::info!("stopped");

@@ -8,6 +8,7 @@ use tokio::sync::{Notify, OnceCell};
 
 use crate::auth::jwt::KeyRing;
 use crate::auth::password::Hasher;
+use crate::jobs::Registry;
 use crate::ratelimit::Limiter;
 
 use crate::config::Config;
@@ -30,8 +31,17 @@ pub struct AppState {
     pub hasher: Hasher,
     /// In-process rate limiter.
     pub limiter: Arc<Limiter>,
-    /// Wakes the mail dispatcher when a message was queued.
-    pub mail_wake: Arc<Notify>,
+    /// Job types known to this process.
+    pub jobs: Registry,
+    /// Wakes this process's worker when a job is enqueued here.
+    pub job_wake: Arc<Notify>,
+}
+
+impl AppState {
+    /// Has a worker deliver queued mail now.
+    pub async fn request_mail_delivery(&self) {
+        crate::mail::request_delivery(&self.store, &self.job_wake).await;
+    }
 }
 
 /// A lazily connected, self-reconnecting Redis connection.

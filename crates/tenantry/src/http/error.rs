@@ -247,6 +247,7 @@ fn conflict_detail(code: &str) -> &'static str {
         "role_in_use" => "Members or invitations still use this role.",
         "name_taken" => "The name is already in use.",
         "invitation_not_pending" => "The invitation was already accepted or revoked.",
+        "job_state" => "The job is not in a state that allows this.",
         _ => "The request conflicts with the current state.",
     }
 }

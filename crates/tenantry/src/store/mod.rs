@@ -9,6 +9,7 @@ pub mod audit;
 mod error;
 pub mod identity;
 pub mod invitations;
+pub mod jobs;
 pub mod keys;
 pub mod members;
 pub mod orgs;

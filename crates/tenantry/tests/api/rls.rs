@@ -11,8 +11,9 @@ use crate::helpers::{Backend, TestApp};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rls_blocks_unscoped_and_cross_tenant_queries() {
     let Some(app) = TestApp::spawn_with(Backend::Postgres, |v| {
-        // One connection: the scoped transaction and the later unscoped query share it.
-        v.insert("DATABASE_MAX_CONNECTIONS".into(), "1".into());
+        // Two connections: the worker's LISTEN holds one, so the scoped transaction and the
+        // later unscoped query share the other.
+        v.insert("DATABASE_MAX_CONNECTIONS".into(), "2".into());
     })
     .await
     else {

@@ -74,7 +74,7 @@ pub(super) async fn send_verification(
         .store
         .issue_email_token(user.id, &stored, &email)
         .await?;
-    state.mail_wake.notify_one();
+    state.request_mail_delivery().await;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -161,7 +161,7 @@ pub(super) async fn request_password_reset(
             .store
             .issue_email_token(user.id, &stored, &email)
             .await?;
-        state.mail_wake.notify_one();
+        state.request_mail_delivery().await;
     }
     Ok(StatusCode::ACCEPTED)
 }

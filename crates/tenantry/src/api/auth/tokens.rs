@@ -157,7 +157,7 @@ pub(super) async fn register(
         .store
         .register_user(email.as_str(), name.as_str(), &hash, verify, org, &meta)
         .await?;
-    state.mail_wake.notify_one();
+    state.request_mail_delivery().await;
     let mut org_id = created.map(|o| o.id);
     if let Some(invitation) = &body.invitation_token {
         // Joining is its own transaction: if the plan is full now, the account stays and

@@ -103,7 +103,7 @@ pub(super) async fn create_invitation(
         .store
         .create_invitation(&member.ctx, email.as_str(), role, &stored)
         .await?;
-    state.mail_wake.notify_one();
+    state.request_mail_delivery().await;
     Ok((
         StatusCode::CREATED,
         Json(InvitationCreated { invitation, token }),
@@ -159,7 +159,7 @@ pub(super) async fn resend_invitation(
         .store
         .resend_invitation(&member.ctx, p.id()?, &stored)
         .await?;
-    state.mail_wake.notify_one();
+    state.request_mail_delivery().await;
     Ok(Json(InvitationCreated { invitation, token }))
 }
 

@@ -1,0 +1,71 @@
+//! Built-in job types.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{JobContext, JobHandler};
+
+/// `echo`: returns its message. The example of a tenant job; its optional knobs make
+/// retries and long runs observable.
+pub struct EchoJob;
+
+/// Input of `echo`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EchoPayload {
+    /// Returned as `{"echo": message}`.
+    pub message: String,
+    /// Fail the first this many runs (to see retries).
+    #[serde(default)]
+    pub fail_attempts: i32,
+    /// Work this long before answering.
+    #[serde(default)]
+    pub sleep_ms: u64,
+}
+
+#[async_trait::async_trait]
+impl JobHandler for EchoJob {
+    const KIND: &'static str = "echo";
+    const PUBLIC: bool = true;
+    const TIMEOUT: Duration = Duration::from_secs(60);
+    type Payload = EchoPayload;
+
+    async fn run(
+        &self,
+        ctx: &JobContext,
+        payload: EchoPayload,
+    ) -> Result<serde_json::Value, String> {
+        if payload.sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(payload.sleep_ms.min(50_000))).await;
+        }
+        if ctx.attempt <= payload.fail_attempts {
+            return Err(format!(
+                "failing on purpose (attempt {} of {} planned failures)",
+                ctx.attempt, payload.fail_attempts
+            ));
+        }
+        Ok(serde_json::json!({ "echo": payload.message, "attempt": ctx.attempt }))
+    }
+}
+
+/// `email.dispatch`: delivers due messages of the email outbox. Enqueued when mail is
+/// queued and periodically; internal.
+pub struct EmailDispatchJob;
+
+#[async_trait::async_trait]
+impl JobHandler for EmailDispatchJob {
+    const KIND: &'static str = "email.dispatch";
+    const PUBLIC: bool = false;
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    type Payload = serde_json::Value;
+
+    async fn run(
+        &self,
+        ctx: &JobContext,
+        _payload: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let sent = crate::mail::deliver_due(&ctx.store, ctx.mailer.as_deref()).await?;
+        Ok(serde_json::json!({ "processed": sent }))
+    }
+}

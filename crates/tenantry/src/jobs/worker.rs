@@ -1,0 +1,346 @@
+//! The worker: claims due jobs in batches, runs them with bounded concurrency, renews
+//! their leases, retries failures with backoff and jitter, reclaims jobs of dead workers,
+//! enqueues periodic jobs, and drains on shutdown.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{JobContext, Registry};
+use crate::config::WorkerConfig;
+use crate::db::Db;
+use crate::ids::JobId;
+use crate::store::jobs::{Claimed, NewJob, NOTIFY_CHANNEL};
+use crate::store::{now, Store};
+
+/// Periodic maintenance: (kind, every).
+const PERIODIC: [(&str, Duration); 1] = [("email.dispatch", Duration::from_secs(5))];
+
+/// A worker, ready to run.
+pub struct Worker {
+    store: Store,
+    registry: Registry,
+    mailer: Option<Arc<dyn crate::mail::Mailer>>,
+    config: WorkerConfig,
+    id: String,
+    wake: Arc<Notify>,
+}
+
+/// A running worker.
+pub struct WorkerHandle {
+    task: JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Waits until the worker has drained (after its stop token was cancelled).
+    pub async fn join(self) {
+        if let Err(err) = self.task.await {
+            tracing::error!(error = %err, "worker task failed");
+        }
+    }
+}
+
+struct Shared {
+    store: Store,
+    registry: Registry,
+    mailer: Option<Arc<dyn crate::mail::Mailer>>,
+    config: WorkerConfig,
+    id: String,
+    running: Mutex<HashSet<JobId>>,
+}
+
+impl Worker {
+    /// A worker over `store`; `wake` is notified when this process enqueues a job.
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        mailer: Option<Arc<dyn crate::mail::Mailer>>,
+        config: WorkerConfig,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let id = format!("{}-{}", std::process::id(), crate::secrets::random_token(4));
+        Self {
+            store,
+            registry,
+            mailer,
+            config,
+            id,
+            wake,
+        }
+    }
+
+    /// This worker's id (stored as `locked_by`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Starts the worker; cancelling `stop` stops claiming and drains running jobs for up
+    /// to `grace`.
+    pub fn spawn(self, stop: CancellationToken, grace: Duration) -> WorkerHandle {
+        WorkerHandle {
+            task: tokio::spawn(self.run(stop, grace)),
+        }
+    }
+
+    async fn run(self, stop: CancellationToken, grace: Duration) {
+        let Worker {
+            store,
+            registry,
+            mailer,
+            config,
+            id,
+            wake,
+        } = self;
+        let concurrency = config.concurrency;
+        let shared = Arc::new(Shared {
+            store,
+            registry,
+            mailer,
+            config,
+            id,
+            running: Mutex::new(HashSet::new()),
+        });
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let background = CancellationToken::new();
+        let listener = listen(shared.store.db().clone(), wake.clone(), background.clone());
+        let upkeep = tokio::spawn(upkeep(shared.clone(), background.clone()));
+        tracing::info!(worker = %shared.id, concurrency, "worker started");
+        loop {
+            let first = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+                () = stop.cancelled() => break,
+            };
+            let mut batch = vec![first];
+            while let Ok(more) = permits.clone().try_acquire_owned() {
+                batch.push(more);
+            }
+            let lease_until =
+                now() + chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
+            let limit = i64::try_from(batch.len()).unwrap_or(1);
+            let claimed = match shared
+                .store
+                .claim_jobs(&shared.id, limit, lease_until)
+                .await
+            {
+                Ok(jobs) => jobs,
+                Err(err) => {
+                    tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot claim jobs");
+                    Vec::new()
+                }
+            };
+            let idle = claimed.len() < batch.len();
+            for (job, permit) in claimed.into_iter().zip(batch.drain(..)) {
+                tokio::spawn(execute(shared.clone(), job, permit));
+            }
+            drop(batch);
+            if idle {
+                tokio::select! {
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(shared.config.poll_interval) => {}
+                    () = stop.cancelled() => break,
+                }
+            }
+        }
+        // Drain: running jobs finish (or are left to be reclaimed after `grace`).
+        let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(worker = %shared.id, "shutdown grace over with jobs still running; their leases will expire");
+        }
+        background.cancel();
+        let _ = upkeep.await;
+        if let Some(listener) = listener {
+            let _ = listener.await;
+        }
+        tracing::info!(worker = %shared.id, "worker stopped");
+    }
+}
+
+/// Runs one claimed job and records its outcome.
+async fn execute(shared: Arc<Shared>, job: Claimed, permit: OwnedSemaphorePermit) {
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(job.id);
+    let started = std::time::Instant::now();
+    let outcome = match shared.registry.get(&job.kind) {
+        None => Err(format!("no handler for job type `{}`", job.kind)),
+        Some(handler) => {
+            let ctx = JobContext {
+                store: shared.store.clone(),
+                mailer: shared.mailer.clone(),
+                attempt: job.attempts,
+            };
+            let payload = serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null);
+            let timeout = handler.timeout();
+            // Its own task, so a panicking handler fails the job instead of the worker.
+            let run = tokio::spawn(async move { handler.run(&ctx, payload).await });
+            match tokio::time::timeout(timeout, run).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(join)) => Err(format!("job panicked: {join}")),
+                Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
+            }
+        }
+    };
+    let label = match &outcome {
+        Ok(_) => "succeeded",
+        Err(_) if job.attempts < job.max_attempts => "retried",
+        Err(_) => "dead",
+    };
+    let recorded = match outcome {
+        Ok(result) => shared
+            .store
+            .complete_job(&shared.id, job.id, &result)
+            .await
+            .map(|_| ()),
+        Err(error) => {
+            let retry_at = (job.attempts < job.max_attempts)
+                .then(|| now() + backoff(shared.config.retry_base, job.attempts));
+            tracing::info!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, outcome = label, error = %error, "job failed");
+            shared
+                .store
+                .fail_job(&shared.id, &job, &error, retry_at)
+                .await
+        }
+    };
+    if let Err(err) = recorded {
+        tracing::warn!(job_id = %job.id, error = %crate::http::error::error_chain(&err), "cannot record job outcome; the lease will expire and it will run again");
+    }
+    metrics::counter!("jobs_finished_total", "kind" => job.kind.clone(), "outcome" => label)
+        .increment(1);
+    metrics::histogram!("job_duration_seconds", "kind" => job.kind.clone())
+        .record(started.elapsed().as_secs_f64());
+    shared
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&job.id);
+    drop(permit);
+}
+
+/// `base * 2^(attempt-1)`, at most an hour, with ±25% jitter so retries spread out.
+fn backoff(base: Duration, attempt: i32) -> chrono::Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
+    let raw = base
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(Duration::from_secs(3600));
+    let jitter = rand::thread_rng().gen_range(0.75..1.25);
+    chrono::Duration::from_std(raw.mul_f64(jitter)).unwrap_or_default()
+}
+
+/// Renews leases of running jobs, reclaims expired ones and enqueues periodic jobs.
+async fn upkeep(shared: Arc<Shared>, stop: CancellationToken) {
+    let tick = (shared.config.lease / 3).max(Duration::from_millis(200));
+    let mut last_periodic = std::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        let ids: Vec<JobId> = shared
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if !ids.is_empty() {
+            let until = now() + chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
+            if let Err(err) = shared.store.extend_leases(&shared.id, &ids, until).await {
+                tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot renew job leases");
+            }
+        }
+        match shared.store.reclaim_expired_jobs().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(reclaimed = n, "reclaimed jobs whose worker stopped"),
+            Err(err) => {
+                tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot reclaim jobs")
+            }
+        }
+        if last_periodic.elapsed() >= Duration::from_secs(5) {
+            last_periodic = std::time::Instant::now();
+            enqueue_periodic(&shared.store).await;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+    }
+}
+
+/// Enqueues each periodic job once per period across all workers (the period's number is
+/// its idempotency key).
+async fn enqueue_periodic(store: &Store) {
+    let secs = now().timestamp();
+    for (kind, every) in PERIODIC {
+        let period = i64::try_from(every.as_secs()).unwrap_or(60).max(1);
+        let job = NewJob {
+            kind: kind.to_owned(),
+            payload: serde_json::json!({}),
+            run_at: None,
+            max_attempts: 1,
+            idempotency_key: Some(format!("periodic:{kind}:{}", secs / period)),
+        };
+        if let Err(err) = store.enqueue_system_job(&job).await {
+            tracing::warn!(kind, error = %crate::http::error::error_chain(&err), "cannot enqueue periodic job");
+        }
+    }
+}
+
+/// On PostgreSQL, forwards `NOTIFY tenantry_jobs` to `wake` so enqueues anywhere start
+/// work at once.
+fn listen(db: Db, wake: Arc<Notify>, stop: CancellationToken) -> Option<JoinHandle<()>> {
+    let Db::Postgres(pool) = db else { return None };
+    Some(tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot LISTEN for jobs; polling");
+                    tokio::select! { () = stop.cancelled() => return, () = tokio::time::sleep(Duration::from_secs(5)) => continue }
+                }
+            };
+            if let Err(err) = listener.listen(NOTIFY_CHANNEL).await {
+                tracing::warn!(error = %err, "cannot LISTEN for jobs; polling");
+                tokio::select! { () = stop.cancelled() => return, () = tokio::time::sleep(Duration::from_secs(5)) => continue }
+            }
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    msg = listener.recv() => match msg {
+                        Ok(_) => wake.notify_one(),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "job notifications interrupted; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter() {
+        let base = Duration::from_millis(1000);
+        for attempt in 1..=5 {
+            let expected = 1000.0 * 2f64.powi(attempt - 1);
+            let got = backoff(base, attempt).num_milliseconds() as f64;
+            assert!(
+                got >= expected * 0.75 - 1.0 && got <= expected * 1.25 + 1.0,
+                "attempt {attempt}: {got}"
+            );
+        }
+        assert!(backoff(base, 40).num_seconds() <= 3600 * 5 / 4);
+    }
+}
