@@ -103,6 +103,8 @@ impl TestDatabase {
             ("JWT_SIGNING_SECRET".to_owned(), random_token(32)),
             ("DATABASE_CONNECT_RETRY_SEC".to_owned(), "5".to_owned()),
             ("LOG_LEVEL".to_owned(), "warn".to_owned()),
+            ("JOB_POLL_INTERVAL_MS".to_owned(), "100".to_owned()),
+            ("JOB_RETRY_BASE_MS".to_owned(), "20".to_owned()),
         ])
     }
 }

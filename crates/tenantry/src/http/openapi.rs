@@ -24,7 +24,8 @@ use super::error::Problem;
         (name = "organizations", description = "Organizations, plans, audit log and the permission catalog"),
         (name = "workspaces", description = "Workspaces and per-workspace roles"),
         (name = "members", description = "Members and invitations"),
-        (name = "roles", description = "Custom roles")
+        (name = "roles", description = "Custom roles"),
+        (name = "jobs", description = "Background jobs: durable, idempotent, retried")
     )
 )]
 pub struct ApiDoc;

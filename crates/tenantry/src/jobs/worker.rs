@@ -112,8 +112,9 @@ impl Worker {
         tracing::info!(worker = %shared.id, concurrency, "worker started");
         loop {
             let first = tokio::select! {
-                permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+                biased;
                 () = stop.cancelled() => break,
+                permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
             };
             let mut batch = vec![first];
             while let Ok(more) = permits.clone().try_acquire_owned() {
@@ -134,15 +135,25 @@ impl Worker {
                 }
             };
             let idle = claimed.len() < batch.len();
-            for (job, permit) in claimed.into_iter().zip(batch.drain(..)) {
+            for job in claimed {
+                // A claim never returns more than `limit` rows; should it, the extra job runs
+                // after waiting for a slot rather than being stranded until its lease expires.
+                let permit = match batch.pop() {
+                    Some(p) => p,
+                    None => match permits.clone().acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
                 tokio::spawn(execute(shared.clone(), job, permit));
             }
             drop(batch);
             if idle {
                 tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
                     () = wake.notified() => {}
                     () = tokio::time::sleep(shared.config.poll_interval) => {}
-                    () = stop.cancelled() => break,
                 }
             }
         }

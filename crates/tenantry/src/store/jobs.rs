@@ -356,10 +356,14 @@ impl Store {
             Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Tx::Sqlite(_) => "",
         };
+        // The locking CTE runs exactly once; `id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`
+        // may be re-evaluated by PostgreSQL and claim more than `n` rows.
         let sql = format!(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, locked_until = $2, \
+            "WITH next AS (SELECT id FROM jobs WHERE status = 'available' AND run_at <= $3 \
+             ORDER BY run_at, id LIMIT $4{lock}) \
+             UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, locked_until = $2, \
              started_at = $3, updated_at = $3 \
-             WHERE id IN (SELECT id FROM jobs WHERE status = 'available' AND run_at <= $3 ORDER BY run_at, id LIMIT $4{lock}) \
+             WHERE id IN (SELECT id FROM next) \
              RETURNING org_id, id, kind, payload, attempts, max_attempts"
         );
         let claimed: Vec<Claimed> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)

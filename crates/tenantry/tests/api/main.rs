@@ -10,6 +10,7 @@ mod audit;
 mod http;
 mod identity;
 mod isolation;
+mod jobs;
 mod jwt;
 mod openapi;
 mod outage;

@@ -2,6 +2,7 @@
 //! [`OrgMember`](crate::auth::OrgMember) and a permission check.
 
 mod invitations;
+mod jobs;
 mod members;
 mod org;
 
@@ -53,6 +54,10 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(invitations::revoke_invitation))
         .routes(routes!(invitations::resend_invitation))
         .routes(routes!(invitations::accept_invitation))
+        .routes(routes!(jobs::enqueue_job, jobs::list_jobs))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::retry_job))
 }
 
 /// Parses a role reference from input (422 on `field`).
