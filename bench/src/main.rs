@@ -1,4 +1,6 @@
-//! `cargo run --release -p tenantry-bench -- auth`: identity benchmarks.
+//! `cargo run --release -p tenantry-bench -- auth|jobs`: benchmarks with in-run baselines.
+//!
+//! `auth`: identity benchmarks.
 //!
 //! 1. Access-token verification (`KeyRing::verify`: header, kid lookup, EdDSA signature,
 //!    claims) against the bare Ed25519 signature check of the same token (baseline).
@@ -14,13 +16,19 @@ use base64::Engine as _;
 use tenantry::config::Config;
 use tenantry::startup::Application;
 
+mod jobs;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let what = std::env::args().nth(1).unwrap_or_else(|| "auth".to_owned());
-    anyhow::ensure!(
-        what == "auth",
-        "unknown benchmark `{what}` (available: auth)"
-    );
+    match what.as_str() {
+        "auth" => auth().await,
+        "jobs" => jobs::run().await,
+        other => anyhow::bail!("unknown benchmark `{other}` (available: auth, jobs)"),
+    }
+}
+
+async fn auth() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let secret = |_: u8| tenantry::secrets::random_token(32);
     let vars: HashMap<String, String> = [

@@ -109,6 +109,9 @@ impl Worker {
         let background = CancellationToken::new();
         let listener = listen(shared.store.db().clone(), wake.clone(), background.clone());
         let upkeep = tokio::spawn(upkeep(shared.clone(), background.clone()));
+        let (done, finished) = tokio::sync::mpsc::unbounded_channel();
+        let completer = tokio::spawn(completer(shared.clone(), finished));
+        let mut busy = false;
         tracing::info!(worker = %shared.id, concurrency, "worker started");
         loop {
             let first = tokio::select! {
@@ -116,6 +119,10 @@ impl Worker {
                 () = stop.cancelled() => break,
                 permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
             };
+            if busy {
+                // The queue is busy: let a few more slots free up so claims come in batches.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
             let mut batch = vec![first];
             while let Ok(more) = permits.clone().try_acquire_owned() {
                 batch.push(more);
@@ -135,6 +142,7 @@ impl Worker {
                 }
             };
             let idle = claimed.len() < batch.len();
+            busy = !idle;
             for job in claimed {
                 // A claim never returns more than `limit` rows; should it, the extra job runs
                 // after waiting for a slot rather than being stranded until its lease expires.
@@ -145,7 +153,7 @@ impl Worker {
                         Err(_) => break,
                     },
                 };
-                tokio::spawn(execute(shared.clone(), job, permit));
+                tokio::spawn(execute(shared.clone(), job, permit, done.clone()));
             }
             drop(batch);
             if idle {
@@ -165,6 +173,8 @@ impl Worker {
         {
             tracing::warn!(worker = %shared.id, "shutdown grace over with jobs still running; their leases will expire");
         }
+        drop(done);
+        let _ = completer.await;
         background.cancel();
         let _ = upkeep.await;
         if let Some(listener) = listener {
@@ -175,7 +185,12 @@ impl Worker {
 }
 
 /// Runs one claimed job and records its outcome.
-async fn execute(shared: Arc<Shared>, job: Claimed, permit: OwnedSemaphorePermit) {
+async fn execute(
+    shared: Arc<Shared>,
+    job: Claimed,
+    permit: OwnedSemaphorePermit,
+    done: Completions,
+) {
     shared
         .running
         .lock()
@@ -206,35 +221,65 @@ async fn execute(shared: Arc<Shared>, job: Claimed, permit: OwnedSemaphorePermit
         Err(_) if job.attempts < job.max_attempts => "retried",
         Err(_) => "dead",
     };
-    let recorded = match outcome {
-        Ok(result) => shared
-            .store
-            .complete_job(&shared.id, job.id, &result)
-            .await
-            .map(|_| ()),
-        Err(error) => {
-            let retry_at = (job.attempts < job.max_attempts)
-                .then(|| now() + backoff(shared.config.retry_base, job.attempts));
-            tracing::info!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, outcome = label, error = %error, "job failed");
-            shared
-                .store
-                .fail_job(&shared.id, &job, &error, retry_at)
-                .await
-        }
-    };
-    if let Err(err) = recorded {
-        tracing::warn!(job_id = %job.id, error = %crate::http::error::error_chain(&err), "cannot record job outcome; the lease will expire and it will run again");
-    }
     metrics::counter!("jobs_finished_total", "kind" => job.kind.clone(), "outcome" => label)
         .increment(1);
     metrics::histogram!("job_duration_seconds", "kind" => job.kind.clone())
         .record(started.elapsed().as_secs_f64());
-    shared
-        .running
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&job.id);
+    match outcome {
+        // Successes are recorded in batches by the completer, which also ends the lease
+        // renewal of the job once it is written.
+        Ok(result) => {
+            if done.send((job.id, result)).is_err() {
+                tracing::warn!(job_id = %job.id, "completer gone; the lease will expire and the job will run again");
+            }
+        }
+        Err(error) => {
+            let retry_at = (job.attempts < job.max_attempts)
+                .then(|| now() + backoff(shared.config.retry_base, job.attempts));
+            tracing::info!(job_id = %job.id, kind = %job.kind, attempt = job.attempts, outcome = label, error = %error, "job failed");
+            if let Err(err) = shared
+                .store
+                .fail_job(&shared.id, &job, &error, retry_at)
+                .await
+            {
+                tracing::warn!(job_id = %job.id, error = %crate::http::error::error_chain(&err), "cannot record job outcome; the lease will expire and it will run again");
+            }
+            shared
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&job.id);
+        }
+    }
     drop(permit);
+}
+
+/// Successful runs waiting to be recorded.
+type Completions = tokio::sync::mpsc::UnboundedSender<(JobId, serde_json::Value)>;
+
+/// Records successful runs in batches: whatever has finished since the last write, up to
+/// 500 at a time, in one transaction.
+async fn completer(
+    shared: Arc<Shared>,
+    mut finished: tokio::sync::mpsc::UnboundedReceiver<(JobId, serde_json::Value)>,
+) {
+    let mut batch = Vec::new();
+    while let Some(first) = finished.recv().await {
+        batch.push(first);
+        while batch.len() < 500 {
+            match finished.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        if let Err(err) = shared.store.complete_jobs(&shared.id, &batch).await {
+            tracing::warn!(error = %crate::http::error::error_chain(&err), jobs = batch.len(), "cannot record finished jobs; their leases will expire and they will run again");
+        }
+        let mut running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, _) in batch.drain(..) {
+            running.remove(&id);
+        }
+    }
 }
 
 /// `base * 2^(attempt-1)`, at most an hour, with ±25% jitter so retries spread out.

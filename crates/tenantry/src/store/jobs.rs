@@ -177,6 +177,18 @@ pub async fn enqueue_in(tx: &mut Tx, org: OrgId, new: &NewJob) -> Result<Enqueue
     Ok(Enqueued::Existing(existing.into_job()))
 }
 
+/// Worker bookkeeping (claims, completions) commits without waiting for the WAL flush on
+/// PostgreSQL: a crash can only lose the last moments of it, which makes those jobs run
+/// again, as at-least-once delivery already allows. Enqueues stay fully durable.
+async fn relax_commit(tx: &mut Tx) -> Result<(), StoreError> {
+    if let Tx::Postgres(pg) = tx {
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut **pg)
+            .await?;
+    }
+    Ok(())
+}
+
 /// A job claimed by a worker.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Claimed {
@@ -352,6 +364,7 @@ impl Store {
     ) -> Result<Vec<Claimed>, StoreError> {
         let at = now();
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
+        relax_commit(&mut tx).await?;
         let lock = match &tx {
             Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Tx::Sqlite(_) => "",
@@ -398,28 +411,54 @@ impl Store {
         Ok(())
     }
 
-    /// Records a successful run. False if the lease was lost (another worker owns it).
-    pub async fn complete_job(
+    /// Records successful runs in one transaction (one statement on PostgreSQL). Runs whose
+    /// lease was lost (another worker owns them now) are left alone.
+    pub async fn complete_jobs(
         &self,
         worker: &str,
-        id: JobId,
-        result: &serde_json::Value,
-    ) -> Result<bool, StoreError> {
+        done: &[(JobId, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
         let at = now();
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
-        let n = on_conn!(tx.conn(), c => sqlx::query(
-            "UPDATE jobs SET status = 'succeeded', result = $3, finished_at = $4, updated_at = $4, locked_by = NULL, locked_until = NULL \
-             WHERE id = $1 AND locked_by = $2 AND status = 'running'",
-        )
-        .bind(id)
-        .bind(worker)
-        .bind(result.to_string())
-        .bind(at)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected()))?;
+        relax_commit(&mut tx).await?;
+        match &mut tx {
+            Tx::Postgres(pg) => {
+                let ids: Vec<uuid::Uuid> = done.iter().map(|(id, _)| id.as_uuid()).collect();
+                let results: Vec<String> = done.iter().map(|(_, r)| r.to_string()).collect();
+                sqlx::query(
+                    "UPDATE jobs SET status = 'succeeded', result = d.result, finished_at = $3, updated_at = $3, \
+                     locked_by = NULL, locked_until = NULL \
+                     FROM UNNEST($1::uuid[], $2::text[]) AS d(id, result) \
+                     WHERE jobs.id = d.id AND jobs.locked_by = $4 AND jobs.status = 'running'",
+                )
+                .bind(ids)
+                .bind(results)
+                .bind(at)
+                .bind(worker)
+                .execute(&mut **pg)
+                .await?;
+            }
+            Tx::Sqlite(_) => {
+                for (id, result) in done {
+                    on_conn!(tx.conn(), c => sqlx::query(
+                        "UPDATE jobs SET status = 'succeeded', result = $3, finished_at = $4, updated_at = $4, locked_by = NULL, locked_until = NULL \
+                         WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+                    )
+                    .bind(*id)
+                    .bind(worker)
+                    .bind(result.to_string())
+                    .bind(at)
+                    .execute(&mut *c)
+                    .await
+                    .map(|_| ()))?;
+                }
+            }
+        }
         tx.commit().await?;
-        Ok(n == 1)
+        Ok(())
     }
 
     /// Records a failed run: back to the queue at `retry_at`, or dead (audited for tenant
