@@ -20,7 +20,7 @@ pub struct Cli {
 /// Sub-commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the API, docs and console (with the embedded job worker).
+    /// Serve the API and its docs (with the embedded job worker).
     Serve {
         /// Do not run the embedded job worker (run `tenantry worker` processes instead).
         #[arg(long)]
