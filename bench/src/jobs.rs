@@ -32,9 +32,15 @@ pub async fn run() -> anyhow::Result<()> {
 
     let ceiling = insert_ceiling(&owner).await?;
     println!("baseline: single-row INSERT ceiling = {ceiling:.0} rows/s ({CONNECTIONS} connections, autocommit)");
+    let autovacuum: String = sqlx::query_scalar("SHOW autovacuum")
+        .fetch_one(&owner)
+        .await?;
     for workers in [1usize, 4] {
         let rate = burn_down(&owner, &store, &config, workers).await?;
-        println!("burn-down: {JOBS} no-op jobs, {workers} worker(s) x 64 = {rate:.0} jobs/s -> {:.2}x the insert ceiling", rate / ceiling);
+        println!(
+            "burn-down: {JOBS} no-op jobs, {workers} worker(s) x 64 (server autovacuum={autovacuum}) = {rate:.0} jobs/s -> {:.2}x the insert ceiling",
+            rate / ceiling
+        );
     }
     latency(&owner, &store, &config).await?;
     owner.close().await;

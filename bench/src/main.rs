@@ -1,4 +1,4 @@
-//! `cargo run --release -p tenantry-bench -- auth|jobs`: benchmarks with in-run baselines.
+//! `cargo run --release -p tenantry-bench -- auth|jobs|api`: benchmarks with in-run baselines.
 //!
 //! `auth`: identity benchmarks.
 //!
@@ -16,6 +16,7 @@ use base64::Engine as _;
 use tenantry::config::Config;
 use tenantry::startup::Application;
 
+mod api;
 mod jobs;
 
 #[tokio::main]
@@ -24,7 +25,8 @@ async fn main() -> anyhow::Result<()> {
     match what.as_str() {
         "auth" => auth().await,
         "jobs" => jobs::run().await,
-        other => anyhow::bail!("unknown benchmark `{other}` (available: auth, jobs)"),
+        "api" => api::run().await,
+        other => anyhow::bail!("unknown benchmark `{other}` (available: auth, jobs, api)"),
     }
 }
 

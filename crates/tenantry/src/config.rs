@@ -72,8 +72,12 @@ pub struct Config {
     /// `DATABASE_CONNECT_RETRY_SEC`: how long `serve` keeps retrying an unreachable
     /// database at start, with exponential backoff (default 60).
     pub database_connect_retry: Duration,
-    /// `REDIS_URL`: optional; when set, `/ready` checks it and shared features use it.
+    /// `REDIS_URL`: optional; when set, `/ready` checks it and shared features (rate
+    /// limits) use it.
     pub redis_url: Option<String>,
+    /// `REDIS_KEY_PREFIX`: prepended to every Redis key (default `tenantry:`), so several
+    /// deployments can share one Redis.
+    pub redis_key_prefix: String,
     /// `HOST`: bind address (default `0.0.0.0`).
     pub host: String,
     /// `PORT` (or `API_PORT`): listen port (default 4000; 0 picks a free one).
@@ -99,7 +103,37 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Background job worker settings.
     pub worker: WorkerConfig,
+    /// Rate limits, quotas and metering.
+    pub limits: LimitsConfig,
 }
+
+/// Rate limits (requests per window; 0 turns a limit off), plan quotas and metering.
+#[derive(Clone, Debug)]
+pub struct LimitsConfig {
+    /// `IP_RATE_LIMIT` per `IP_RATE_LIMIT_WINDOW_SEC`: every request, per client address
+    /// (default 6000 per 60 s).
+    pub ip: Rate,
+    /// `API_KEY_RATE_LIMIT` per `API_KEY_RATE_LIMIT_WINDOW_SEC`: requests per API key,
+    /// unless the key has its own limit (default 600 per 60 s).
+    pub api_key: Rate,
+    /// `ORG_RATE_LIMIT_FREE`, `_PRO`, `_ENTERPRISE` per `ORG_RATE_LIMIT_WINDOW_SEC`:
+    /// requests per organization by plan, users and keys together (default 1200, 12000,
+    /// 120000 per 60 s).
+    pub org: [Rate; 3],
+    /// `QUOTA_API_CALLS_FREE`, `_PRO`, `_ENTERPRISE`: metered API calls per calendar month
+    /// (UTC) by plan; 0 is unlimited (default 10000, 1000000, 0).
+    pub api_calls_quota: [u64; 3],
+    /// `USAGE_FLUSH_INTERVAL_MS`: how often metered calls are written (default 1000); a
+    /// crash loses at most this much metering.
+    pub usage_flush: Duration,
+    /// `API_KEY_CACHE_SEC`: how long a verified key is trusted without a database read
+    /// (default 5). Revocation is immediate on the instance that revoked the key and takes
+    /// at most this long on other instances; 0 reads the database on every request.
+    pub api_key_cache: Duration,
+}
+
+/// A rate: `limit` requests per `window` (0 = no limit).
+pub use crate::ratelimit::Rate;
 
 /// The job worker.
 #[derive(Clone, Debug)]
@@ -114,6 +148,9 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// `JOB_RETRY_BASE_MS`: first retry delay; doubles per attempt, with jitter (default 1000).
     pub retry_base: Duration,
+    /// `USAGE_ROLLUP_INTERVAL_SEC`: how often the periodic `usage.rollup` job adds usage
+    /// events to the daily totals (default 60).
+    pub usage_rollup: Duration,
 }
 
 /// Accounts, tokens, sessions and their limits.
@@ -345,6 +382,9 @@ impl Config {
                 1000u64,
                 "a number of milliseconds",
             )),
+            usage_rollup: r
+                .seconds("USAGE_ROLLUP_INTERVAL_SEC", 60)
+                .max(Duration::from_secs(1)),
         };
         let config = Config {
             mode,
@@ -355,6 +395,7 @@ impl Config {
             database_acquire_timeout: r.seconds("DATABASE_ACQUIRE_TIMEOUT_SEC", 5),
             database_connect_retry: r.seconds("DATABASE_CONNECT_RETRY_SEC", 60),
             redis_url: r.get("REDIS_URL").map(str::to_owned),
+            redis_key_prefix: r.get("REDIS_KEY_PREFIX").unwrap_or("tenantry:").to_owned(),
             host: r.get("HOST").unwrap_or("0.0.0.0").to_owned(),
             port,
             log_level: r.get("LOG_LEVEL").unwrap_or("info").to_owned(),
@@ -367,6 +408,7 @@ impl Config {
             data_dir,
             auth,
             worker,
+            limits: read_limits(&mut r),
         };
         if let Some(url) = &config.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
@@ -381,6 +423,51 @@ impl Config {
         } else {
             Err(ConfigError(problems))
         }
+    }
+}
+
+fn read_limits(r: &mut Reader<'_>) -> LimitsConfig {
+    let rate = |r: &mut Reader<'_>, key: &str, default: u32, window: Duration| Rate {
+        limit: r.parse(key, default, "a number of requests (0 = no limit)"),
+        window,
+    };
+    let window = |r: &mut Reader<'_>, key: &str| r.seconds(key, 60).max(Duration::from_secs(1));
+    let ip_window = window(r, "IP_RATE_LIMIT_WINDOW_SEC");
+    let key_window = window(r, "API_KEY_RATE_LIMIT_WINDOW_SEC");
+    let org_window = window(r, "ORG_RATE_LIMIT_WINDOW_SEC");
+    let quota = |r: &mut Reader<'_>, key: &str, default: u64| {
+        r.parse(key, default, "a number of calls (0 = unlimited)")
+    };
+    LimitsConfig {
+        ip: rate(r, "IP_RATE_LIMIT", 6000, ip_window),
+        api_key: rate(r, "API_KEY_RATE_LIMIT", 600, key_window),
+        org: [
+            rate(r, "ORG_RATE_LIMIT_FREE", 1200, org_window),
+            rate(r, "ORG_RATE_LIMIT_PRO", 12_000, org_window),
+            rate(r, "ORG_RATE_LIMIT_ENTERPRISE", 120_000, org_window),
+        ],
+        api_calls_quota: [
+            quota(r, "QUOTA_API_CALLS_FREE", 10_000),
+            quota(r, "QUOTA_API_CALLS_PRO", 1_000_000),
+            quota(r, "QUOTA_API_CALLS_ENTERPRISE", 0),
+        ],
+        usage_flush: Duration::from_millis(
+            r.parse("USAGE_FLUSH_INTERVAL_MS", 1000u64, "a number of milliseconds")
+                .max(10),
+        ),
+        api_key_cache: r.seconds("API_KEY_CACHE_SEC", 5),
+    }
+}
+
+impl LimitsConfig {
+    /// The organization rate of `plan`.
+    pub fn org_rate(&self, plan: &str) -> Rate {
+        self.org[crate::rbac::plans::index(plan)]
+    }
+
+    /// Monthly API calls allowed on `plan` (`None` = unlimited).
+    pub fn api_calls_quota(&self, plan: &str) -> Option<u64> {
+        Some(self.api_calls_quota[crate::rbac::plans::index(plan)]).filter(|q| *q > 0)
     }
 }
 

@@ -130,6 +130,14 @@ id_type!(
     JobId, "job", "job"
 );
 id_type!(
+    /// Identifier of an API key (not its secret).
+    ApiKeyId, "key", "API key"
+);
+id_type!(
+    /// Identifier of an item of the example data resource.
+    DataItemId, "item", "data item"
+);
+id_type!(
     /// Identifier of an audit event.
     AuditEventId, "aud", "audit event"
 );

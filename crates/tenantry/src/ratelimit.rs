@@ -1,12 +1,19 @@
-//! Rate limiting with GCRA (the generic cell rate algorithm), in process.
+//! Rate limiting with GCRA (the generic cell rate algorithm): in process by default, in
+//! Redis when `REDIS_URL` is set so a limit holds across instances.
 //!
 //! A limit is `limit` requests per `window`, with bursts up to `limit`. Each key keeps one
 //! timestamp, the theoretical arrival time (TAT), so memory is one entry per active key;
-//! entries whose TAT has passed carry no information and are swept.
+//! entries whose TAT has passed carry no information and are swept (in Redis they expire).
+//!
+//! A request is usually checked against several limits at once (its address, its API key,
+//! its organization): [`RateLimiter::check`] decides them together and counts the request
+//! against none of them when any refuses, so a refused request costs no other budget.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::state::RedisHandle;
 
 /// A rate: `limit` requests per `window`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +39,154 @@ pub struct Decision {
     pub retry_after: Duration,
 }
 
+impl Rate {
+    /// Whether this rate limits anything (`limit` 0 means no limit).
+    pub fn is_limited(&self) -> bool {
+        self.limit > 0
+    }
+
+    /// Time between two requests at the sustained rate, and the burst tolerance.
+    fn cells(&self) -> (Duration, Duration) {
+        let limit = self.limit.max(1);
+        let interval = (self.window / limit).max(Duration::from_micros(1));
+        (interval, interval * limit)
+    }
+}
+
+impl Decision {
+    /// The decision to report when `self` and `other` both apply: a refusal over an
+    /// allowance (the longer wait of two refusals), else the allowance with less left.
+    pub fn stricter(self, other: Decision) -> Decision {
+        match (self.allowed, other.allowed) {
+            (true, false) => other,
+            (false, true) => self,
+            (false, false) if other.retry_after > self.retry_after => other,
+            (true, true) if other.remaining < self.remaining => other,
+            _ => self,
+        }
+    }
+}
+
+/// GCRA for one key: the decision and, when allowed, the key's new TAT (as an offset from
+/// `now`). `tat` is the stored TAT as an offset from `now` (zero when none or past).
+fn gcra(rate: Rate, tat: Duration) -> (Decision, Option<Duration>) {
+    let (interval, burst) = rate.cells();
+    let new_tat = tat + interval;
+    if new_tat > burst {
+        let decision = Decision {
+            allowed: false,
+            limit: rate.limit,
+            remaining: 0,
+            reset: tat,
+            retry_after: new_tat - burst,
+        };
+        return (decision, None);
+    }
+    let remaining = (burst.saturating_sub(new_tat).as_nanos() / interval.as_nanos()) as u32;
+    let decision = Decision {
+        allowed: true,
+        limit: rate.limit,
+        remaining,
+        reset: new_tat,
+        retry_after: Duration::ZERO,
+    };
+    (decision, Some(new_tat))
+}
+
+/// The limiter of a process: in memory, or shared through Redis.
+#[derive(Clone)]
+pub struct RateLimiter {
+    local: Arc<Limiter>,
+    redis: Option<(Arc<RedisHandle>, String)>,
+    script: Arc<redis::Script>,
+}
+
+/// GCRA over several keys in one atomic step, on Redis' own clock (so instances with
+/// skewed clocks agree). ARGV holds (interval, burst) in microseconds per key. Returns
+/// `allowed` (1/0) and, per key, its TAT offset and whether it alone would refuse. Nothing
+/// is written unless every key allows.
+const GCRA_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local out = {1}
+local new = {}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  local next_tat = tat + interval
+  if next_tat - now > burst then out[1] = 0 end
+  new[i] = next_tat
+  out[#out + 1] = tat - now
+end
+if out[1] == 1 then
+  for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], new[i], 'PX', math.ceil((new[i] - now) / 1000) + 1)
+  end
+end
+return out
+";
+
+impl RateLimiter {
+    /// An in-process limiter, or one shared through `redis` with keys under `prefix`.
+    pub fn new(redis: Option<(Arc<RedisHandle>, String)>) -> Self {
+        Self {
+            local: Arc::new(Limiter::new()),
+            redis,
+            script: Arc::new(redis::Script::new(GCRA_LUA)),
+        }
+    }
+
+    /// Counts one request against every `(key, rate)` with a limit; returns the decision
+    /// to report (`None` when no rate applies). On a Redis failure the in-process limiter
+    /// decides, so an outage degrades limits to per instance instead of failing requests.
+    pub async fn check(&self, limits: &[(&str, Rate)]) -> Option<Decision> {
+        let limits: Vec<(&str, Rate)> = limits
+            .iter()
+            .copied()
+            .filter(|(_, rate)| rate.is_limited())
+            .collect();
+        if limits.is_empty() {
+            return None;
+        }
+        if let Some((redis, prefix)) = &self.redis {
+            match self.check_redis(redis, prefix, &limits).await {
+                Ok(decision) => return Some(decision),
+                Err(err) => {
+                    tracing::warn!(error = %err, "Redis rate limiter unavailable; limiting in process")
+                }
+            }
+        }
+        Some(self.local.check_many_at(&limits, Instant::now()))
+    }
+
+    async fn check_redis(
+        &self,
+        redis: &RedisHandle,
+        prefix: &str,
+        limits: &[(&str, Rate)],
+    ) -> redis::RedisResult<Decision> {
+        let mut invocation = self.script.prepare_invoke();
+        for (key, rate) in limits {
+            let (interval, burst) = rate.cells();
+            invocation
+                .key(format!("{prefix}rl:{key}"))
+                .arg(interval.as_micros() as u64)
+                .arg(burst.as_micros() as u64);
+        }
+        let mut conn = redis.connection().await?;
+        let out: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+        let mut combined: Option<Decision> = None;
+        for (i, (_, rate)) in limits.iter().enumerate() {
+            let tat = out.get(i + 1).copied().unwrap_or(0).max(0);
+            let (decision, _) = gcra(*rate, Duration::from_micros(tat as u64));
+            combined = Some(combined.map_or(decision, |c| c.stricter(decision)));
+        }
+        combined.ok_or_else(|| (redis::ErrorKind::TypeError, "empty limiter reply").into())
+    }
+}
+
 /// In-process GCRA limiter keyed by string.
 #[derive(Debug, Default)]
 pub struct Limiter {
@@ -52,9 +207,12 @@ impl Limiter {
 
     /// Counts one request for `key` against `rate`, at `now`.
     pub fn check_at(&self, key: &str, rate: Rate, now: Instant) -> Decision {
-        let limit = rate.limit.max(1);
-        let interval = rate.window / limit;
-        let burst = interval * limit;
+        self.check_many_at(&[(key, rate)], now)
+    }
+
+    /// Counts one request against every `(key, rate)` at `now`, or against none of them
+    /// when any refuses; returns the decision to report.
+    pub fn check_many_at(&self, limits: &[(&str, Rate)], now: Instant) -> Decision {
         // A poisoned lock only means another thread panicked mid-check; the map is intact.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.checks_since_sweep += 1;
@@ -62,39 +220,32 @@ impl Limiter {
             state.checks_since_sweep = 0;
             state.tat.retain(|_, tat| *tat > now);
         }
-        let tat = state
-            .tat
-            .get(key)
-            .copied()
-            .filter(|t| *t > now)
-            .unwrap_or(now);
-        let new_tat = tat + interval;
-        let allow_at = new_tat.checked_sub(burst).unwrap_or(now);
-        if allow_at > now {
-            let reset = tat.saturating_duration_since(now);
-            return Decision {
-                allowed: false,
-                limit,
-                remaining: 0,
-                reset,
-                retry_after: allow_at - now,
-            };
+        let mut combined: Option<Decision> = None;
+        let mut updates = Vec::with_capacity(limits.len());
+        for (key, rate) in limits {
+            let tat = state
+                .tat
+                .get(*key)
+                .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+            let (decision, new_tat) = gcra(*rate, tat);
+            updates.push((*key, new_tat));
+            combined = Some(combined.map_or(decision, |c| c.stricter(decision)));
         }
-        state.tat.insert(key.to_owned(), new_tat);
-        let used = new_tat.saturating_duration_since(now);
-        let remaining = (burst.saturating_sub(used).as_nanos() / interval.as_nanos().max(1)) as u32;
-        Decision {
+        let combined = combined.unwrap_or(Decision {
             allowed: true,
-            limit,
-            remaining,
-            reset: used,
+            limit: 0,
+            remaining: 0,
+            reset: Duration::ZERO,
             retry_after: Duration::ZERO,
+        });
+        if combined.allowed {
+            for (key, new_tat) in updates {
+                if let Some(offset) = new_tat {
+                    state.tat.insert(key.to_owned(), now + offset);
+                }
+            }
         }
-    }
-
-    /// Counts one request for `key` now.
-    pub fn check(&self, key: &str, rate: Rate) -> Decision {
-        self.check_at(key, rate, Instant::now())
+        combined
     }
 }
 

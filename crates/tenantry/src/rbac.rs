@@ -31,6 +31,9 @@ pub const CATALOG: &[(&str, &str)] = &[
     ("jobs:read", "View background jobs"),
     ("jobs:write", "Enqueue, cancel and retry background jobs"),
     ("usage:read", "View usage and quotas"),
+    ("usage:write", "Report usage events"),
+    ("data:read", "Read the example data resource"),
+    ("data:write", "Create and delete items of the example data resource"),
 ];
 
 /// The built-in roles.
@@ -65,6 +68,8 @@ pub fn builtin(role: &str) -> Option<Permissions> {
             "jobs:read",
             "jobs:write",
             "usage:read",
+            "data:read",
+            "data:write",
         ]
         .into(),
         "billing" => [
@@ -131,6 +136,11 @@ pub fn catalog() -> CatalogOut {
 pub mod plans {
     /// Plan names.
     pub const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
+
+    /// Position of `plan` in [`PLANS`] (unknown plans count as the first).
+    pub fn index(plan: &str) -> usize {
+        PLANS.iter().position(|p| *p == plan).unwrap_or(0)
+    }
 
     /// Members allowed on `plan` (`None` = unlimited).
     pub fn member_limit(plan: &str) -> Option<i64> {

@@ -29,7 +29,7 @@ use crate::http::error::ApiError;
 use crate::http::middleware;
 use crate::http::openapi::ApiDoc;
 use crate::jobs::{Registry, Worker};
-use crate::ratelimit::Limiter;
+use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, RedisHandle};
 use crate::store::Store;
 
@@ -65,6 +65,14 @@ impl Application {
         let hasher = Hasher::new(config.auth.password_hash_concurrency)
             .map_err(|e| anyhow::anyhow!("password hasher: {e}"))?;
         let mailer = crate::mail::mailer(&config.auth).context("SMTP_URL is invalid")?;
+        let limiter = RateLimiter::new(
+            redis
+                .clone()
+                .map(|r| (r, config.redis_key_prefix.clone())),
+        );
+        let api_keys = crate::auth::api_key::KeyCache::new(config.limits.api_key_cache);
+        let usage =
+            crate::usage::Meter::new(store.clone(), config.limits.clone(), api_keys.clone());
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -72,7 +80,9 @@ impl Application {
             metrics: metrics_handle()?,
             keys: Arc::new(keys),
             hasher,
-            limiter: Arc::new(Limiter::new()),
+            limiter,
+            api_keys,
+            usage,
             jobs: Registry::builtin(),
             job_wake: Arc::new(Notify::new()),
         };
@@ -133,6 +143,8 @@ impl Application {
             )
             .spawn(shutdown.clone(), grace)
         });
+        let stop_meter = CancellationToken::new();
+        let meter = state.usage.spawn_flusher(stop_meter.clone());
         let signal = shutdown.clone().cancelled_owned();
         let mut server = tokio::spawn(async move {
             axum::serve(
@@ -156,6 +168,11 @@ impl Application {
                     }
                 }
             }
+        }
+        // The last metered calls are written once no request can add more.
+        stop_meter.cancel();
+        if let Err(err) = meter.await {
+            tracing::error!(error = %err, "usage flusher failed");
         }
         if let Some(worker) = worker {
             worker.join().await;
@@ -199,6 +216,10 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(axum::middleware::from_fn(middleware::render_problems))
                 .layer(axum::middleware::from_fn(middleware::track_metrics))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::limit_requests,
+                ))
                 .layer(CatchPanicLayer::custom(middleware::panic_response))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -9,7 +9,7 @@ use tokio::sync::{Notify, OnceCell};
 use crate::auth::jwt::KeyRing;
 use crate::auth::password::Hasher;
 use crate::jobs::Registry;
-use crate::ratelimit::Limiter;
+use crate::ratelimit::RateLimiter;
 
 use crate::config::Config;
 use crate::store::Store;
@@ -29,8 +29,12 @@ pub struct AppState {
     pub keys: Arc<KeyRing>,
     /// Password hashing on a bounded pool.
     pub hasher: Hasher,
-    /// In-process rate limiter.
-    pub limiter: Arc<Limiter>,
+    /// Rate limiter (in process, or shared through Redis).
+    pub limiter: RateLimiter,
+    /// Verified API keys, briefly cached.
+    pub api_keys: crate::auth::api_key::KeyCache,
+    /// Metering and quotas.
+    pub usage: crate::usage::Meter,
     /// Job types known to this process.
     pub jobs: Registry,
     /// Wakes this process's worker when a job is enqueued here.

@@ -1,6 +1,8 @@
-//! Members of the organization in the URL (`/v1/orgs/{org_id}/…`): the caller's
-//! membership is checked before any tenant data is touched. A caller who is not a member
-//! gets 404, exactly as for an organization that does not exist.
+//! Callers of the organization in the URL (`/v1/orgs/{org_id}/…`): a signed-in member, or
+//! one of the organization's API keys. Membership (or the key's own organization) is
+//! checked before any tenant data is touched; anyone else gets 404, exactly as for an
+//! organization that does not exist. The key's and the organization's rate limits are
+//! counted here.
 
 use std::collections::HashMap;
 
@@ -8,23 +10,38 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 
-use super::{Actor, ActorKind, CurrentUser, TenantCtx};
+use super::operator::bearer;
+use super::{api_key, Actor, ActorKind, CurrentUser, TenantCtx};
 use crate::http::error::ApiError;
-use crate::ids::{OrgId, UserId, WorkspaceId};
+use crate::http::meta::request_meta;
+use crate::http::middleware::RateLimitSlot;
+use crate::ids::{ApiKeyId, OrgId, UserId, WorkspaceId};
 use crate::rbac::{self, Permissions, RoleRef};
 use crate::state::AppState;
 
-/// A member of the organization in the path, with their effective permissions.
+/// A caller of the organization in the path, with their effective permissions.
 #[derive(Clone, Debug)]
 pub struct OrgMember {
     /// Tenant context for store calls.
     pub ctx: TenantCtx,
-    /// The user.
-    pub user: UserId,
-    /// Their organization role.
-    pub role: RoleRef,
-    /// What the role allows.
+    /// Who calls.
+    pub principal: Principal,
+    /// What the role (or the key's scopes) allows.
     pub permissions: Permissions,
+}
+
+/// The principal behind an organization request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A member, with their organization role.
+    User {
+        /// The user.
+        id: UserId,
+        /// Their role.
+        role: RoleRef,
+    },
+    /// One of the organization's API keys.
+    ApiKey(ApiKeyId),
 }
 
 /// Permissions of a role, given a custom role's stored permission list.
@@ -60,17 +77,27 @@ impl OrgMember {
         if self.permissions.contains(permission) {
             return Ok(());
         }
-        if let Some((role, custom)) = state.store.workspace_role(&self.ctx, ws, self.user).await? {
-            if role_permissions(role, custom.as_deref()).contains(permission) {
-                return Ok(());
+        if let Some(user) = self.user_id() {
+            if let Some((role, custom)) = state.store.workspace_role(&self.ctx, ws, user).await? {
+                if role_permissions(role, custom.as_deref()).contains(permission) {
+                    return Ok(());
+                }
             }
         }
         Err(forbidden(permission))
     }
 
-    /// True for owners.
+    /// True for owners (never for API keys).
     pub fn is_owner(&self) -> bool {
-        self.role.is_owner()
+        matches!(self.principal, Principal::User { role, .. } if role.is_owner())
+    }
+
+    /// The signed-in user, when the caller is not an API key.
+    pub fn user_id(&self) -> Option<UserId> {
+        match self.principal {
+            Principal::User { id, .. } => Some(id),
+            Principal::ApiKey(_) => None,
+        }
     }
 }
 
@@ -83,33 +110,92 @@ fn forbidden(permission: &str) -> ApiError {
     .with_extension("permission", serde_json::json!(permission))
 }
 
+fn path_org(params: &HashMap<String, String>) -> Result<OrgId, ApiError> {
+    params
+        .get("org_id")
+        .and_then(|raw| raw.parse().ok())
+        .ok_or_else(ApiError::not_found)
+}
+
 impl FromRequestParts<AppState> for OrgMember {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let user = CurrentUser::from_request_parts(parts, state).await?;
         let Path(params): Path<HashMap<String, String>> = Path::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::not_found())?;
-        let org: OrgId = params
-            .get("org_id")
-            .and_then(|raw| raw.parse().ok())
-            .ok_or_else(ApiError::not_found)?;
-        let access = state
-            .store
-            .member_access(org, user.id)
-            .await?
-            .ok_or_else(ApiError::not_found)?;
-        let permissions = role_permissions(access.role, access.custom_permissions.as_deref());
-        let actor = Actor {
-            kind: ActorKind::User,
-            id: Some(user.id.to_string()),
+        let limits = &state.config.limits;
+        let (member, plan, key_rate) = match bearer(parts).filter(|t| api_key::looks_like_key(t)) {
+            Some(secret) => {
+                let key = state
+                    .api_keys
+                    .verify(&state.store, secret)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_api_key",
+                            "The API key is unknown, revoked or expired.",
+                        )
+                        .with_header(
+                            axum::http::header::WWW_AUTHENTICATE,
+                            axum::http::HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                        )
+                    })?;
+                // A key of another organization learns nothing about this one.
+                if path_org(&params)? != key.org_id {
+                    return Err(ApiError::not_found());
+                }
+                let actor = Actor {
+                    kind: ActorKind::ApiKey,
+                    id: Some(key.id.to_string()),
+                };
+                let member = OrgMember {
+                    ctx: TenantCtx::new(key.org_id, actor, request_meta(parts)),
+                    principal: Principal::ApiKey(key.id),
+                    permissions: key.scopes,
+                };
+                let rate = key.rate.unwrap_or(limits.api_key);
+                (member, key.plan, Some((format!("key:{}", key.id), rate)))
+            }
+            None => {
+                let user = CurrentUser::from_request_parts(parts, state).await?;
+                let org = path_org(&params)?;
+                let access = state
+                    .store
+                    .member_access(org, user.id)
+                    .await?
+                    .ok_or_else(ApiError::not_found)?;
+                let permissions =
+                    role_permissions(access.role, access.custom_permissions.as_deref());
+                let actor = Actor {
+                    kind: ActorKind::User,
+                    id: Some(user.id.to_string()),
+                };
+                let member = OrgMember {
+                    ctx: TenantCtx::new(org, actor, user.meta),
+                    principal: Principal::User {
+                        id: user.id,
+                        role: access.role,
+                    },
+                    permissions,
+                };
+                (member, access.plan, None)
+            }
         };
-        Ok(OrgMember {
-            ctx: TenantCtx::new(org, actor, user.meta),
-            user: user.id,
-            role: access.role,
-            permissions,
-        })
+        let org_key = format!("org:{}", member.ctx.org_id());
+        let mut checks = vec![(org_key.as_str(), limits.org_rate(&plan))];
+        if let Some((key, rate)) = &key_rate {
+            checks.push((key.as_str(), *rate));
+        }
+        if let Some(decision) = state.limiter.check(&checks).await {
+            if !decision.allowed {
+                return Err(ApiError::rate_limited(&decision));
+            }
+            if let Some(slot) = parts.extensions.get::<RateLimitSlot>() {
+                slot.record(decision);
+            }
+        }
+        Ok(member)
     }
 }

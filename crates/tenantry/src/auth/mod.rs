@@ -2,6 +2,7 @@
 //! build. Tenant-scoped store methods require a [`TenantCtx`], so data of an organization
 //! is reachable only after a credential was verified for it.
 
+pub mod api_key;
 pub mod jwt;
 pub mod member;
 mod operator;

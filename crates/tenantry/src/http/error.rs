@@ -248,6 +248,7 @@ fn conflict_detail(code: &str) -> &'static str {
         "name_taken" => "The name is already in use.",
         "invitation_not_pending" => "The invitation was already accepted or revoked.",
         "job_state" => "The job is not in a state that allows this.",
+        "api_key_inactive" => "The API key is revoked or expired.",
         _ => "The request conflicts with the current state.",
     }
 }

@@ -130,3 +130,61 @@ pub fn rate_limit_headers(
     }
     headers
 }
+
+/// Where the rate-limit decisions of a request are collected, so a successful response
+/// carries the `RateLimit` headers of its strictest limit.
+#[derive(Clone, Default)]
+pub struct RateLimitSlot(std::sync::Arc<std::sync::Mutex<Option<crate::ratelimit::Decision>>>);
+
+impl RateLimitSlot {
+    /// Adds a decision; the stricter one is reported.
+    pub fn record(&self, decision: crate::ratelimit::Decision) {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = Some(slot.map_or(decision, |d| d.stricter(decision)));
+    }
+
+    fn get(&self) -> Option<crate::ratelimit::Decision> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Paths never limited per address: probes and scrapes.
+const UNLIMITED_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
+
+/// The per-address limit (`IP_RATE_LIMIT`) on every request, and the `RateLimit` headers
+/// of the strictest limit a request was counted against.
+pub async fn limit_requests(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let slot = RateLimitSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    if !UNLIMITED_PATHS.contains(&req.uri().path()) {
+        let ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let key = format!("ip:{ip}");
+        if let Some(decision) = state
+            .limiter
+            .check(&[(key.as_str(), state.config.limits.ip)])
+            .await
+        {
+            if !decision.allowed {
+                return ApiError::rate_limited(&decision).into_response();
+            }
+            slot.record(decision);
+        }
+    }
+    let mut response = next.run(req).await;
+    if let Some(decision) = slot.get() {
+        if !response.headers().contains_key("ratelimit-limit") {
+            for (name, value) in rate_limit_headers(&decision) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+}

@@ -25,7 +25,10 @@ use super::error::Problem;
         (name = "workspaces", description = "Workspaces and per-workspace roles"),
         (name = "members", description = "Members and invitations"),
         (name = "roles", description = "Custom roles"),
-        (name = "jobs", description = "Background jobs: durable, idempotent, retried")
+        (name = "jobs", description = "Background jobs: durable, idempotent, retried"),
+        (name = "api-keys", description = "API keys: scoped, expiring, rotatable, rate limited"),
+        (name = "usage", description = "Usage metering, daily totals and plan quotas"),
+        (name = "data", description = "The example tenant resource, metered per request")
     )
 )]
 pub struct ApiDoc;
@@ -64,6 +67,18 @@ impl Modify for SecuritySchemes {
                     .bearer_format("JWT")
                     .description(Some(
                         "An access token from /v1/auth/login or /v1/auth/refresh.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("tk_…")
+                    .description(Some(
+                        "An API key of the organization in the path, limited to its scopes.",
                     ))
                     .build(),
             ),

@@ -69,3 +69,28 @@ impl JobHandler for EmailDispatchJob {
         Ok(serde_json::json!({ "processed": sent }))
     }
 }
+
+/// `usage.rollup`: adds usage events to the daily totals. Periodic; internal. Safe to run
+/// twice at once: each event is rolled up exactly once.
+pub struct UsageRollupJob;
+
+#[async_trait::async_trait]
+impl JobHandler for UsageRollupJob {
+    const KIND: &'static str = "usage.rollup";
+    const PUBLIC: bool = false;
+    const TIMEOUT: Duration = Duration::from_secs(300);
+    type Payload = serde_json::Value;
+
+    async fn run(
+        &self,
+        ctx: &JobContext,
+        _payload: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let events = ctx
+            .store
+            .rollup_usage()
+            .await
+            .map_err(|e| crate::http::error::error_chain(&e))?;
+        Ok(serde_json::json!({ "events": events }))
+    }
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-pub use builtin::{EchoJob, EmailDispatchJob};
+pub use builtin::{EchoJob, EmailDispatchJob, UsageRollupJob};
 pub use worker::{Worker, WorkerHandle};
 
 use crate::store::Store;
@@ -104,6 +104,7 @@ impl Registry {
         let mut registry = Self::default();
         registry.register(EchoJob);
         registry.register(EmailDispatchJob);
+        registry.register(UsageRollupJob);
         registry
     }
 

@@ -19,7 +19,12 @@ use crate::store::jobs::{Claimed, NewJob, NOTIFY_CHANNEL};
 use crate::store::{now, Store};
 
 /// Periodic maintenance: (kind, every).
-const PERIODIC: [(&str, Duration); 1] = [("email.dispatch", Duration::from_secs(5))];
+fn periodic(config: &WorkerConfig) -> [(&'static str, Duration); 2] {
+    [
+        ("email.dispatch", Duration::from_secs(5)),
+        ("usage.rollup", config.usage_rollup),
+    ]
+}
 
 /// A worker, ready to run.
 pub struct Worker {
@@ -321,7 +326,7 @@ async fn upkeep(shared: Arc<Shared>, stop: CancellationToken) {
         }
         if last_periodic.elapsed() >= Duration::from_secs(5) {
             last_periodic = std::time::Instant::now();
-            enqueue_periodic(&shared.store).await;
+            enqueue_periodic(&shared.store, &shared.config).await;
         }
         tokio::select! {
             () = stop.cancelled() => return,
@@ -332,9 +337,9 @@ async fn upkeep(shared: Arc<Shared>, stop: CancellationToken) {
 
 /// Enqueues each periodic job once per period across all workers (the period's number is
 /// its idempotency key).
-async fn enqueue_periodic(store: &Store) {
+async fn enqueue_periodic(store: &Store, config: &WorkerConfig) {
     let secs = now().timestamp();
-    for (kind, every) in PERIODIC {
+    for (kind, every) in periodic(config) {
         let period = i64::try_from(every.as_secs()).unwrap_or(60).max(1);
         let job = NewJob {
             kind: kind.to_owned(),

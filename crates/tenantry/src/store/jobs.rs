@@ -177,14 +177,23 @@ pub async fn enqueue_in(tx: &mut Tx, org: OrgId, new: &NewJob) -> Result<Enqueue
     Ok(Enqueued::Existing(existing.into_job()))
 }
 
-/// Worker bookkeeping (claims, completions) commits without waiting for the WAL flush on
-/// PostgreSQL: a crash can only lose the last moments of it, which makes those jobs run
-/// again, as at-least-once delivery already allows. Enqueues stay fully durable.
-async fn relax_commit(tx: &mut Tx) -> Result<(), StoreError> {
+/// Session settings for worker bookkeeping (claims, completions, leases) on PostgreSQL:
+///
+/// - It commits without waiting for the WAL flush: a crash can only lose the last moments of
+///   it, which makes those jobs run again, as at-least-once delivery already allows.
+///   Enqueues stay fully durable.
+/// - Its plans must not depend on statistics, which are always stale on a queue table: with
+///   sorts, bitmap and sequential scans off, a claim walks `jobs_available` in order and stops
+///   after `limit` rows (marking entries of already-claimed rows dead on the way), and a
+///   completion looks each id up, whatever the planner believes about the table's size.
+async fn queue_session(tx: &mut Tx) -> Result<(), StoreError> {
     if let Tx::Postgres(pg) = tx {
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut **pg)
-            .await?;
+        sqlx::query(
+            "SELECT set_config('synchronous_commit', 'off', true), set_config('enable_sort', 'off', true), \
+             set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)",
+        )
+        .execute(&mut **pg)
+        .await?;
     }
     Ok(())
 }
@@ -364,7 +373,7 @@ impl Store {
     ) -> Result<Vec<Claimed>, StoreError> {
         let at = now();
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
-        relax_commit(&mut tx).await?;
+        queue_session(&mut tx).await?;
         let lock = match &tx {
             Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Tx::Sqlite(_) => "",
@@ -398,14 +407,28 @@ impl Store {
         lease_until: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
-        for id in ids {
-            on_conn!(tx.conn(), c => sqlx::query("UPDATE jobs SET locked_until = $3 WHERE id = $1 AND locked_by = $2 AND status = 'running'")
-                .bind(*id)
-                .bind(worker)
-                .bind(lease_until)
-                .execute(&mut *c)
-                .await
-                .map(|_| ()))?;
+        queue_session(&mut tx).await?;
+        match &mut tx {
+            Tx::Postgres(pg) => {
+                let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+                sqlx::query("UPDATE jobs SET locked_until = $3 WHERE id = ANY($1) AND locked_by = $2 AND status = 'running'")
+                    .bind(ids)
+                    .bind(worker)
+                    .bind(lease_until)
+                    .execute(&mut **pg)
+                    .await?;
+            }
+            Tx::Sqlite(_) => {
+                for id in ids {
+                    on_conn!(tx.conn(), c => sqlx::query("UPDATE jobs SET locked_until = $3 WHERE id = $1 AND locked_by = $2 AND status = 'running'")
+                        .bind(*id)
+                        .bind(worker)
+                        .bind(lease_until)
+                        .execute(&mut *c)
+                        .await
+                        .map(|_| ()))?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -423,7 +446,7 @@ impl Store {
         }
         let at = now();
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
-        relax_commit(&mut tx).await?;
+        queue_session(&mut tx).await?;
         match &mut tx {
             Tx::Postgres(pg) => {
                 let ids: Vec<uuid::Uuid> = done.iter().map(|(id, _)| id.as_uuid()).collect();
@@ -512,6 +535,7 @@ impl Store {
     pub async fn reclaim_expired_jobs(&self) -> Result<u64, StoreError> {
         let at = now();
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
+        queue_session(&mut tx).await?;
         let n = on_conn!(tx.conn(), c => sqlx::query(
             "UPDATE jobs SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'available' END, \
              last_error = 'lease expired: the worker stopped while running the job', \

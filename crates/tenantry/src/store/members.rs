@@ -19,6 +19,8 @@ pub struct MemberAccess {
     pub role: RoleRef,
     /// Permissions of a custom role (JSON array), when the role is custom.
     pub custom_permissions: Option<String>,
+    /// The organization's plan.
+    pub plan: String,
 }
 
 /// An organization with the caller's role in it.
@@ -147,8 +149,9 @@ impl Store {
         user: UserId,
     ) -> Result<Option<MemberAccess>, StoreError> {
         let mut tx = self.db().begin(Scope::Tenant(org), Access::Read).await?;
-        let row: Option<(String, Option<RoleId>, Option<String>)> = on_conn!(tx.conn(), c => sqlx::query_as(
-            "SELECT m.role, m.custom_role_id, r.permissions FROM memberships m \
+        let row: Option<(String, Option<RoleId>, Option<String>, String)> = on_conn!(tx.conn(), c => sqlx::query_as(
+            "SELECT m.role, m.custom_role_id, r.permissions, o.plan FROM memberships m \
+             JOIN organizations o ON o.id = m.org_id \
              LEFT JOIN roles r ON r.org_id = m.org_id AND r.id = m.custom_role_id \
              WHERE m.org_id = $1 AND m.user_id = $2",
         )
@@ -157,10 +160,11 @@ impl Store {
         .fetch_optional(&mut *c)
         .await)?;
         tx.commit().await?;
-        Ok(row.and_then(|(role, custom, permissions)| {
+        Ok(row.and_then(|(role, custom, permissions, plan)| {
             RoleRef::from_columns(&role, custom).map(|role| MemberAccess {
                 role,
                 custom_permissions: permissions,
+                plan,
             })
         }))
     }

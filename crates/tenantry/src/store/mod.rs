@@ -5,7 +5,9 @@
 //! filter every query on `org_id` as well. Mutations append their audit record in the same
 //! transaction.
 
+pub mod api_keys;
 pub mod audit;
+pub mod data;
 mod error;
 pub mod identity;
 pub mod invitations;
@@ -16,6 +18,7 @@ pub mod orgs;
 pub mod outbox;
 pub mod roles;
 pub mod sessions;
+pub mod usage;
 pub mod workspaces;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -85,6 +85,14 @@ impl TestApp {
         })
     }
 
+    /// Shuts the app down gracefully and waits until it has stopped.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("clean stop");
+        }
+    }
+
     /// Absolute URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

@@ -73,10 +73,39 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
     .json()
     .await
     .unwrap();
-    let (ws, role, inv) = (
+    let key: Value = post(
+        format!("/v1/orgs/{a}/api-keys"),
+        json!({"name": "K", "scopes": ["data:read"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let item: Value = post(format!("/v1/orgs/{a}/data"), json!({"name": "I"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // An API key of B holding every permission.
+    let all: Vec<&str> = tenantry::rbac::CATALOG.iter().map(|(p, _)| *p).collect();
+    let key_b: Value = call(
+        &app,
+        Some(&owner_b),
+        Method::POST,
+        &format!("/v1/orgs/{b}/api-keys"),
+        Some(json!({"name": "B", "scopes": all})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let key_b = key_b["secret"].as_str().unwrap();
+    let (ws, role, inv, key, item) = (
         ws["id"].as_str().unwrap(),
         role["id"].as_str().unwrap(),
         inv["id"].as_str().unwrap(),
+        key["id"].as_str().unwrap(),
+        item["id"].as_str().unwrap(),
     );
 
     // (method, path, body, status for a read-only member of A)
@@ -185,6 +214,47 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
             None,
             403,
         ),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/api-keys"),
+            Some(json!({"name": "Z", "scopes": ["org:read"]})),
+            403,
+        ),
+        (Method::GET, format!("/v1/orgs/{a}/api-keys"), None, 200),
+        (Method::GET, format!("/v1/orgs/{a}/api-keys/{key}"), None, 200),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/api-keys/{key}/rotate"),
+            None,
+            403,
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/{a}/api-keys/{key}"),
+            None,
+            403,
+        ),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/data"),
+            Some(json!({"name": "Z"})),
+            403,
+        ),
+        (Method::GET, format!("/v1/orgs/{a}/data"), None, 200),
+        (Method::GET, format!("/v1/orgs/{a}/data/{item}"), None, 200),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/{a}/data/{item}"),
+            None,
+            403,
+        ),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/usage/events"),
+            Some(json!({"events": [{"meter": "m", "idempotency_key": "k"}]})),
+            403,
+        ),
+        (Method::GET, format!("/v1/orgs/{a}/usage"), None, 200),
     ];
     for (method, path, body, reader_status) in &matrix {
         let res = call(&app, None, method.clone(), path, body.clone()).await;
@@ -199,6 +269,10 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
         let res = call(&app, Some(&owner_b), method.clone(), &missing, body.clone()).await;
         let absent = assert_problem(res, 404, "not_found").await;
         assert_eq!(foreign["detail"], absent["detail"], "{method} {path}");
+        // B's all-powerful API key learns nothing more.
+        let res = call(&app, Some(key_b), method.clone(), path, body.clone()).await;
+        let by_key = assert_problem(res, 404, "not_found").await;
+        assert_eq!(by_key["detail"], absent["detail"], "key of B: {method} {path}");
 
         let res = call(&app, Some(&reader), method.clone(), path, body.clone()).await;
         assert_eq!(
@@ -213,6 +287,29 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
 
     // Objects of B named under A's URL are missing for A's owner.
     let ws_b = ws_b["id"].as_str().unwrap();
+    let item_b: Value = call(
+        &app,
+        Some(key_b),
+        Method::POST,
+        &format!("/v1/orgs/{b}/data"),
+        Some(json!({"name": "B's"})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let item_b = item_b["id"].as_str().unwrap();
+    for method in [Method::GET, Method::DELETE] {
+        let res = call(
+            &app,
+            Some(&owner_a),
+            method,
+            format!("/v1/orgs/{a}/data/{item_b}"),
+            None,
+        )
+        .await;
+        assert_problem(res, 404, "not_found").await;
+    }
     for (method, path) in [
         (Method::GET, format!("/v1/orgs/{a}/workspaces/{ws_b}")),
         (Method::DELETE, format!("/v1/orgs/{a}/workspaces/{ws_b}")),
@@ -253,6 +350,10 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
             "workspace_roles",
             "workspaces",
             "organizations",
+            "api_keys",
+            "data_items",
+            "usage_events",
+            "usage_daily",
         ] {
             let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
                 .fetch_one(pool)

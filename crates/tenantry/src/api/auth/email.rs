@@ -61,7 +61,8 @@ pub(super) async fn send_verification(
         &state,
         &format!("verify:user:{}", user.id),
         state.config.auth.login_identifier_limit,
-    )?;
+    )
+    .await?;
     let account = state.store.get_user(user.id).await?;
     if account.email_verified_at.is_some() {
         return Err(ApiError::conflict(
@@ -140,13 +141,15 @@ pub(super) async fn request_password_reset(
         &state,
         &format!("reset:ip:{}", super::client_ip(&meta)),
         auth.login_ip_limit,
-    )?;
+    )
+    .await?;
     let identifier = body.email.trim().to_lowercase();
     limit(
         &state,
         &format!("reset:id:{identifier}"),
         auth.login_identifier_limit,
-    )?;
+    )
+    .await?;
     if let Some((user, _)) = state.store.user_for_login(&identifier).await? {
         let (token, stored) = token_for(EmailPurpose::ResetPassword, RESET_TTL_HOURS);
         let base = &auth.public_base_url;

@@ -35,16 +35,14 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Counts one attempt against `rate` for `key`; 429 when over.
-pub(crate) fn limit(state: &AppState, key: &str, limit: u32) -> Result<(), ApiError> {
+pub(crate) async fn limit(state: &AppState, key: &str, limit: u32) -> Result<(), ApiError> {
     let rate = Rate {
         limit,
         window: state.config.auth.rate_window,
     };
-    let decision = state.limiter.check(key, rate);
-    if decision.allowed {
-        Ok(())
-    } else {
-        Err(ApiError::rate_limited(&decision))
+    match state.limiter.check(&[(key, rate)]).await {
+        Some(decision) if !decision.allowed => Err(ApiError::rate_limited(&decision)),
+        _ => Ok(()),
     }
 }
 

@@ -127,7 +127,8 @@ pub(super) async fn register(
         &state,
         &format!("register:ip:{}", client_ip(&meta)),
         state.config.auth.register_ip_limit,
-    )?;
+    )
+    .await?;
     let email = Email::parse(&body.email).map_err(|m| ApiError::validation("email", m))?;
     let name = DisplayName::parse(&body.name).map_err(|m| ApiError::validation("name", m))?;
     check_policy(&body.password, email.as_str())
@@ -198,13 +199,15 @@ pub(super) async fn authenticate(
         state,
         &format!("login:ip:{}", client_ip(meta)),
         auth.login_ip_limit,
-    )?;
+    )
+    .await?;
     let identifier = body.email.trim().to_lowercase();
     limit(
         state,
         &format!("login:id:{identifier}"),
         auth.login_identifier_limit,
-    )?;
+    )
+    .await?;
     let found = state.store.user_for_login(&identifier).await?;
     let (user, stored) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),

@@ -83,7 +83,7 @@ async fn new_token(
 
 /// Invites someone (`members:invite`). Counts against the plan's member limit.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/invitations", tag = "members", request_body = InvitationIn,
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(
         (status = 201, description = "Invited; the token is in the response once", body = InvitationCreated),
@@ -112,7 +112,7 @@ pub(super) async fn create_invitation(
 
 /// Lists invitations (`members:invite`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/invitations", tag = "members",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses((status = 200, description = "Invitations", body = [Invitation])))]
 pub(super) async fn list_invitations(
@@ -125,7 +125,7 @@ pub(super) async fn list_invitations(
 
 /// Revokes a pending invitation (`members:invite`).
 #[utoipa::path(delete, path = "/v1/orgs/{org_id}/invitations/{invitation_id}", tag = "members",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("invitation_id" = InvitationId, Path, description = "Invitation")),
     responses(
         (status = 204, description = "Revoked"),
@@ -143,7 +143,7 @@ pub(super) async fn revoke_invitation(
 
 /// Re-sends an invitation with a new token and expiry (`members:invite`).
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/invitations/{invitation_id}/resend", tag = "members",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("invitation_id" = InvitationId, Path, description = "Invitation")),
     responses(
         (status = 200, description = "Re-sent; the new token is in the response once", body = InvitationCreated),

@@ -104,7 +104,7 @@ fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<S
 /// Enqueues a job (`jobs:write`). 201 when created; 200 with the original job when the
 /// idempotency key was already used with the same request.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/jobs", tag = "jobs", request_body = JobIn,
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Idempotency key")),
     responses(
@@ -145,7 +145,7 @@ pub(super) async fn enqueue_job(
 
 /// Lists jobs, newest first, with cursor pagination (`jobs:read`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/jobs", tag = "jobs",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), JobQuery),
     responses((status = 200, description = "A page of jobs", body = JobPage)))]
 pub(super) async fn list_jobs(
@@ -177,7 +177,7 @@ pub(super) async fn list_jobs(
 
 /// One job (`jobs:read`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/jobs/{job_id}", tag = "jobs",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("job_id" = JobId, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job", body = Job),
@@ -193,7 +193,7 @@ pub(super) async fn get_job(
 
 /// Cancels a job that has not started (`jobs:write`).
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/jobs/{job_id}/cancel", tag = "jobs",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("job_id" = JobId, Path, description = "Job id")),
     responses(
         (status = 200, description = "Cancelled", body = Job),
@@ -209,7 +209,7 @@ pub(super) async fn cancel_job(
 
 /// Queues a dead or cancelled job again with fresh attempts (`jobs:write`).
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/jobs/{job_id}/retry", tag = "jobs",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("job_id" = JobId, Path, description = "Job id")),
     responses(
         (status = 200, description = "Queued again", body = Job),

@@ -30,7 +30,7 @@ impl MemberPath {
 
 /// Lists members (`members:read`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/members", tag = "members",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses((status = 200, description = "Members", body = [Member])))]
 pub(super) async fn list_members(
@@ -44,7 +44,7 @@ pub(super) async fn list_members(
 /// Changes a member's role (`members:update`; only owners touch the owner role; a role
 /// can only be granted by someone holding all its permissions).
 #[utoipa::path(patch, path = "/v1/orgs/{org_id}/members/{user_id}", tag = "members", request_body = RoleIn,
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("user_id" = UserId, Path, description = "Member")),
     responses(
         (status = 204, description = "Changed"),
@@ -71,7 +71,7 @@ pub(super) async fn change_member_role(
 /// Removes a member (`members:remove`, or anyone leaving on their own; only owners remove
 /// owners; the last owner stays).
 #[utoipa::path(delete, path = "/v1/orgs/{org_id}/members/{user_id}", tag = "members",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("user_id" = UserId, Path, description = "Member")),
     responses(
         (status = 204, description = "Removed"),
@@ -84,7 +84,7 @@ pub(super) async fn remove_member(
     Path(p): Path<MemberPath>,
 ) -> Result<StatusCode, ApiError> {
     let target = p.user()?;
-    let leaving = target == member.user;
+    let leaving = Some(target) == member.user_id();
     if !leaving {
         member.require("members:remove")?;
     }

@@ -1,6 +1,8 @@
 //! Organization-scoped endpoints: `/v1/orgs/{org_id}/…`, every one behind
 //! [`OrgMember`](crate::auth::OrgMember) and a permission check.
 
+mod api_keys;
+mod data;
 mod invitations;
 mod jobs;
 mod members;
@@ -8,6 +10,7 @@ mod org;
 
 pub use org::{parse_new_org, NewOrgIn};
 mod roles;
+mod usage;
 mod workspaces;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -58,6 +61,16 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::retry_job))
+        .routes(routes!(
+            api_keys::create_api_key,
+            api_keys::list_api_keys
+        ))
+        .routes(routes!(api_keys::get_api_key, api_keys::revoke_api_key))
+        .routes(routes!(api_keys::rotate_api_key))
+        .routes(routes!(data::create_item, data::list_items))
+        .routes(routes!(data::get_item, data::delete_item))
+        .routes(routes!(usage::ingest_events))
+        .routes(routes!(usage::get_usage))
 }
 
 /// Parses a role reference from input (422 on `field`).

@@ -76,7 +76,7 @@ pub(super) async fn list_my_orgs(
 
 /// One organization (`org:read`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}", tag = "organizations",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(
         (status = 200, description = "The organization", body = Organization),
@@ -101,7 +101,7 @@ pub struct OrgPatch {
 
 /// Renames the organization or changes its slug (`org:update`).
 #[utoipa::path(patch, path = "/v1/orgs/{org_id}", tag = "organizations", request_body = OrgPatch,
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(
         (status = 200, description = "Updated", body = Organization),
@@ -138,7 +138,7 @@ pub(super) async fn update_org(
 
 /// Deletes the organization and all its data (`org:delete`: owners). The audit log stays.
 #[utoipa::path(delete, path = "/v1/orgs/{org_id}", tag = "organizations",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(
         (status = 204, description = "Deleted"),
@@ -163,7 +163,7 @@ pub struct PlanIn {
 /// Changes the plan directly (`billing:manage`); used while no billing provider is
 /// configured.
 #[utoipa::path(put, path = "/v1/orgs/{org_id}/plan", tag = "organizations", request_body = PlanIn,
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(
         (status = 200, description = "Plan changed", body = Organization),
@@ -184,7 +184,7 @@ pub(super) async fn change_plan(
 
 /// The organization's audit log, oldest first (`audit:read`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/audit-events", tag = "organizations",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), AuditQuery),
     responses(
         (status = 200, description = "Audit records", body = [AuditEvent]),

@@ -95,7 +95,7 @@ fn checked_name(raw: &str) -> Result<String, ApiError> {
 
 /// Creates a custom role (`roles:write`).
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/roles", tag = "roles", request_body = RoleDefIn,
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(
         (status = 201, description = "Created", body = Role),
@@ -118,7 +118,7 @@ pub(super) async fn create_role(
 
 /// Lists custom roles (`roles:read`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/roles", tag = "roles",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses((status = 200, description = "Custom roles", body = [Role])))]
 pub(super) async fn list_roles(
@@ -131,7 +131,7 @@ pub(super) async fn list_roles(
 
 /// One custom role (`roles:read`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/roles/{role_id}", tag = "roles",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("role_id" = RoleId, Path, description = "Role id")),
     responses(
         (status = 200, description = "The role", body = Role),
@@ -147,7 +147,7 @@ pub(super) async fn get_role(
 
 /// Changes a custom role (`roles:write`).
 #[utoipa::path(patch, path = "/v1/orgs/{org_id}/roles/{role_id}", tag = "roles", request_body = RolePatch,
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("role_id" = RoleId, Path, description = "Role id")),
     responses(
         (status = 200, description = "Updated", body = Role),
@@ -180,7 +180,7 @@ pub(super) async fn update_role(
 
 /// Deletes a custom role nobody holds (`roles:write`).
 #[utoipa::path(delete, path = "/v1/orgs/{org_id}/roles/{role_id}", tag = "roles",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("role_id" = RoleId, Path, description = "Role id")),
     responses(
         (status = 204, description = "Deleted"),

@@ -51,7 +51,7 @@ impl WsPath {
 
 /// Creates a workspace (`workspaces:write`).
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/workspaces", tag = "workspaces", request_body = WorkspaceIn,
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(
         (status = 201, description = "Created", body = Workspace),
@@ -77,7 +77,7 @@ pub(super) async fn create_workspace(
 
 /// Lists workspaces (`workspaces:read`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/workspaces", tag = "workspaces",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses((status = 200, description = "Workspaces", body = [Workspace])))]
 pub(super) async fn list_workspaces(
@@ -90,7 +90,7 @@ pub(super) async fn list_workspaces(
 
 /// One workspace (`workspaces:read`, in the organization or the workspace).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/workspaces/{ws_id}", tag = "workspaces",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("ws_id" = WorkspaceId, Path, description = "Workspace id")),
     responses(
         (status = 200, description = "The workspace", body = Workspace),
@@ -110,7 +110,7 @@ pub(super) async fn get_workspace(
 /// Renames a workspace or changes its slug (`workspaces:write`, in the organization or
 /// the workspace).
 #[utoipa::path(patch, path = "/v1/orgs/{org_id}/workspaces/{ws_id}", tag = "workspaces", request_body = WorkspacePatch,
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("ws_id" = WorkspaceId, Path, description = "Workspace id")),
     responses(
         (status = 200, description = "Updated", body = Workspace),
@@ -147,7 +147,7 @@ pub(super) async fn update_workspace(
 
 /// Deletes a workspace (`workspaces:write`).
 #[utoipa::path(delete, path = "/v1/orgs/{org_id}/workspaces/{ws_id}", tag = "workspaces",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("ws_id" = WorkspaceId, Path, description = "Workspace id")),
     responses(
         (status = 204, description = "Deleted"),
@@ -193,7 +193,7 @@ pub struct RoleIn {
 /// Gives a member a role in this workspace on top of their organization role
 /// (`members:update`).
 #[utoipa::path(put, path = "/v1/orgs/{org_id}/workspaces/{ws_id}/members/{user_id}", tag = "workspaces", request_body = RoleIn,
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("ws_id" = WorkspaceId, Path, description = "Workspace id"),
            ("user_id" = UserId, Path, description = "Member")),
     responses(
@@ -218,7 +218,7 @@ pub(super) async fn set_workspace_role(
 
 /// Removes a member's workspace role (`members:update`).
 #[utoipa::path(delete, path = "/v1/orgs/{org_id}/workspaces/{ws_id}/members/{user_id}", tag = "workspaces",
-    security(("bearer" = []), ("session" = [])),
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("ws_id" = WorkspaceId, Path, description = "Workspace id"),
            ("user_id" = UserId, Path, description = "Member")),
     responses(

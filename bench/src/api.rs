@@ -1,0 +1,302 @@
+//! `api`: an API-key-authenticated read of the example resource on PostgreSQL
+//! (`GET /v1/orgs/{org}/data/{item}`: key verification, scope check, per-address, per-key
+//! and per-organization rate limits, metering with the quota check, the tenant-scoped query
+//! under row-level security) against two baselines measured in the same run:
+//!
+//! - a bare axum + sqlx endpoint running the same single-row query (`SELECT … WHERE id = $1`
+//!   on a plain pool, no auth, no transaction, no RLS), served and loaded the same way;
+//! - `pgbench -S` (select-only, prepared statements) with the same number of connections.
+//!
+//! Both HTTP servers run in this process with the load generator (`CLIENTS` keep-alive
+//! connections, `SECS` seconds each after a warm-up); all three share the machine's cores
+//! with PostgreSQL.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::extract::{Path, State};
+use axum::Json;
+use tenantry::config::Config;
+use tenantry::startup::Application;
+use tenantry::testing::{postgres_admin_url, Backend, TestDatabase};
+
+const CLIENTS: usize = 16;
+const CONNECTIONS: u32 = 16;
+const SECS: u64 = 10;
+
+pub async fn run() -> anyhow::Result<()> {
+    let pgbench = pgbench_select_only()?;
+    let db = TestDatabase::create(Backend::Postgres)
+        .await
+        .context("PostgreSQL unreachable")?;
+    let mut vars: HashMap<String, String> = db.vars();
+    for (k, v) in [
+        ("DATABASE_MAX_CONNECTIONS", CONNECTIONS.to_string()),
+        ("LOG_LEVEL", "error".to_owned()),
+        // Limits are checked on every request but set high enough to refuse nothing.
+        ("IP_RATE_LIMIT", "1000000000".to_owned()),
+        ("API_KEY_RATE_LIMIT", "1000000000".to_owned()),
+        ("ORG_RATE_LIMIT_FREE", "1000000000".to_owned()),
+        ("QUOTA_API_CALLS_FREE", "1000000000000".to_owned()),
+    ] {
+        vars.insert(k.to_owned(), v);
+    }
+    let config = Config::from_vars(&vars).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let app = Application::build(config).await?;
+    let base = format!("http://{}", app.local_addr()?);
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.without_worker().run());
+
+    let client = reqwest::Client::new();
+    let reg: serde_json::Value = client
+        .post(format!("{base}/v1/auth/register"))
+        .json(&serde_json::json!({"email": "bench@example.com", "password": "bench password 42", "name": "Bench",
+                                  "org": {"name": "Bench", "slug": "bench"}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let access = reg["access_token"].as_str().context("no token")?.to_owned();
+    let orgs: serde_json::Value = client
+        .get(format!("{base}/v1/orgs"))
+        .bearer_auth(&access)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let org = orgs[0]["id"].as_str().context("no org")?.to_owned();
+    let key: serde_json::Value = client
+        .post(format!("{base}/v1/orgs/{org}/api-keys"))
+        .bearer_auth(&access)
+        .json(&serde_json::json!({"name": "bench", "scopes": ["data:read"]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let secret = key["secret"].as_str().context("no key")?.to_owned();
+    let item: serde_json::Value = client
+        .post(format!("{base}/v1/orgs/{org}/data"))
+        .bearer_auth(&access)
+        .json(&serde_json::json!({"name": "item", "value": {"hello": "world"}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let item = item["id"].as_str().context("no item")?.to_owned();
+    let ours_url = format!("{base}/v1/orgs/{org}/data/{item}");
+
+    let bare = bare_server(&db.url, item.trim_start_matches("item_")).await?;
+
+    let ours = load(&client, &ours_url, Some(&secret)).await?;
+    let plain = load(&client, &bare, None).await?;
+
+    println!(
+        "pgbench -S ({CONNECTIONS} connections, {SECS} s): {pgbench:.0} tps (baseline 2)"
+    );
+    println!(
+        "bare axum+sqlx single-row GET: {:.0} req/s p50={:.2} ms p99={:.2} ms (baseline 1)",
+        plain.rps,
+        plain.p50(),
+        plain.p99()
+    );
+    println!(
+        "tenantry API-key GET /data/{{id}}: {:.0} req/s p50={:.2} ms p99={:.2} ms",
+        ours.rps,
+        ours.p50(),
+        ours.p99()
+    );
+    println!(
+        "ratios: {:.2}x bare axum+sqlx (target >= 0.75), {:.2}x pgbench -S (target >= 0.35); p50 {:.2}x, p99 {:.2}x the bare endpoint",
+        ours.rps / plain.rps,
+        ours.rps / pgbench,
+        ours.p50() / plain.p50(),
+        ours.p99() / plain.p99()
+    );
+
+    // Every metered call was counted.
+    shutdown.cancel();
+    server.await??;
+    let owner = sqlx::PgPool::connect(&db.url).await?;
+    let counted: i64 = sqlx::query_scalar(
+        "SELECT CAST(coalesce(SUM(quantity), 0) AS BIGINT) FROM usage_events WHERE meter = 'api_calls'",
+    )
+    .fetch_one(&owner)
+    .await?;
+    println!(
+        "metered calls stored: {counted} (requests answered 200: {}, plus 1 creation)",
+        ours.ok
+    );
+    owner.close().await;
+    Ok(())
+}
+
+struct Run {
+    rps: f64,
+    ok: usize,
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn pct(&self, p: f64) -> f64 {
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies
+            .get(i)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    }
+    fn p50(&self) -> f64 {
+        self.pct(0.5)
+    }
+    fn p99(&self) -> f64 {
+        self.pct(0.99)
+    }
+}
+
+/// `CLIENTS` loops of GET `url` for `SECS` s after a 2 s warm-up (warm-up included in no
+/// figure; its metered calls are counted in the stored total).
+async fn load(client: &reqwest::Client, url: &str, bearer: Option<&str>) -> anyhow::Result<Run> {
+    let mut warm_ok = 0;
+    for (secs, measured) in [(2, false), (SECS, true)] {
+        let until = Instant::now() + Duration::from_secs(secs);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..CLIENTS {
+            let (client, url, bearer) = (client.clone(), url.to_owned(), bearer.map(str::to_owned));
+            tasks.push(tokio::spawn(async move {
+                let mut samples = Vec::new();
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    let mut req = client.get(&url);
+                    if let Some(b) = &bearer {
+                        req = req.bearer_auth(b);
+                    }
+                    let res = req.send().await?;
+                    anyhow::ensure!(res.status() == 200, "status {}", res.status());
+                    res.bytes().await?;
+                    samples.push(t.elapsed());
+                }
+                Ok::<_, anyhow::Error>(samples)
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await??);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        if measured {
+            all.sort();
+            return Ok(Run {
+                rps: all.len() as f64 / elapsed,
+                ok: all.len() + warm_ok,
+                latencies: all,
+            });
+        }
+        warm_ok = all.len();
+    }
+    unreachable!("the measured round returns")
+}
+
+#[derive(sqlx::FromRow, serde::Serialize)]
+struct BareItem {
+    id: String,
+    org_id: String,
+    name: String,
+    value: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The baseline endpoint: `GET /items/{uuid}` with one query on a plain pool. Returns its
+/// URL for `item`.
+async fn bare_server(db_url: &str, item: &str) -> anyhow::Result<String> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(CONNECTIONS)
+        .connect(db_url)
+        .await?;
+    async fn get(
+        State(pool): State<sqlx::PgPool>,
+        Path(id): Path<String>,
+    ) -> Result<Json<BareItem>, axum::http::StatusCode> {
+        sqlx::query_as(
+            "SELECT id::text, org_id::text, name, value, created_at, updated_at FROM data_items WHERE id = $1::uuid",
+        )
+        .bind(id)
+        .fetch_optional(&pool)
+        .await
+        .map_err(|_| axum::http::StatusCode::INTERNAL_SERVER_ERROR)?
+        .map(Json)
+        .ok_or(axum::http::StatusCode::NOT_FOUND)
+    }
+    let router = axum::Router::new()
+        .route("/items/{id}", axum::routing::get(get))
+        .with_state(pool);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        &item[0..8],
+        &item[8..12],
+        &item[12..16],
+        &item[16..20],
+        &item[20..32]
+    );
+    Ok(format!("http://{addr}/items/{uuid}"))
+}
+
+/// `pgbench -S` on a scratch database of its own (scale 10); returns transactions/s.
+fn pgbench_select_only() -> anyhow::Result<f64> {
+    let admin = url::Url::parse(&postgres_admin_url())?;
+    let host = admin.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = admin.port().unwrap_or(5432).to_string();
+    let user = if admin.username().is_empty() {
+        "postgres".to_owned()
+    } else {
+        admin.username().to_owned()
+    };
+    let name = format!("tenantry_pgbench_{}", std::process::id());
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .args(["-h", &host, "-p", &port, "-U", &user, "-d", "postgres", "-qc", sql])
+            .status()
+    };
+    anyhow::ensure!(psql(&format!("CREATE DATABASE {name}"))?.success(), "create pgbench db");
+    let result = (|| {
+        let init = Command::new("pgbench")
+            .args(["-h", &host, "-p", &port, "-U", &user, "-i", "-q", "-s", "10", &name])
+            .output()?;
+        anyhow::ensure!(init.status.success(), "pgbench -i failed");
+        let out = Command::new("pgbench")
+            .args([
+                "-h",
+                &host,
+                "-p",
+                &port,
+                "-U",
+                &user,
+                "-S",
+                "-M",
+                "prepared",
+                "-c",
+                &CONNECTIONS.to_string(),
+                "-j",
+                "2",
+                "-T",
+                &SECS.to_string(),
+                &name,
+            ])
+            .output()?;
+        anyhow::ensure!(out.status.success(), "pgbench -S failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("tps = ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|n| n.parse::<f64>().ok())
+            })
+            .context("no tps in pgbench output")
+    })();
+    let _ = psql(&format!("DROP DATABASE IF EXISTS {name}"));
+    result
+}

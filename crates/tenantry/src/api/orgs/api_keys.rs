@@ -1,0 +1,228 @@
+//! API keys of an organization: create (secret shown once), list, get, revoke, rotate.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{api_key, OrgMember};
+use crate::domain::DisplayName;
+use crate::http::error::{ApiError, Problem};
+use crate::http::extract::AppJson;
+use crate::ids::{ApiKeyId, OrgId};
+use crate::rbac;
+use crate::state::AppState;
+use crate::store::api_keys::{ApiKey, KeyRateLimit, NewApiKey};
+use crate::store::now;
+
+/// Longest grace period of a rotation (7 days).
+const MAX_GRACE: Duration = Duration::from_secs(7 * 86_400);
+/// Grace period of a rotation unless asked otherwise (1 hour).
+const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// A new API key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyIn {
+    /// Display name.
+    pub name: String,
+    /// Permissions of the key: a non-empty subset of the creator's own.
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<String>,
+    /// Expiry (RFC 3339, in the future); none means the key does not expire.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The key's own rate limit instead of `API_KEY_RATE_LIMIT`.
+    pub rate_limit: Option<KeyRateLimit>,
+}
+
+/// A key with its secret: returned once, at creation or rotation.
+#[derive(Serialize, ToSchema)]
+pub struct ApiKeyWithSecret {
+    /// The key.
+    #[serde(flatten)]
+    pub key: ApiKey,
+    /// The secret (`<prefix>_<random>`). It is not stored and cannot be shown again.
+    pub secret: String,
+}
+
+/// Rotation options.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateIn {
+    /// How long the previous secret keeps working, 0-604800 seconds (default 3600).
+    pub grace_period_sec: Option<u64>,
+}
+
+/// Path of one key.
+#[derive(Deserialize)]
+pub struct KeyPath {
+    org_id: String,
+    key_id: String,
+}
+
+impl KeyPath {
+    fn key(&self) -> Result<ApiKeyId, ApiError> {
+        let _ = &self.org_id;
+        self.key_id.parse().map_err(|_| ApiError::not_found())
+    }
+}
+
+/// Creates an API key (`api_keys:write`). The secret is in this response only.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/api-keys", tag = "api-keys", request_body = ApiKeyIn,
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses(
+        (status = 201, description = "Created; `secret` is shown once", body = ApiKeyWithSecret),
+        (status = 403, description = "`forbidden`: a scope the caller does not hold", body = Problem),
+        (status = 422, description = "`validation_failed`", body = Problem)))]
+pub(super) async fn create_api_key(
+    State(state): State<AppState>,
+    member: OrgMember,
+    AppJson(body): AppJson<ApiKeyIn>,
+) -> Result<(StatusCode, Json<ApiKeyWithSecret>), ApiError> {
+    member.require("api_keys:write")?;
+    let name = DisplayName::parse(&body.name).map_err(|m| ApiError::validation("name", m))?;
+    if body.scopes.is_empty() {
+        return Err(ApiError::validation(
+            "scopes",
+            "name at least one permission of the catalog (GET /v1/permissions)",
+        ));
+    }
+    let mut scopes = Vec::new();
+    for scope in &body.scopes {
+        let Some(permission) = rbac::permission(scope) else {
+            return Err(ApiError::validation(
+                "scopes",
+                format!("`{scope}` is not a permission of the catalog"),
+            ));
+        };
+        if !member.permissions.contains(permission) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("A key cannot hold `{permission}`, which you do not hold."),
+            )
+            .with_extension("permission", serde_json::json!(permission)));
+        }
+        if !scopes.contains(&permission) {
+            scopes.push(permission);
+        }
+    }
+    if body.expires_at.is_some_and(|at| at <= now()) {
+        return Err(ApiError::validation("expires_at", "must be in the future"));
+    }
+    if let Some(rate) = body.rate_limit {
+        if rate.limit == 0 || rate.window_sec == 0 || rate.window_sec > 86_400 {
+            return Err(ApiError::validation(
+                "rate_limit",
+                "needs limit >= 1 and window_sec from 1 to 86400",
+            ));
+        }
+    }
+    let (prefix, secret) = api_key::generate();
+    let new = NewApiKey {
+        name: name.as_str().to_owned(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        expires_at: body.expires_at,
+        rate_limit: body.rate_limit,
+        secret_hash: api_key::secret_hash(&secret),
+        prefix,
+    };
+    let key = state
+        .store
+        .create_api_key(&member.ctx, member.user_id(), &new)
+        .await?;
+    Ok((StatusCode::CREATED, Json(ApiKeyWithSecret { key, secret })))
+}
+
+/// Lists the organization's API keys, revoked ones included (`api_keys:read`).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/api-keys", tag = "api-keys",
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses((status = 200, description = "Keys, newest first", body = [ApiKey])))]
+pub(super) async fn list_api_keys(
+    State(state): State<AppState>,
+    member: OrgMember,
+) -> Result<Json<Vec<ApiKey>>, ApiError> {
+    member.require("api_keys:read")?;
+    Ok(Json(state.store.list_api_keys(&member.ctx).await?))
+}
+
+/// One API key (`api_keys:read`).
+#[utoipa::path(get, path = "/v1/orgs/{org_id}/api-keys/{key_id}", tag = "api-keys",
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("key_id" = ApiKeyId, Path, description = "Key id")),
+    responses(
+        (status = 200, description = "The key", body = ApiKey),
+        (status = 404, description = "Not found", body = Problem)))]
+pub(super) async fn get_api_key(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<KeyPath>,
+) -> Result<Json<ApiKey>, ApiError> {
+    let id = p.key()?;
+    member.require("api_keys:read")?;
+    Ok(Json(state.store.get_api_key(&member.ctx, id).await?))
+}
+
+/// Revokes an API key at once (`api_keys:write`); revoking twice is harmless.
+#[utoipa::path(delete, path = "/v1/orgs/{org_id}/api-keys/{key_id}", tag = "api-keys",
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("key_id" = ApiKeyId, Path, description = "Key id")),
+    responses(
+        (status = 200, description = "The revoked key", body = ApiKey),
+        (status = 404, description = "Not found", body = Problem)))]
+pub(super) async fn revoke_api_key(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<KeyPath>,
+) -> Result<Json<ApiKey>, ApiError> {
+    let id = p.key()?;
+    member.require("api_keys:write")?;
+    let key = state.store.revoke_api_key(&member.ctx, id).await?;
+    state.api_keys.forget(&key.prefix);
+    Ok(Json(key))
+}
+
+/// Gives an API key a new secret (`api_keys:write`); the previous one keeps working for
+/// the grace period. Same id, prefix, scopes and limits.
+#[utoipa::path(post, path = "/v1/orgs/{org_id}/api-keys/{key_id}/rotate", tag = "api-keys", request_body = RotateIn,
+    security(("bearer" = []), ("session" = []), ("api_key" = [])),
+    params(("org_id" = OrgId, Path, description = "Organization id"), ("key_id" = ApiKeyId, Path, description = "Key id")),
+    responses(
+        (status = 200, description = "The key and its new secret, shown once", body = ApiKeyWithSecret),
+        (status = 404, description = "Not found", body = Problem),
+        (status = 409, description = "`api_key_inactive`: revoked or expired", body = Problem)))]
+pub(super) async fn rotate_api_key(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path(p): Path<KeyPath>,
+    body: Option<AppJson<RotateIn>>,
+) -> Result<Json<ApiKeyWithSecret>, ApiError> {
+    let id = p.key()?;
+    member.require("api_keys:write")?;
+    let body = body.map(|AppJson(b)| b).unwrap_or_default();
+    let grace = match body.grace_period_sec {
+        None => DEFAULT_GRACE,
+        Some(secs) if Duration::from_secs(secs) <= MAX_GRACE => Duration::from_secs(secs),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "grace_period_sec",
+                "must be from 0 to 604800 (7 days)",
+            ))
+        }
+    };
+    let current = state.store.get_api_key(&member.ctx, id).await?;
+    let secret = api_key::regenerate(&current.prefix);
+    let until = now() + chrono::Duration::from_std(grace).unwrap_or_default();
+    let key = state
+        .store
+        .rotate_api_key(&member.ctx, id, &api_key::secret_hash(&secret), until)
+        .await?;
+    state.api_keys.forget(&key.prefix);
+    Ok(Json(ApiKeyWithSecret { key, secret }))
+}

@@ -1,0 +1,340 @@
+//! API keys: stored as a public prefix and the SHA-256 of the whole secret, never the
+//! secret itself.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::audit::{self, AuditEntry};
+use super::{now, Store, StoreError};
+use crate::auth::TenantCtx;
+use crate::db::{on_conn, unique_violation, Access, Scope, Tx};
+use crate::ids::{ApiKeyId, OrgId, UserId};
+
+/// An API key as listed (never with its secret or hash).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ApiKey {
+    /// Id.
+    pub id: ApiKeyId,
+    /// Owning organization.
+    pub org_id: OrgId,
+    /// Display name.
+    pub name: String,
+    /// Public start of the secret (`tk_…`), to recognise the key.
+    pub prefix: String,
+    /// Permissions the key holds.
+    pub scopes: Vec<String>,
+    /// The key's own rate limit, when it has one.
+    pub rate_limit: Option<KeyRateLimit>,
+    /// The user who created it.
+    pub created_by: Option<UserId>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Expiry, when it has one.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Last successful use (recorded every few seconds).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Revocation time.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// After a rotation: until when the previous secret still works.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A key's own rate limit.
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRateLimit {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// Window in seconds.
+    pub window_sec: u32,
+}
+
+/// What a new key is made of (already validated).
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    /// Display name.
+    pub name: String,
+    /// Permissions.
+    pub scopes: Vec<String>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Own rate limit.
+    pub rate_limit: Option<KeyRateLimit>,
+    /// Public prefix.
+    pub prefix: String,
+    /// SHA-256 of the secret.
+    pub secret_hash: String,
+}
+
+/// A key as authentication needs it: hashes, org, scopes, plan.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct KeyCredential {
+    /// Id.
+    pub id: ApiKeyId,
+    /// Organization.
+    pub org_id: OrgId,
+    /// SHA-256 of the current secret.
+    pub secret_hash: String,
+    /// SHA-256 of the previous secret during a rotation's grace period.
+    pub previous_hash: Option<String>,
+    /// End of that grace period.
+    pub previous_expires_at: Option<DateTime<Utc>>,
+    /// Scopes (JSON array).
+    pub scopes: String,
+    /// Own rate limit (requests).
+    pub rate_limit: Option<i32>,
+    /// Own rate window (seconds).
+    pub rate_window_sec: Option<i32>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revocation.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The organization's plan.
+    pub plan: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: ApiKeyId,
+    org_id: OrgId,
+    name: String,
+    prefix: String,
+    scopes: String,
+    rate_limit: Option<i32>,
+    rate_window_sec: Option<i32>,
+    created_by: Option<UserId>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    previous_expires_at: Option<DateTime<Utc>>,
+}
+
+impl Row {
+    fn into_key(self) -> ApiKey {
+        let rate_limit = match (self.rate_limit, self.rate_window_sec) {
+            (Some(limit), Some(window)) => Some(KeyRateLimit {
+                limit: u32::try_from(limit).unwrap_or(0),
+                window_sec: u32::try_from(window).unwrap_or(1),
+            }),
+            _ => None,
+        };
+        ApiKey {
+            id: self.id,
+            org_id: self.org_id,
+            name: self.name,
+            prefix: self.prefix,
+            scopes: serde_json::from_str(&self.scopes).unwrap_or_default(),
+            rate_limit,
+            created_by: self.created_by,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+            revoked_at: self.revoked_at,
+            previous_secret_expires_at: self.previous_expires_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, org_id, name, prefix, scopes, rate_limit, rate_window_sec, created_by, created_at, \
+                       expires_at, last_used_at, revoked_at, previous_expires_at";
+
+impl Store {
+    /// Stores a new key of the caller's organization, audited.
+    pub async fn create_api_key(
+        &self,
+        ctx: &TenantCtx,
+        created_by: Option<UserId>,
+        new: &NewApiKey,
+    ) -> Result<ApiKey, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
+            .await?;
+        let scopes = serde_json::to_string(&new.scopes).unwrap_or_else(|_| "[]".to_owned());
+        let (limit, window) = new.rate_limit.map_or((None, None), |r| {
+            (
+                Some(i32::try_from(r.limit).unwrap_or(i32::MAX)),
+                Some(i32::try_from(r.window_sec).unwrap_or(i32::MAX)),
+            )
+        });
+        let sql = format!(
+            "INSERT INTO api_keys (org_id, id, name, prefix, secret_hash, scopes, rate_limit, rate_window_sec, created_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
+        );
+        let row: Row = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            .bind(ctx.org_id())
+            .bind(ApiKeyId::new())
+            .bind(&new.name)
+            .bind(&new.prefix)
+            .bind(&new.secret_hash)
+            .bind(&scopes)
+            .bind(limit)
+            .bind(window)
+            .bind(created_by)
+            .bind(now())
+            .bind(new.expires_at)
+            .fetch_one(&mut *c)
+            .await)
+        .map_err(|e| match unique_violation(&e) {
+            Some(_) => StoreError::Conflict("api_key_prefix_taken"),
+            None => e.into(),
+        })?;
+        let key = row.into_key();
+        let entry = AuditEntry::new("api_key.created", "api_key", key.id).with_metadata(
+            serde_json::json!({ "name": key.name, "prefix": key.prefix, "scopes": key.scopes, "expires_at": key.expires_at }),
+        );
+        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// The caller's organization's keys, newest first (revoked ones included).
+    pub async fn list_api_keys(&self, ctx: &TenantCtx) -> Result<Vec<ApiKey>, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
+            .await?;
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY id DESC");
+        let rows: Vec<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            .bind(ctx.org_id())
+            .fetch_all(&mut *c)
+            .await)?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(Row::into_key).collect())
+    }
+
+    /// One key of the caller's organization.
+    pub async fn get_api_key(&self, ctx: &TenantCtx, id: ApiKeyId) -> Result<ApiKey, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
+            .await?;
+        let key = fetch(&mut tx, ctx.org_id(), id).await?;
+        tx.commit().await?;
+        key.ok_or(StoreError::NotFound)
+    }
+
+    /// Revokes a key at once (idempotent), audited the first time.
+    pub async fn revoke_api_key(
+        &self,
+        ctx: &TenantCtx,
+        id: ApiKeyId,
+    ) -> Result<ApiKey, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
+            .await?;
+        let at = now();
+        let n = on_conn!(tx.conn(), c => sqlx::query(
+            "UPDATE api_keys SET revoked_at = $3, previous_hash = NULL, previous_expires_at = NULL \
+             WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL",
+        )
+        .bind(ctx.org_id())
+        .bind(id)
+        .bind(at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let key = fetch(&mut tx, ctx.org_id(), id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if n == 1 {
+            let entry = AuditEntry::new("api_key.revoked", "api_key", id)
+                .with_metadata(serde_json::json!({ "name": key.name, "prefix": key.prefix }));
+            audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        }
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// Gives a key a new secret (same id and prefix); the previous secret keeps working
+    /// until `grace_until`. Revoked or expired keys cannot be rotated.
+    pub async fn rotate_api_key(
+        &self,
+        ctx: &TenantCtx,
+        id: ApiKeyId,
+        secret_hash: &str,
+        grace_until: DateTime<Utc>,
+    ) -> Result<ApiKey, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
+            .await?;
+        let at = now();
+        let n = on_conn!(tx.conn(), c => sqlx::query(
+            "UPDATE api_keys SET previous_hash = secret_hash, previous_expires_at = $4, secret_hash = $3 \
+             WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $5)",
+        )
+        .bind(ctx.org_id())
+        .bind(id)
+        .bind(secret_hash)
+        .bind(grace_until)
+        .bind(at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let key = fetch(&mut tx, ctx.org_id(), id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if n == 0 {
+            return Err(StoreError::Conflict("api_key_inactive"));
+        }
+        let entry = AuditEntry::new("api_key.rotated", "api_key", id).with_metadata(
+            serde_json::json!({ "name": key.name, "prefix": key.prefix, "previous_secret_expires_at": grace_until }),
+        );
+        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// The key with public `prefix`, whatever its organization (the credential names it),
+    /// with its organization's plan.
+    pub async fn api_key_credential(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<KeyCredential>, StoreError> {
+        let mut tx = self.db().begin(Scope::System, Access::Read).await?;
+        let row: Option<KeyCredential> = on_conn!(tx.conn(), c => sqlx::query_as(
+            "SELECT k.id, k.org_id, k.secret_hash, k.previous_hash, k.previous_expires_at, k.scopes, k.rate_limit, \
+             k.rate_window_sec, k.expires_at, k.revoked_at, o.plan \
+             FROM api_keys k JOIN organizations o ON o.id = k.org_id WHERE k.prefix = $1",
+        )
+        .bind(prefix)
+        .fetch_optional(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Records when keys were last used (batched by the meter).
+    pub async fn touch_api_keys(&self, used: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db().begin(Scope::System, Access::Write).await?;
+        for (id, at) in used {
+            on_conn!(tx.conn(), c => sqlx::query(
+                "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+            )
+            .bind(*id)
+            .bind(*at)
+            .execute(&mut *c)
+            .await
+            .map(|_| ()))?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn fetch(tx: &mut Tx, org: OrgId, id: ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND id = $2");
+    let row: Option<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+        .bind(org)
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await)?;
+    Ok(row.map(Row::into_key))
+}

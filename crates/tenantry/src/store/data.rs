@@ -1,0 +1,153 @@
+//! The example tenant resource (`/v1/orgs/{org}/data`): the shape a SaaS builder copies
+//! for their own tenant-owned data. Every query runs in the tenant's scope and filters on
+//! `org_id`; changes are audited in the same transaction.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::audit::{self, AuditEntry};
+use super::{now, page_size, Store, StoreError};
+use crate::auth::TenantCtx;
+use crate::db::{on_conn, Access, Scope};
+use crate::ids::{DataItemId, OrgId};
+
+/// An item.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DataItem {
+    /// Id.
+    pub id: DataItemId,
+    /// Owning organization.
+    pub org_id: OrgId,
+    /// Name.
+    pub name: String,
+    /// Any JSON value.
+    pub value: serde_json::Value,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: DataItemId,
+    org_id: OrgId,
+    name: String,
+    value: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl Row {
+    fn into_item(self) -> DataItem {
+        DataItem {
+            id: self.id,
+            org_id: self.org_id,
+            name: self.name,
+            value: serde_json::from_str(&self.value).unwrap_or(serde_json::Value::Null),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, org_id, name, value, created_at, updated_at";
+
+impl Store {
+    /// Creates an item.
+    pub async fn create_data_item(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<DataItem, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
+            .await?;
+        let sql = format!(
+            "INSERT INTO data_items (org_id, id, name, value, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) RETURNING {COLUMNS}"
+        );
+        let row: Row = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            .bind(ctx.org_id())
+            .bind(DataItemId::new())
+            .bind(name)
+            .bind(value.to_string())
+            .bind(now())
+            .fetch_one(&mut *c)
+            .await)?;
+        let item = row.into_item();
+        let entry = AuditEntry::new("data_item.created", "data_item", item.id)
+            .with_metadata(serde_json::json!({ "name": item.name }));
+        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.commit().await?;
+        Ok(item)
+    }
+
+    /// One item.
+    pub async fn get_data_item(
+        &self,
+        ctx: &TenantCtx,
+        id: DataItemId,
+    ) -> Result<DataItem, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
+            .await?;
+        let sql = format!("SELECT {COLUMNS} FROM data_items WHERE org_id = $1 AND id = $2");
+        let row: Option<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            .bind(ctx.org_id())
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await)?;
+        tx.commit().await?;
+        row.map(Row::into_item).ok_or(StoreError::NotFound)
+    }
+
+    /// Items newest first, older than `before` when given.
+    pub async fn list_data_items(
+        &self,
+        ctx: &TenantCtx,
+        before: Option<DataItemId>,
+        limit: Option<u32>,
+    ) -> Result<Vec<DataItem>, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
+            .await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM data_items WHERE org_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        );
+        let rows: Vec<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            .bind(ctx.org_id())
+            .bind(before)
+            .bind(page_size(limit))
+            .fetch_all(&mut *c)
+            .await)?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(Row::into_item).collect())
+    }
+
+    /// Deletes an item.
+    pub async fn delete_data_item(&self, ctx: &TenantCtx, id: DataItemId) -> Result<(), StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
+            .await?;
+        let n = on_conn!(tx.conn(), c => sqlx::query("DELETE FROM data_items WHERE org_id = $1 AND id = $2")
+            .bind(ctx.org_id())
+            .bind(id)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let entry = AuditEntry::new("data_item.deleted", "data_item", id);
+        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

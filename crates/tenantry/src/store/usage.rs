@@ -1,0 +1,221 @@
+//! Usage metering: events (reported by customers, or written by the service's own meter
+//! in batches), daily rollups, and what an organization has used in a period.
+//!
+//! Days are UTC calendar days stored as `YYYY-MM-DD` text, so the same comparisons work on
+//! both backends. A period's total is the rolled-up days plus the events not yet rolled up,
+//! so totals are exact between rollups too.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{now, Store, StoreError};
+use crate::auth::TenantCtx;
+use crate::db::{on_conn, Access, Scope, Tx};
+use crate::ids::OrgId;
+
+/// A usage event to record.
+#[derive(Clone, Debug)]
+pub struct UsageEvent {
+    /// Meter name.
+    pub meter: String,
+    /// Amount (>= 0).
+    pub quantity: i64,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Unique per organization: a repeated key is not counted again.
+    pub idempotency_key: String,
+}
+
+/// Outcome of an ingestion.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct Ingested {
+    /// Events recorded.
+    pub accepted: u64,
+    /// Events whose idempotency key was already recorded (ignored).
+    pub duplicates: u64,
+}
+
+/// Usage of one meter on one day.
+#[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow, PartialEq, Eq)]
+pub struct DailyUsage {
+    /// Meter name.
+    pub meter: String,
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Total that day.
+    pub quantity: i64,
+}
+
+/// Metered quantities the service counted itself: (org, meter, day) -> quantity.
+pub type MeteredBatch = Vec<((OrgId, &'static str, String), i64)>;
+
+/// The UTC day of `at` as stored.
+pub fn day_of(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
+impl Store {
+    /// Records customer-reported events; events whose key was seen before are skipped.
+    pub async fn ingest_usage(
+        &self,
+        ctx: &TenantCtx,
+        events: &[UsageEvent],
+    ) -> Result<Ingested, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
+            .await?;
+        let mut accepted = 0;
+        for event in events {
+            accepted += insert_event(&mut tx, ctx.org_id(), event).await?;
+        }
+        tx.commit().await?;
+        Ok(Ingested {
+            accepted,
+            duplicates: events.len() as u64 - accepted,
+        })
+    }
+
+    /// Writes the service's own meter readings as one event per (org, meter, day), each
+    /// keyed by `batch_key` so a retried write is not counted twice.
+    pub async fn record_metered(
+        &self,
+        batch: &MeteredBatch,
+        batch_key: &str,
+    ) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let at = now();
+        let mut tx = self.db().begin(Scope::System, Access::Write).await?;
+        for ((org, meter, day), quantity) in batch {
+            let event = UsageEvent {
+                meter: (*meter).to_owned(),
+                quantity: *quantity,
+                occurred_at: at,
+                idempotency_key: format!("{batch_key}:{meter}:{day}"),
+            };
+            insert_event_on_day(&mut tx, *org, &event, day).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds every event not yet rolled up to the daily totals, exactly once even when two
+    /// rollups run at once. Returns how many events were rolled up.
+    pub async fn rollup_usage(&self) -> Result<u64, StoreError> {
+        let mut tx = self.db().begin(Scope::System, Access::Write).await?;
+        let n = match &mut tx {
+            // The UPDATE locks the rows it marks: a concurrent rollup waits, then skips them.
+            Tx::Postgres(pg) => {
+                let n: i64 = sqlx::query_scalar(
+                    "WITH batch AS (UPDATE usage_events SET rolled_up = TRUE WHERE NOT rolled_up \
+                         RETURNING org_id, meter, day, quantity), \
+                     sums AS (INSERT INTO usage_daily (org_id, meter, day, quantity) \
+                         SELECT org_id, meter, day, CAST(SUM(quantity) AS BIGINT) FROM batch GROUP BY org_id, meter, day \
+                         ON CONFLICT (org_id, meter, day) DO UPDATE SET quantity = usage_daily.quantity + excluded.quantity) \
+                     SELECT count(*) FROM batch",
+                )
+                .fetch_one(&mut **pg)
+                .await?;
+                u64::try_from(n).unwrap_or(0)
+            }
+            // SQLite's writers are serialized by BEGIN IMMEDIATE.
+            Tx::Sqlite(lite) => {
+                sqlx::query(
+                    "INSERT INTO usage_daily (org_id, meter, day, quantity) \
+                     SELECT org_id, meter, day, SUM(quantity) FROM usage_events WHERE NOT rolled_up GROUP BY org_id, meter, day \
+                     ON CONFLICT (org_id, meter, day) DO UPDATE SET quantity = usage_daily.quantity + excluded.quantity",
+                )
+                .execute(&mut **lite)
+                .await?;
+                sqlx::query("UPDATE usage_events SET rolled_up = TRUE WHERE NOT rolled_up")
+                    .execute(&mut **lite)
+                    .await?
+                    .rows_affected()
+            }
+        };
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Daily usage of the caller's organization from `from` to `to` (days, inclusive).
+    pub async fn usage_by_day(
+        &self,
+        ctx: &TenantCtx,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<DailyUsage>, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
+            .await?;
+        let rows: Vec<DailyUsage> = on_conn!(tx.conn(), c => sqlx::query_as(
+            "SELECT meter, day, CAST(SUM(quantity) AS BIGINT) AS quantity FROM ( \
+                 SELECT meter, day, quantity FROM usage_daily WHERE org_id = $1 AND day >= $2 AND day <= $3 \
+                 UNION ALL \
+                 SELECT meter, day, quantity FROM usage_events WHERE org_id = $1 AND NOT rolled_up AND day >= $2 AND day <= $3 \
+             ) u GROUP BY meter, day ORDER BY meter, day",
+        )
+        .bind(ctx.org_id())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// An organization's plan and its use of `meter` since day `from` (for quotas).
+    pub async fn plan_and_usage(
+        &self,
+        org: OrgId,
+        meter: &str,
+        from: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let mut tx = self.db().begin(Scope::Tenant(org), Access::Read).await?;
+        let row: Option<(String, i64)> = on_conn!(tx.conn(), c => sqlx::query_as(
+            "SELECT o.plan, CAST(coalesce(( \
+                 SELECT SUM(quantity) FROM usage_daily WHERE org_id = $1 AND meter = $2 AND day >= $3), 0) \
+               + coalesce(( \
+                 SELECT SUM(quantity) FROM usage_events WHERE org_id = $1 AND meter = $2 AND day >= $3 AND NOT rolled_up), 0) AS BIGINT) \
+             FROM organizations o WHERE o.id = $1",
+        )
+        .bind(org)
+        .bind(meter)
+        .bind(from)
+        .fetch_optional(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        Ok(row)
+    }
+}
+
+async fn insert_event(tx: &mut Tx, org: OrgId, event: &UsageEvent) -> Result<u64, StoreError> {
+    insert_event_on_day(tx, org, event, &day_of(event.occurred_at)).await
+}
+
+async fn insert_event_on_day(
+    tx: &mut Tx,
+    org: OrgId,
+    event: &UsageEvent,
+    day: &str,
+) -> Result<u64, StoreError> {
+    let n = on_conn!(tx.conn(), c => sqlx::query(
+        "INSERT INTO usage_events (org_id, id, meter, quantity, occurred_at, day, idempotency_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org_id, idempotency_key) DO NOTHING",
+    )
+    .bind(org)
+    .bind(uuid::Uuid::now_v7())
+    .bind(&event.meter)
+    .bind(event.quantity)
+    .bind(event.occurred_at)
+    .bind(day)
+    .bind(&event.idempotency_key)
+    .bind(now())
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(n)
+}

@@ -1,0 +1,269 @@
+//! The meter: counts metered API calls in memory and writes them in batches, enforces the
+//! plan's monthly quota, and records when API keys were last used.
+//!
+//! Nothing is written on a request's path. Every `USAGE_FLUSH_INTERVAL_MS` (and on
+//! shutdown) the counts are written as one usage event per (organization, meter, day), each
+//! keyed by instance and batch so a retried write cannot count twice. A crash loses at most
+//! the counts of one interval. Quotas compare the month's stored total (re-read every
+//! [`QUOTA_REFRESH`]) plus this instance's unwritten counts with the plan's allowance; with
+//! several instances a quota can be overshot by what the others counted in that time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{Datelike, TimeZone, Utc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::api_key::KeyCache;
+use crate::config::LimitsConfig;
+use crate::ids::OrgId;
+use crate::store::usage::{day_of, MeteredBatch};
+use crate::store::{now, Store, StoreError};
+
+/// The meter of metered API requests.
+pub const API_CALLS: &str = "api_calls";
+
+/// How long an organization's stored monthly total is trusted.
+pub const QUOTA_REFRESH: Duration = Duration::from_secs(2);
+
+/// A refused call: the month's quota is used up.
+#[derive(Clone, Debug)]
+pub struct QuotaExceeded {
+    /// Calls allowed per month.
+    pub limit: u64,
+    /// Calls counted this month.
+    pub used: u64,
+    /// Start of the next month.
+    pub resets_at: chrono::DateTime<Utc>,
+}
+
+/// Why a call could not be admitted.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Over quota.
+    Quota(QuotaExceeded),
+    /// The organization's usage could not be read.
+    Store(StoreError),
+}
+
+/// Counts metered calls; cheap to clone.
+#[derive(Clone)]
+pub struct Meter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    limits: LimitsConfig,
+    keys: KeyCache,
+    instance: String,
+    batches: AtomicU64,
+    state: Mutex<State>,
+    /// Serializes writing counts with re-reading totals, so a total never counts a batch
+    /// both as stored and as written by this instance.
+    io: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<(OrgId, &'static str, String), i64>,
+    orgs: HashMap<OrgId, OrgUsage>,
+}
+
+struct OrgUsage {
+    plan: String,
+    month: String,
+    /// Stored total at the last refresh plus what this instance wrote since.
+    stored: i64,
+    /// Counted here, not written yet.
+    pending: i64,
+    refreshed: Instant,
+    refreshing: bool,
+}
+
+/// First day of the month of `at`, as stored (`YYYY-MM-01`), and the next month's start.
+pub fn month_bounds(at: chrono::DateTime<Utc>) -> (String, chrono::DateTime<Utc>) {
+    let (y, m) = (at.year(), at.month());
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let next = Utc
+        .with_ymd_and_hms(ny, nm, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(at);
+    (format!("{y:04}-{m:02}-01"), next)
+}
+
+impl Meter {
+    /// A meter writing through `store`.
+    pub fn new(store: Store, limits: LimitsConfig, keys: KeyCache) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                limits,
+                keys,
+                instance: format!(
+                    "{}-{}",
+                    std::process::id(),
+                    crate::secrets::random_token(6)
+                ),
+                batches: AtomicU64::new(0),
+                state: Mutex::new(State::default()),
+                io: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Admits one metered API call of `org`, or refuses it when the month's quota is used
+    /// up. An admitted call is counted.
+    pub async fn admit(&self, org: OrgId) -> Result<(), Refusal> {
+        let at = now();
+        let (month, resets_at) = month_bounds(at);
+        let needs_refresh = {
+            let mut state = self.state();
+            match state.orgs.get_mut(&org) {
+                Some(o) if o.month == month => {
+                    let stale = o.refreshed.elapsed() >= QUOTA_REFRESH && !o.refreshing;
+                    if stale {
+                        o.refreshing = true;
+                    }
+                    stale
+                }
+                _ => true,
+            }
+        };
+        if needs_refresh {
+            if let Err(err) = self.refresh(org, &month).await {
+                if let Some(o) = self.state().orgs.get_mut(&org) {
+                    o.refreshing = false;
+                }
+                // Without a known total, only a known organization's calls go on.
+                if !self.state().orgs.contains_key(&org) {
+                    return Err(Refusal::Store(err));
+                }
+            }
+        }
+        let mut state = self.state();
+        let Some(usage) = state.orgs.get_mut(&org) else {
+            return Err(Refusal::Store(StoreError::NotFound));
+        };
+        if let Some(limit) = self.inner.limits.api_calls_quota(&usage.plan) {
+            let used = u64::try_from(usage.stored + usage.pending).unwrap_or(0);
+            if used >= limit {
+                return Err(Refusal::Quota(QuotaExceeded {
+                    limit,
+                    used,
+                    resets_at,
+                }));
+            }
+        }
+        usage.pending += 1;
+        *state
+            .pending
+            .entry((org, API_CALLS, day_of(at)))
+            .or_insert(0) += 1;
+        Ok(())
+    }
+
+    async fn refresh(&self, org: OrgId, month: &str) -> Result<(), StoreError> {
+        let _io = self.inner.io.lock().await;
+        let (plan, stored) = self
+            .inner
+            .store
+            .plan_and_usage(org, API_CALLS, month)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut state = self.state();
+        let usage = state.orgs.entry(org).or_insert_with(|| OrgUsage {
+            plan: plan.clone(),
+            month: month.to_owned(),
+            stored,
+            pending: 0,
+            refreshed: Instant::now(),
+            refreshing: false,
+        });
+        if usage.month != month {
+            usage.pending = 0;
+        }
+        usage.plan = plan;
+        usage.month = month.to_owned();
+        usage.stored = stored;
+        usage.refreshed = Instant::now();
+        usage.refreshing = false;
+        Ok(())
+    }
+
+    /// Writes the counts gathered so far (and keys' last use). On failure the counts are
+    /// kept for the next attempt.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let _io = self.inner.io.lock().await;
+        let batch: MeteredBatch = {
+            let mut state = self.state();
+            let pending = std::mem::take(&mut state.pending);
+            for ((org, meter, _), n) in &pending {
+                if *meter == API_CALLS {
+                    if let Some(o) = state.orgs.get_mut(org) {
+                        o.pending -= n;
+                        o.stored += n;
+                    }
+                }
+            }
+            pending.into_iter().collect()
+        };
+        let seq = self.inner.batches.fetch_add(1, Ordering::Relaxed);
+        let key = format!("meter:{}:{seq}", self.inner.instance);
+        if let Err(err) = self.inner.store.record_metered(&batch, &key).await {
+            let mut state = self.state();
+            for ((org, meter, day), n) in batch {
+                if meter == API_CALLS {
+                    if let Some(o) = state.orgs.get_mut(&org) {
+                        o.pending += n;
+                        o.stored -= n;
+                    }
+                }
+                *state.pending.entry((org, meter, day)).or_insert(0) += n;
+            }
+            return Err(err);
+        }
+        let used = self.inner.keys.take_used();
+        self.inner.store.touch_api_keys(&used).await
+    }
+
+    /// Flushes every `USAGE_FLUSH_INTERVAL_MS` until `stop`, then once more.
+    pub fn spawn_flusher(&self, stop: CancellationToken) -> JoinHandle<()> {
+        let meter = self.clone();
+        tokio::spawn(async move {
+            let every = meter.inner.limits.usage_flush;
+            loop {
+                let stopping = tokio::select! {
+                    () = stop.cancelled() => true,
+                    () = tokio::time::sleep(every) => false,
+                };
+                if let Err(err) = meter.flush().await {
+                    tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot write usage; will retry");
+                }
+                if stopping {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_bounds_roll_over_the_year() {
+        let at = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap();
+        let (start, next) = month_bounds(at);
+        assert_eq!(start, "2026-12-01");
+        assert_eq!(next, Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
+    }
+}

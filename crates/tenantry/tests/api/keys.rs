@@ -1,0 +1,462 @@
+//! API keys: creation with scopes, authentication as the key's organization, scope
+//! enforcement, invalid / revoked / expired / cross-organization keys, rotation with a grace
+//! period, audit records, last use.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, Backend, TestApp};
+use crate::on_both_backends;
+use crate::tenancy::{call, member, org, user};
+
+on_both_backends!(
+    keys_authenticate_as_their_org_within_their_scopes,
+    invalid_revoked_expired_and_foreign_keys_are_refused,
+    rotation_keeps_the_old_secret_for_the_grace_period,
+);
+
+/// Creates a key in `org` as `token`; returns the response JSON (with `secret`).
+pub async fn create_key(app: &TestApp, token: &str, org: &str, body: Value) -> Value {
+    let res = call(
+        app,
+        Some(token),
+        Method::POST,
+        format!("/v1/orgs/{org}/api-keys"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(res.status(), 201, "create key");
+    res.json().await.unwrap()
+}
+
+/// A key of `org` with `scopes`; returns its secret.
+pub async fn key_with(app: &TestApp, token: &str, org: &str, scopes: &[&str]) -> String {
+    create_key(app, token, org, json!({"name": "test key", "scopes": scopes})).await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    let created = create_key(
+        &app,
+        &owner,
+        &acme,
+        json!({"name": "CI", "scopes": ["data:read", "data:write", "data:read"]}),
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap();
+    let prefix = created["prefix"].as_str().unwrap();
+    // `<prefix>_<random>`: 64 hex digits (256 bits) after the public prefix.
+    assert!(prefix.starts_with("tk_") && secret.starts_with(&format!("{prefix}_")));
+    assert_eq!(secret.len() - prefix.len() - 1, 64);
+    assert_eq!(created["scopes"], json!(["data:read", "data:write"]));
+    assert_eq!(created["org_id"], acme.as_str());
+
+    // The secret is never shown again, nor stored.
+    let listed: Vec<Value> = call(
+        &app,
+        Some(&owner),
+        Method::GET,
+        format!("/v1/orgs/{acme}/api-keys"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].get("secret").is_none());
+    assert!(!listed[0].to_string().contains(&secret[prefix.len()..]));
+    if let tenantry::db::Db::Sqlite(pool) = app.store.db() {
+        let stored: (String, String) =
+            sqlx::query_as("SELECT prefix, secret_hash FROM api_keys")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(stored.0, prefix);
+        assert_eq!(stored.1.len(), 64, "a SHA-256 hex digest");
+        assert!(!stored.1.contains(&secret[prefix.len() + 1..]));
+    }
+
+    // The key reads and writes the example resource of its organization.
+    let res = call(
+        &app,
+        Some(secret),
+        Method::POST,
+        format!("/v1/orgs/{acme}/data"),
+        Some(json!({"name": "first", "value": {"n": 1}})),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let item: Value = res.json().await.unwrap();
+    let res = call(
+        &app,
+        Some(secret),
+        Method::GET,
+        format!("/v1/orgs/{acme}/data/{}", item["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["value"], json!({"n": 1}));
+
+    // Outside its scopes: 403 naming the permission.
+    for (method, path) in [
+        (Method::GET, format!("/v1/orgs/{acme}/members")),
+        (Method::GET, format!("/v1/orgs/{acme}/api-keys")),
+        (Method::GET, format!("/v1/orgs/{acme}/usage")),
+    ] {
+        let res = call(&app, Some(secret), method, &path, None).await;
+        assert_problem(res, 403, "forbidden").await;
+    }
+    // Keys are not users.
+    let res = call(&app, Some(secret), Method::GET, "/v1/me", None).await;
+    assert_problem(res, 401, "unauthenticated").await;
+
+    // Scopes must be catalog permissions the creator holds.
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::POST,
+        format!("/v1/orgs/{acme}/api-keys"),
+        Some(json!({"name": "x", "scopes": ["data:destroy"]})),
+    )
+    .await;
+    assert_problem(res, 422, "validation_failed").await;
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::POST,
+        format!("/v1/orgs/{acme}/api-keys"),
+        Some(json!({"name": "x", "scopes": []})),
+    )
+    .await;
+    assert_problem(res, 422, "validation_failed").await;
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::POST,
+        format!("/v1/orgs/{acme}/api-keys"),
+        Some(json!({"name": "x", "scopes": ["data:read"], "expires_at": "2001-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_problem(res, 422, "validation_failed").await;
+    let admin = member(&app, &owner, &acme, "admin@example.com", "admin").await;
+    let res = call(
+        &app,
+        Some(&admin),
+        Method::POST,
+        format!("/v1/orgs/{acme}/api-keys"),
+        Some(json!({"name": "x", "scopes": ["org:delete"]})),
+    )
+    .await;
+    let body = assert_problem(res, 403, "forbidden").await;
+    assert_eq!(body["permission"], "org:delete");
+    // A key that may manage keys cannot mint one stronger than itself.
+    let manager = key_with(&app, &owner, &acme, &["api_keys:write", "data:read"]).await;
+    let res = call(
+        &app,
+        Some(&manager),
+        Method::POST,
+        format!("/v1/orgs/{acme}/api-keys"),
+        Some(json!({"name": "x", "scopes": ["data:write"]})),
+    )
+    .await;
+    assert_problem(res, 403, "forbidden").await;
+    let res = call(
+        &app,
+        Some(&manager),
+        Method::POST,
+        format!("/v1/orgs/{acme}/api-keys"),
+        Some(json!({"name": "x", "scopes": ["data:read"]})),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    assert!(res.json::<Value>().await.unwrap()["created_by"].is_null());
+
+    // Audit: the key's creation by the owner, the data item by the key.
+    let events: Value = call(
+        &app,
+        Some(&owner),
+        Method::GET,
+        format!("/v1/orgs/{acme}/audit-events"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let events = events.as_array().unwrap();
+    let find = |action: &str| {
+        events
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("{action} audited"))
+            .clone()
+    };
+    assert_eq!(find("api_key.created")["actor"]["type"], "user");
+    let by_key = find("data_item.created");
+    assert_eq!(by_key["actor"]["type"], "api_key");
+    assert_eq!(by_key["actor"]["id"], created["id"]);
+
+    // Last use is recorded (batched with usage).
+    let mut last_used = Value::Null;
+    for _ in 0..50 {
+        let key: Value = call(
+            &app,
+            Some(&owner),
+            Method::GET,
+            format!("/v1/orgs/{acme}/api-keys/{}", created["id"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        last_used = key["last_used_at"].clone();
+        if !last_used.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(last_used.is_string(), "last_used_at recorded");
+}
+
+async fn invalid_revoked_expired_and_foreign_keys_are_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    let other_owner = user(&app, "other@example.com").await;
+    let other = org(&app, &other_owner, "other").await;
+    let data = format!("/v1/orgs/{acme}/data");
+
+    // Unknown, malformed and tampered secrets: 401, alike.
+    let secret = key_with(&app, &owner, &acme, &["data:read"]).await;
+    let mut tampered = secret.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    let unknown = format!("tk_{}_{}", "a".repeat(16), "b".repeat(64));
+    for bad in [tampered.as_str(), unknown.as_str(), "tk_nonsense"] {
+        let res = call(&app, Some(bad), Method::GET, &data, None).await;
+        assert!(res.headers().contains_key("www-authenticate"));
+        assert_problem(res, 401, "invalid_api_key").await;
+    }
+    let res = call(&app, Some(&secret), Method::GET, &data, None).await;
+    assert_eq!(res.status(), 200);
+
+    // A key of another organization: 404 for this one, exactly as a missing organization.
+    let foreign = key_with(&app, &other_owner, &other, &["data:read"]).await;
+    let res = call(&app, Some(&foreign), Method::GET, &data, None).await;
+    let body = assert_problem(res, 404, "not_found").await;
+    let missing = format!("/v1/orgs/org_{}/data", "0".repeat(32));
+    let res = call(&app, Some(&foreign), Method::GET, &missing, None).await;
+    let absent = assert_problem(res, 404, "not_found").await;
+    assert_eq!(body["detail"], absent["detail"]);
+    // A key id of another organization is missing here too.
+    let foreign_keys: Vec<Value> = call(
+        &app,
+        Some(&other_owner),
+        Method::GET,
+        format!("/v1/orgs/{other}/api-keys"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let foreign_id = foreign_keys[0]["id"].as_str().unwrap();
+    for method in [Method::GET, Method::DELETE] {
+        let res = call(
+            &app,
+            Some(&owner),
+            method,
+            format!("/v1/orgs/{acme}/api-keys/{foreign_id}"),
+            None,
+        )
+        .await;
+        assert_problem(res, 404, "not_found").await;
+    }
+    let res = call(
+        &app,
+        Some(&foreign),
+        Method::GET,
+        format!("/v1/orgs/{other}/data"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200, "the foreign key still works at home");
+
+    // Revoked: refused at once, even though verified keys are cached.
+    let keys: Vec<Value> = call(
+        &app,
+        Some(&owner),
+        Method::GET,
+        format!("/v1/orgs/{acme}/api-keys"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = keys[0]["id"].as_str().unwrap();
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::DELETE,
+        format!("/v1/orgs/{acme}/api-keys/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(res.json::<Value>().await.unwrap()["revoked_at"].is_string());
+    let res = call(&app, Some(&secret), Method::GET, &data, None).await;
+    assert_problem(res, 401, "invalid_api_key").await;
+    // Revoking twice is harmless and audited once.
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::DELETE,
+        format!("/v1/orgs/{acme}/api-keys/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let events: Value = call(
+        &app,
+        Some(&owner),
+        Method::GET,
+        format!("/v1/orgs/{acme}/audit-events"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let revoked = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "api_key.revoked")
+        .count();
+    assert_eq!(revoked, 1);
+
+    // Expired: works until its expiry, refused after.
+    let expires_at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let short = create_key(
+        &app,
+        &owner,
+        &acme,
+        json!({"name": "short", "scopes": ["data:read"], "expires_at": expires_at}),
+    )
+    .await;
+    let short = short["secret"].as_str().unwrap();
+    let res = call(&app, Some(short), Method::GET, &data, None).await;
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let res = call(&app, Some(short), Method::GET, &data, None).await;
+    assert_problem(res, 401, "invalid_api_key").await;
+}
+
+async fn rotation_keeps_the_old_secret_for_the_grace_period(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    let data = format!("/v1/orgs/{acme}/data");
+    let created = create_key(
+        &app,
+        &owner,
+        &acme,
+        json!({"name": "rotating", "scopes": ["data:read"]}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let old = created["secret"].as_str().unwrap();
+    let rotate = format!("/v1/orgs/{acme}/api-keys/{id}/rotate");
+
+    // Default grace: both secrets work; same id, prefix and scopes.
+    let res = call(&app, Some(&owner), Method::POST, &rotate, None).await;
+    assert_eq!(res.status(), 200);
+    let rotated: Value = res.json().await.unwrap();
+    let new = rotated["secret"].as_str().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(rotated["id"], created["id"]);
+    assert_eq!(rotated["prefix"], created["prefix"]);
+    assert!(rotated["previous_secret_expires_at"].is_string());
+    for secret in [old, new] {
+        let res = call(&app, Some(secret), Method::GET, &data, None).await;
+        assert_eq!(res.status(), 200);
+    }
+
+    // Rotating again with no grace: only the newest secret works.
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::POST,
+        &rotate,
+        Some(json!({"grace_period_sec": 0})),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let newest: Value = res.json().await.unwrap();
+    let newest = newest["secret"].as_str().unwrap();
+    for secret in [old, new] {
+        let res = call(&app, Some(secret), Method::GET, &data, None).await;
+        assert_problem(res, 401, "invalid_api_key").await;
+    }
+    let res = call(&app, Some(newest), Method::GET, &data, None).await;
+    assert_eq!(res.status(), 200);
+
+    // Bad grace periods, and revoked keys cannot be rotated.
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::POST,
+        &rotate,
+        Some(json!({"grace_period_sec": 9_999_999})),
+    )
+    .await;
+    assert_problem(res, 422, "validation_failed").await;
+    call(
+        &app,
+        Some(&owner),
+        Method::DELETE,
+        format!("/v1/orgs/{acme}/api-keys/{id}"),
+        None,
+    )
+    .await;
+    let res = call(&app, Some(&owner), Method::POST, &rotate, None).await;
+    assert_problem(res, 409, "api_key_inactive").await;
+    let res = call(&app, Some(newest), Method::GET, &data, None).await;
+    assert_problem(res, 401, "invalid_api_key").await;
+
+    let events: Value = call(
+        &app,
+        Some(&owner),
+        Method::GET,
+        format!("/v1/orgs/{acme}/audit-events"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let rotations = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "api_key.rotated")
+        .count();
+    assert_eq!(rotations, 2);
+}

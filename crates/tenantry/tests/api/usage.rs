@@ -1,0 +1,316 @@
+//! Usage metering: exact totals after a burst of metered calls, monthly quotas by plan,
+//! ingestion deduplicated by idempotency key, the periodic daily rollup (exactly once),
+//! and no metering lost on a graceful shutdown.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, Backend, TestApp};
+use crate::keys::key_with;
+use crate::on_both_backends;
+use crate::tenancy::{call, org, user};
+
+on_both_backends!(
+    burst_is_metered_exactly_and_quota_enforced,
+    ingestion_dedups_and_rollup_counts_once,
+    shutdown_writes_pending_usage,
+);
+
+async fn usage(app: &TestApp, token: &str, org: &str) -> Value {
+    let res = call(
+        app,
+        Some(token),
+        Method::GET,
+        format!("/v1/orgs/{org}/usage"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+fn meter<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["meters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["meter"] == name)
+        .unwrap_or_else(|| panic!("meter {name} in {report}"))
+}
+
+async fn burst_is_metered_exactly_and_quota_enforced(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |v| {
+        v.insert("QUOTA_API_CALLS_FREE".into(), "120".into());
+        v.insert("API_KEY_RATE_LIMIT".into(), "0".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    let key = key_with(&app, &owner, &acme, &["data:read", "data:write"]).await;
+    let res = call(
+        &app,
+        Some(&key),
+        Method::POST,
+        format!("/v1/orgs/{acme}/data"),
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let item: Value = res.json().await.unwrap();
+    let path = format!("/v1/orgs/{acme}/data/{}", item["id"].as_str().unwrap());
+
+    // A concurrent burst of 119 reads: with the creation, exactly the quota of 120.
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..119 {
+        let request = app.client.get(app.url(&path)).bearer_auth(&key);
+        burst.spawn(async move { request.send().await.unwrap().status().as_u16() });
+    }
+    let statuses = burst.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    let report = usage(&app, &owner, &acme).await;
+    assert_eq!(report["plan"], "free");
+    let calls = meter(&report, "api_calls");
+    assert_eq!(calls["period_total"], 120, "{report}");
+    assert_eq!(calls["limit"], 120);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(calls["daily"], json!([{"day": today, "quantity": 120}]));
+
+    // Over quota: 429 `quota_exceeded` until the next month, for users and keys alike;
+    // refused calls are not counted and non-metered endpoints still work.
+    let res = call(&app, Some(&key), Method::GET, &path, None).await;
+    assert!(res.headers().contains_key("retry-after"));
+    let body = assert_problem(res, 429, "quota_exceeded").await;
+    assert_eq!(body["limit"], 120);
+    assert_eq!(body["used"], 120);
+    assert!(body["resets_at"].is_string());
+    let res = call(&app, Some(&owner), Method::GET, &path, None).await;
+    assert_problem(res, 429, "quota_exceeded").await;
+    let report = usage(&app, &owner, &acme).await;
+    assert_eq!(meter(&report, "api_calls")["period_total"], 120);
+
+    // Upgrading the plan raises the quota (seen within the refresh interval).
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::PUT,
+        format!("/v1/orgs/{acme}/plan"),
+        Some(json!({"plan": "pro"})),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(tenantry::usage::QUOTA_REFRESH + Duration::from_millis(200)).await;
+    let res = call(&app, Some(&key), Method::GET, &path, None).await;
+    assert_eq!(res.status(), 200);
+    let report = usage(&app, &owner, &acme).await;
+    assert_eq!(report["plan"], "pro");
+    assert_eq!(meter(&report, "api_calls")["period_total"], 121);
+    assert_eq!(meter(&report, "api_calls")["limit"], 1_000_000);
+
+    // Another organization's usage is its own.
+    let other = org(&app, &owner, "other").await;
+    let report = usage(&app, &owner, &other).await;
+    assert_eq!(meter(&report, "api_calls")["period_total"], 0);
+
+    // Report ranges are checked.
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::GET,
+        format!("/v1/orgs/{acme}/usage?from=2026-01-10&to=2026-01-01"),
+        None,
+    )
+    .await;
+    assert_problem(res, 422, "validation_failed").await;
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::GET,
+        format!("/v1/orgs/{acme}/usage?from=yesterday"),
+        None,
+    )
+    .await;
+    assert_problem(res, 400, "invalid_query").await;
+}
+
+async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |v| {
+        v.insert("USAGE_ROLLUP_INTERVAL_SEC".into(), "1".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    let key = key_with(&app, &owner, &acme, &["usage:write", "usage:read"]).await;
+    let events = format!("/v1/orgs/{acme}/usage/events");
+    let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
+    let batch = json!({"events": [
+        {"meter": "emails.sent", "quantity": 5, "idempotency_key": "a"},
+        {"meter": "emails.sent", "quantity": 7, "idempotency_key": "b"},
+        {"meter": "storage.gb", "quantity": 3, "idempotency_key": "c", "timestamp": yesterday.to_rfc3339()},
+    ]});
+    let res = call(&app, Some(&key), Method::POST, &events, Some(batch.clone())).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"accepted": 3, "duplicates": 0})
+    );
+    // A retried batch with one new event: only the new one counts.
+    let mut retry = batch.clone();
+    retry["events"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"meter": "emails.sent", "quantity": 1, "idempotency_key": "d"}));
+    let res = call(&app, Some(&key), Method::POST, &events, Some(retry)).await;
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"accepted": 1, "duplicates": 3})
+    );
+
+    let check = |report: Value| {
+        assert_eq!(meter(&report, "emails.sent")["period_total"], 13, "{report}");
+        let storage = meter(&report, "storage.gb");
+        assert_eq!(
+            storage["daily"],
+            json!([{"day": yesterday.format("%Y-%m-%d").to_string(), "quantity": 3}])
+        );
+    };
+    let path = format!(
+        "/v1/orgs/{acme}/usage?from={}",
+        (yesterday - chrono::Duration::days(1)).format("%Y-%m-%d")
+    );
+    let before: Value = call(&app, Some(&key), Method::GET, &path, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    if yesterday.format("%Y-%m").to_string() == chrono::Utc::now().format("%Y-%m").to_string() {
+        assert_eq!(meter(&before, "storage.gb")["period_total"], 3);
+    }
+    check(before);
+
+    // The periodic rollup moves every event into the daily totals once; totals stay.
+    let mut rolled = false;
+    for _ in 0..150 {
+        let pending = pending_events(&app).await;
+        if pending == 0 {
+            rolled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rolled, "usage.rollup ran");
+    let after: Value = call(&app, Some(&key), Method::GET, &path, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    check(after);
+    // Rolling up again (twice at once) changes nothing.
+    let (a, b) = tokio::join!(app.store.rollup_usage(), app.store.rollup_usage());
+    assert_eq!(a.unwrap() + b.unwrap(), 0);
+    let again: Value = call(&app, Some(&key), Method::GET, &path, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    check(again);
+
+    // Invalid events are refused as a whole, naming the event.
+    for (event, field) in [
+        (json!({"meter": "api_calls", "idempotency_key": "x"}), "events[0].meter"),
+        (json!({"meter": "Bad Meter", "idempotency_key": "x"}), "events[0].meter"),
+        (json!({"meter": "m", "quantity": -1, "idempotency_key": "x"}), "events[0].quantity"),
+        (json!({"meter": "m", "idempotency_key": ""}), "events[0].idempotency_key"),
+        (
+            json!({"meter": "m", "idempotency_key": "x", "timestamp": "2001-01-01T00:00:00Z"}),
+            "events[0].timestamp",
+        ),
+    ] {
+        let res = call(
+            &app,
+            Some(&key),
+            Method::POST,
+            &events,
+            Some(json!({ "events": [event] })),
+        )
+        .await;
+        let body = assert_problem(res, 422, "validation_failed").await;
+        assert!(body.to_string().contains(field), "{body}");
+    }
+    let res = call(&app, Some(&key), Method::POST, &events, Some(json!({"events": []}))).await;
+    assert_problem(res, 422, "validation_failed").await;
+}
+
+async fn pending_events(app: &TestApp) -> i64 {
+    match app.store.db() {
+        tenantry::db::Db::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT count(*) FROM usage_events WHERE NOT rolled_up")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+        tenantry::db::Db::Postgres(_) => {
+            // The service role sees no rows without a scope; ask as the owner.
+            let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+            let n = sqlx::query_scalar("SELECT count(*) FROM usage_events WHERE NOT rolled_up")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            n
+        }
+    }
+}
+
+async fn shutdown_writes_pending_usage(backend: Backend) {
+    let Some(mut app) = TestApp::spawn_with(backend, |v| {
+        // Far longer than the test: only the shutdown flush can write these calls.
+        v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "600000".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    for _ in 0..25 {
+        let res = call(
+            &app,
+            Some(&owner),
+            Method::GET,
+            format!("/v1/orgs/{acme}/data"),
+            None,
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(stored_calls(&app).await, 0, "nothing written on the hot path");
+    app.stop().await;
+    assert_eq!(stored_calls(&app).await, 25);
+}
+
+async fn stored_calls(app: &TestApp) -> i64 {
+    let sql = "SELECT CAST(coalesce(SUM(quantity), 0) AS BIGINT) FROM usage_events WHERE meter = 'api_calls'";
+    match app.store.db() {
+        tenantry::db::Db::Sqlite(_) => {
+            let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
+            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+        tenantry::db::Db::Postgres(_) => {
+            let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+    }
+}
