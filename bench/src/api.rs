@@ -8,8 +8,8 @@
 //! - `pgbench -S` (select-only, prepared statements) with the same number of connections.
 //!
 //! Both HTTP servers run in this process with the load generator (`CLIENTS` keep-alive
-//! connections, `SECS` seconds each after a warm-up); all three share the machine's cores
-//! with PostgreSQL.
+//! connections of a minimal HTTP/1.1 client, `SECS` seconds each after a warm-up); all of
+//! it shares the machine's cores with PostgreSQL.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -21,6 +21,7 @@ use axum::Json;
 use tenantry::config::Config;
 use tenantry::startup::Application;
 use tenantry::testing::{postgres_admin_url, Backend, TestDatabase};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENTS: usize = 16;
 const CONNECTIONS: u32 = 16;
@@ -89,12 +90,10 @@ pub async fn run() -> anyhow::Result<()> {
 
     let bare = bare_server(&db.url, item.trim_start_matches("item_")).await?;
 
-    let ours = load(&client, &ours_url, Some(&secret)).await?;
-    let plain = load(&client, &bare, None).await?;
+    let ours = load(&ours_url, Some(&secret)).await?;
+    let plain = load(&bare, None).await?;
 
-    println!(
-        "pgbench -S ({CONNECTIONS} connections, {SECS} s): {pgbench:.0} tps (baseline 2)"
-    );
+    println!("pgbench -S ({CONNECTIONS} connections, {SECS} s): {pgbench:.0} tps (baseline 2)");
     println!(
         "bare axum+sqlx single-row GET: {:.0} req/s p50={:.2} ms p99={:.2} ms (baseline 1)",
         plain.rps,
@@ -141,9 +140,7 @@ struct Run {
 impl Run {
     fn pct(&self, p: f64) -> f64 {
         let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies
-            .get(i)
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        self.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     }
     fn p50(&self) -> f64 {
         self.pct(0.5)
@@ -153,27 +150,38 @@ impl Run {
     }
 }
 
-/// `CLIENTS` loops of GET `url` for `SECS` s after a 2 s warm-up (warm-up included in no
-/// figure; its metered calls are counted in the stored total).
-async fn load(client: &reqwest::Client, url: &str, bearer: Option<&str>) -> anyhow::Result<Run> {
+/// `CLIENTS` keep-alive connections sending GET `url` back to back for `SECS` s after a
+/// 2 s warm-up. The client is a minimal HTTP/1.1 writer and reader over TCP, so the load
+/// generator takes as little as possible of the cores the servers and PostgreSQL share.
+async fn load(url: &str, bearer: Option<&str>) -> anyhow::Result<Run> {
+    let parsed = url::Url::parse(url)?;
+    let addr = format!(
+        "{}:{}",
+        parsed.host_str().context("host")?,
+        parsed.port().context("port")?
+    );
+    let auth = bearer.map_or(String::new(), |b| format!("authorization: Bearer {b}\r\n"));
+    let request = format!(
+        "GET {} HTTP/1.1\r\nhost: {addr}\r\n{auth}\r\n",
+        parsed.path()
+    );
     let mut warm_ok = 0;
     for (secs, measured) in [(2, false), (SECS, true)] {
         let until = Instant::now() + Duration::from_secs(secs);
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..CLIENTS {
-            let (client, url, bearer) = (client.clone(), url.to_owned(), bearer.map(str::to_owned));
+            let (addr, request) = (addr.clone(), request.clone());
             tasks.push(tokio::spawn(async move {
+                let mut conn = tokio::net::TcpStream::connect(&addr).await?;
+                conn.set_nodelay(true)?;
+                let mut buf = Vec::with_capacity(8192);
                 let mut samples = Vec::new();
                 while Instant::now() < until {
                     let t = Instant::now();
-                    let mut req = client.get(&url);
-                    if let Some(b) = &bearer {
-                        req = req.bearer_auth(b);
-                    }
-                    let res = req.send().await?;
-                    anyhow::ensure!(res.status() == 200, "status {}", res.status());
-                    res.bytes().await?;
+                    conn.write_all(request.as_bytes()).await?;
+                    let status = read_response(&mut conn, &mut buf).await?;
+                    anyhow::ensure!(status == 200, "status {status}");
                     samples.push(t.elapsed());
                 }
                 Ok::<_, anyhow::Error>(samples)
@@ -195,6 +203,40 @@ async fn load(client: &reqwest::Client, url: &str, bearer: Option<&str>) -> anyh
         warm_ok = all.len();
     }
     unreachable!("the measured round returns")
+}
+
+/// Reads one response (head and `content-length` body); returns its status.
+async fn read_response(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<u16> {
+    buf.clear();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+        if let Some(end) = head_end {
+            let head = std::str::from_utf8(&buf[..end])?;
+            let status: u16 = head
+                .get(9..12)
+                .and_then(|s| s.parse().ok())
+                .context("status line")?;
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())
+                        .flatten()
+                })
+                .context("content-length")?;
+            while buf.len() < end + 4 + length {
+                let n = conn.read(&mut chunk).await?;
+                anyhow::ensure!(n > 0, "connection closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Ok(status);
+        }
+        let n = conn.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 #[derive(sqlx::FromRow, serde::Serialize)]
@@ -258,13 +300,20 @@ fn pgbench_select_only() -> anyhow::Result<f64> {
     let name = format!("tenantry_pgbench_{}", std::process::id());
     let psql = |sql: &str| {
         Command::new("psql")
-            .args(["-h", &host, "-p", &port, "-U", &user, "-d", "postgres", "-qc", sql])
+            .args([
+                "-h", &host, "-p", &port, "-U", &user, "-d", "postgres", "-qc", sql,
+            ])
             .status()
     };
-    anyhow::ensure!(psql(&format!("CREATE DATABASE {name}"))?.success(), "create pgbench db");
+    anyhow::ensure!(
+        psql(&format!("CREATE DATABASE {name}"))?.success(),
+        "create pgbench db"
+    );
     let result = (|| {
         let init = Command::new("pgbench")
-            .args(["-h", &host, "-p", &port, "-U", &user, "-i", "-q", "-s", "10", &name])
+            .args([
+                "-h", &host, "-p", &port, "-U", &user, "-i", "-q", "-s", "10", &name,
+            ])
             .output()?;
         anyhow::ensure!(init.status.success(), "pgbench -i failed");
         let out = Command::new("pgbench")

@@ -44,7 +44,7 @@ pub async fn run() -> anyhow::Result<()> {
     }
     latency(&owner, &store, &config).await?;
     owner.close().await;
-    store.db().close().await;
+    store.close().await;
     Ok(())
 }
 

@@ -16,6 +16,10 @@ use base64::Engine as _;
 use tenantry::config::Config;
 use tenantry::startup::Application;
 
+/// The allocator of the `tenantry` binary, so the in-process servers run as deployed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod api;
 mod jobs;
 

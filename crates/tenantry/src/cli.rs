@@ -116,7 +116,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     );
     tracing::info!(worker = %worker.id(), "worker process started");
     worker.spawn(token, config.shutdown_timeout).join().await;
-    store.db().close().await;
+    store.close().await;
     Ok(())
 }
 

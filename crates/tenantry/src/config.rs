@@ -452,8 +452,12 @@ fn read_limits(r: &mut Reader<'_>) -> LimitsConfig {
             quota(r, "QUOTA_API_CALLS_ENTERPRISE", 0),
         ],
         usage_flush: Duration::from_millis(
-            r.parse("USAGE_FLUSH_INTERVAL_MS", 1000u64, "a number of milliseconds")
-                .max(10),
+            r.parse(
+                "USAGE_FLUSH_INTERVAL_MS",
+                1000u64,
+                "a number of milliseconds",
+            )
+            .max(10),
         ),
         api_key_cache: r.seconds("API_KEY_CACHE_SEC", 5),
     }

@@ -20,6 +20,6 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
-pub mod usage;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod usage;

@@ -33,7 +33,10 @@ pub const CATALOG: &[(&str, &str)] = &[
     ("usage:read", "View usage and quotas"),
     ("usage:write", "Report usage events"),
     ("data:read", "Read the example data resource"),
-    ("data:write", "Create and delete items of the example data resource"),
+    (
+        "data:write",
+        "Create and delete items of the example data resource",
+    ),
 ];
 
 /// The built-in roles.

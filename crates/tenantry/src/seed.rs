@@ -27,7 +27,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
     }
     let store = Store::new(connect_and_migrate(config).await?);
     let result = seed(&store, config).await;
-    store.db().close().await;
+    store.close().await;
     result
 }
 

@@ -65,15 +65,11 @@ impl Application {
         let hasher = Hasher::new(config.auth.password_hash_concurrency)
             .map_err(|e| anyhow::anyhow!("password hasher: {e}"))?;
         let mailer = crate::mail::mailer(&config.auth).context("SMTP_URL is invalid")?;
-        let limiter = RateLimiter::new(
-            redis
-                .clone()
-                .map(|r| (r, config.redis_key_prefix.clone())),
-        );
+        let limiter = RateLimiter::new(redis.clone().map(|r| (r, config.redis_key_prefix.clone())));
         let api_keys = crate::auth::api_key::KeyCache::new(config.limits.api_key_cache);
         let usage =
             crate::usage::Meter::new(store.clone(), config.limits.clone(), api_keys.clone());
-        let state = AppState {
+        let state = AppState::new(crate::state::Shared {
             config: Arc::new(config),
             store,
             redis,
@@ -85,7 +81,7 @@ impl Application {
             usage,
             jobs: Registry::builtin(),
             job_wake: Arc::new(Notify::new()),
-        };
+        });
         let addr = format!("{}:{}", state.config.host, state.config.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -177,7 +173,7 @@ impl Application {
         if let Some(worker) = worker {
             worker.join().await;
         }
-        state.store.db().close().await;
+        state.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -14,9 +14,28 @@ use crate::ratelimit::RateLimiter;
 use crate::config::Config;
 use crate::store::Store;
 
-/// Everything a handler may need. Cheap to clone.
+/// Everything a handler may need, behind one reference count: axum clones the state for
+/// every extractor and middleware, so a clone must cost one atomic increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// Validated configuration.
     pub config: Arc<Config>,
     /// Storage.

@@ -13,14 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{Datelike, TimeZone, Utc};
+use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::api_key::KeyCache;
 use crate::config::LimitsConfig;
 use crate::ids::OrgId;
-use crate::store::usage::{day_of, MeteredBatch};
+use crate::store::usage::MeteredBatch;
 use crate::store::{now, Store, StoreError};
 
 /// The meter of metered API requests.
@@ -69,13 +69,14 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    pending: HashMap<(OrgId, &'static str, String), i64>,
+    pending: HashMap<(OrgId, &'static str, NaiveDate), i64>,
     orgs: HashMap<OrgId, OrgUsage>,
 }
 
 struct OrgUsage {
     plan: String,
-    month: String,
+    /// First day of the month the totals are for.
+    month: NaiveDate,
     /// Stored total at the last refresh plus what this instance wrote since.
     stored: i64,
     /// Counted here, not written yet.
@@ -103,11 +104,7 @@ impl Meter {
                 store,
                 limits,
                 keys,
-                instance: format!(
-                    "{}-{}",
-                    std::process::id(),
-                    crate::secrets::random_token(6)
-                ),
+                instance: format!("{}-{}", std::process::id(), crate::secrets::random_token(6)),
                 batches: AtomicU64::new(0),
                 state: Mutex::new(State::default()),
                 io: tokio::sync::Mutex::new(()),
@@ -123,7 +120,8 @@ impl Meter {
     /// up. An admitted call is counted.
     pub async fn admit(&self, org: OrgId) -> Result<(), Refusal> {
         let at = now();
-        let (month, resets_at) = month_bounds(at);
+        let day = at.date_naive();
+        let month = day.with_day(1).unwrap_or(day);
         let needs_refresh = {
             let mut state = self.state();
             match state.orgs.get_mut(&org) {
@@ -138,7 +136,7 @@ impl Meter {
             }
         };
         if needs_refresh {
-            if let Err(err) = self.refresh(org, &month).await {
+            if let Err(err) = self.refresh(org, month).await {
                 if let Some(o) = self.state().orgs.get_mut(&org) {
                     o.refreshing = false;
                 }
@@ -158,30 +156,27 @@ impl Meter {
                 return Err(Refusal::Quota(QuotaExceeded {
                     limit,
                     used,
-                    resets_at,
+                    resets_at: month_bounds(at).1,
                 }));
             }
         }
         usage.pending += 1;
-        *state
-            .pending
-            .entry((org, API_CALLS, day_of(at)))
-            .or_insert(0) += 1;
+        *state.pending.entry((org, API_CALLS, day)).or_insert(0) += 1;
         Ok(())
     }
 
-    async fn refresh(&self, org: OrgId, month: &str) -> Result<(), StoreError> {
+    async fn refresh(&self, org: OrgId, month: NaiveDate) -> Result<(), StoreError> {
         let _io = self.inner.io.lock().await;
         let (plan, stored) = self
             .inner
             .store
-            .plan_and_usage(org, API_CALLS, month)
+            .plan_and_usage(org, API_CALLS, &month.to_string())
             .await?
             .ok_or(StoreError::NotFound)?;
         let mut state = self.state();
         let usage = state.orgs.entry(org).or_insert_with(|| OrgUsage {
             plan: plan.clone(),
-            month: month.to_owned(),
+            month,
             stored,
             pending: 0,
             refreshed: Instant::now(),
@@ -191,7 +186,7 @@ impl Meter {
             usage.pending = 0;
         }
         usage.plan = plan;
-        usage.month = month.to_owned();
+        usage.month = month;
         usage.stored = stored;
         usage.refreshed = Instant::now();
         usage.refreshing = false;

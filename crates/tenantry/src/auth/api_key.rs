@@ -58,7 +58,11 @@ pub fn secret_hash(secret: &str) -> String {
 }
 
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// A verified key: who it is and what it may do.
@@ -101,7 +105,11 @@ impl KeyCache {
 
     /// Checks `secret`; `None` for unknown, wrong, revoked or expired keys (the caller
     /// answers 401 for all of them alike).
-    pub async fn verify(&self, store: &Store, secret: &str) -> Result<Option<VerifiedKey>, StoreError> {
+    pub async fn verify(
+        &self,
+        store: &Store,
+        secret: &str,
+    ) -> Result<Option<VerifiedKey>, StoreError> {
         let Some(prefix) = prefix_of(secret) else {
             return Ok(None);
         };

@@ -30,9 +30,12 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
         DatabaseUrl::Postgres(url) => {
             let options = PgConnectOptions::from_str(url).context("DATABASE_URL is invalid")?;
             let role = config.database_app_role.clone();
+            // No ping before every use (a round trip each time): a connection broken since
+            // its last use fails its query (503) and is discarded, and the next one is fresh.
             let pool = PgPoolOptions::new()
                 .max_connections(config.database_max_connections)
                 .acquire_timeout(config.database_acquire_timeout)
+                .test_before_acquire(false)
                 .after_connect(move |conn, _meta| {
                     let role = role.clone();
                     Box::pin(async move {

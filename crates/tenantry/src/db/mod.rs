@@ -64,6 +64,23 @@ pub enum Scope {
     Global,
 }
 
+/// Wraps one `SELECT` so that on PostgreSQL it runs as a single statement in one round trip,
+/// without an explicit transaction, with the tenant scope set for that statement only: `$1`
+/// is bound to the organization id, the select's own parameters start at `$2`.
+///
+/// The scope is set by `set_config(…, true)` in a one-row subquery that the select depends
+/// on laterally, so PostgreSQL must evaluate it before reading any row; the setting ends
+/// with the statement's implicit transaction, so nothing outlives it on the connection. If
+/// the order were ever different, row-level security would see no scope and return no
+/// rows: the failure mode is an empty result, never another tenant's data. Use it on the
+/// pool, never inside a [`Tx`] (there the setting would last until the transaction ends).
+pub fn single_statement_tenant_read(select: &str) -> String {
+    format!(
+        "SELECT q.* FROM (SELECT set_config('tenantry.org_id', $1::text, true) AS scope) s \
+         CROSS JOIN LATERAL (SELECT * FROM ({select}) scoped WHERE s.scope IS NOT NULL OFFSET 0) q"
+    )
+}
+
 /// Whether a transaction writes; SQLite takes the write lock up front for writers so
 /// concurrent writers queue on the busy timeout instead of failing mid-transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,4 +230,73 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
             .map(str::to_owned)
             .unwrap_or_else(|| db.message().to_owned()),
     )
+}
+
+/// PostgreSQL connections kept checked out between single-statement reads.
+///
+/// Returning a connection to the sqlx pool costs a round trip (the pool pings it on
+/// release), as much as the read itself. The hottest reads, which run one statement
+/// outside any transaction ([`single_statement_tenant_read`]), instead hand their
+/// connection back here for the next such read. At most half the pool is held, so
+/// transactions always find connections; a connection whose statement failed is never
+/// kept (it goes back to the pool, which tests it); one unused for [`HOT_IDLE`] is returned
+/// to the pool on the next take; [`HotConnections::drain`] returns all before the pool
+/// closes.
+#[derive(Debug, Default)]
+pub struct HotConnections {
+    slots: std::sync::Mutex<
+        Vec<(
+            sqlx::pool::PoolConnection<sqlx::Postgres>,
+            std::time::Instant,
+        )>,
+    >,
+}
+
+/// How long a held connection may sit unused before it goes back to the pool.
+pub const HOT_IDLE: Duration = Duration::from_secs(30);
+
+impl HotConnections {
+    /// A held connection, or one from the pool.
+    pub async fn take(
+        &self,
+        pool: &sqlx::PgPool,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        loop {
+            let held = self.slots().pop();
+            match held {
+                Some((conn, since)) if since.elapsed() < HOT_IDLE => return Ok(conn),
+                // Stale: back to the pool, which tests it before reuse.
+                Some((stale, _)) => drop(stale),
+                None => return pool.acquire().await,
+            }
+        }
+    }
+
+    /// Keeps a connection whose statement succeeded (or returns it to the pool when half
+    /// the pool is already held).
+    pub fn give_back(&self, conn: sqlx::pool::PoolConnection<sqlx::Postgres>, pool: &sqlx::PgPool) {
+        let cap = (pool.options().get_max_connections() / 2).max(1) as usize;
+        let mut slots = self.slots();
+        if slots.len() < cap {
+            slots.push((conn, std::time::Instant::now()));
+        }
+    }
+
+    /// Returns every held connection to the pool (before it closes).
+    pub fn drain(&self) {
+        self.slots().clear();
+    }
+
+    fn slots(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        Vec<(
+            sqlx::pool::PoolConnection<sqlx::Postgres>,
+            std::time::Instant,
+        )>,
+    > {
+        // A poisoned lock only means a thread panicked while pushing or popping.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }

@@ -137,7 +137,8 @@ impl Row {
     }
 }
 
-const COLUMNS: &str = "id, org_id, name, prefix, scopes, rate_limit, rate_window_sec, created_by, created_at, \
+const COLUMNS: &str =
+    "id, org_id, name, prefix, scopes, rate_limit, rate_window_sec, created_by, created_at, \
                        expires_at, last_used_at, revoked_at, previous_expires_at";
 
 impl Store {
@@ -309,7 +310,10 @@ impl Store {
     }
 
     /// Records when keys were last used (batched by the meter).
-    pub async fn touch_api_keys(&self, used: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), StoreError> {
+    pub async fn touch_api_keys(
+        &self,
+        used: &[(ApiKeyId, DateTime<Utc>)],
+    ) -> Result<(), StoreError> {
         if used.is_empty() {
             return Ok(());
         }

@@ -2,6 +2,8 @@
 //! for their own tenant-owned data. Every query runs in the tenant's scope and filters on
 //! `org_id`; changes are audited in the same transaction.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -9,7 +11,7 @@ use utoipa::ToSchema;
 use super::audit::{self, AuditEntry};
 use super::{now, page_size, Store, StoreError};
 use crate::auth::TenantCtx;
-use crate::db::{on_conn, Access, Scope};
+use crate::db::{on_conn, single_statement_tenant_read, Access, Db, Scope};
 use crate::ids::{DataItemId, OrgId};
 
 /// An item.
@@ -86,23 +88,47 @@ impl Store {
         Ok(item)
     }
 
-    /// One item.
+    /// One item. The hot read: on PostgreSQL a single statement in one round trip (see
+    /// [`single_statement_tenant_read`]), still under row-level security, on a connection
+    /// kept between such reads ([`HotConnections`](crate::db::HotConnections)).
     pub async fn get_data_item(
         &self,
         ctx: &TenantCtx,
         id: DataItemId,
     ) -> Result<DataItem, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
-        let sql = format!("SELECT {COLUMNS} FROM data_items WHERE org_id = $1 AND id = $2");
-        let row: Option<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
-            .bind(ctx.org_id())
-            .bind(id)
-            .fetch_optional(&mut *c)
-            .await)?;
-        tx.commit().await?;
+        let row: Option<Row> = match self.db() {
+            Db::Postgres(pool) => {
+                static SQL: LazyLock<String> = LazyLock::new(|| {
+                    single_statement_tenant_read(&format!(
+                        "SELECT {COLUMNS} FROM data_items WHERE org_id = $2 AND id = $3"
+                    ))
+                });
+                // A failed statement drops (`?`) its connection back to the pool.
+                let mut conn = self.hot().take(pool).await?;
+                let row = sqlx::query_as(&SQL)
+                    .bind(ctx.org_id())
+                    .bind(ctx.org_id())
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                self.hot().give_back(conn, pool);
+                row
+            }
+            Db::Sqlite(_) => {
+                let mut tx = self
+                    .db()
+                    .begin(Scope::Tenant(ctx.org_id()), Access::Read)
+                    .await?;
+                let sql = format!("SELECT {COLUMNS} FROM data_items WHERE org_id = $1 AND id = $2");
+                let row = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+                    .bind(ctx.org_id())
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await)?;
+                tx.commit().await?;
+                row
+            }
+        };
         row.map(Row::into_item).ok_or(StoreError::NotFound)
     }
 
@@ -131,7 +157,11 @@ impl Store {
     }
 
     /// Deletes an item.
-    pub async fn delete_data_item(&self, ctx: &TenantCtx, id: DataItemId) -> Result<(), StoreError> {
+    pub async fn delete_data_item(
+        &self,
+        ctx: &TenantCtx,
+        id: DataItemId,
+    ) -> Result<(), StoreError> {
         let mut tx = self
             .db()
             .begin(Scope::Tenant(ctx.org_id()), Access::Write)

@@ -31,17 +31,32 @@ pub use error::StoreError;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
+    hot: std::sync::Arc<crate::db::HotConnections>,
 }
 
 impl Store {
     /// Wraps a connected pool.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            hot: Default::default(),
+        }
     }
 
     /// The pool, for health checks and backend-specific work.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Connections kept for single-statement reads (PostgreSQL).
+    pub(crate) fn hot(&self) -> &crate::db::HotConnections {
+        &self.hot
+    }
+
+    /// Returns held connections and closes the pool.
+    pub async fn close(&self) {
+        self.hot.drain();
+        self.db.close().await;
     }
 }
 

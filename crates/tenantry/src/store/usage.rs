@@ -47,8 +47,8 @@ pub struct DailyUsage {
     pub quantity: i64,
 }
 
-/// Metered quantities the service counted itself: (org, meter, day) -> quantity.
-pub type MeteredBatch = Vec<((OrgId, &'static str, String), i64)>;
+/// Metered quantities the service counted itself: (org, meter, UTC day) -> quantity.
+pub type MeteredBatch = Vec<((OrgId, &'static str, chrono::NaiveDate), i64)>;
 
 /// The UTC day of `at` as stored.
 pub fn day_of(at: DateTime<Utc>) -> String {
@@ -96,7 +96,7 @@ impl Store {
                 occurred_at: at,
                 idempotency_key: format!("{batch_key}:{meter}:{day}"),
             };
-            insert_event_on_day(&mut tx, *org, &event, day).await?;
+            insert_event_on_day(&mut tx, *org, &event, &day.to_string()).await?;
         }
         tx.commit().await?;
         Ok(())

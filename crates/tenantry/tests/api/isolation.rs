@@ -221,7 +221,12 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
             403,
         ),
         (Method::GET, format!("/v1/orgs/{a}/api-keys"), None, 200),
-        (Method::GET, format!("/v1/orgs/{a}/api-keys/{key}"), None, 200),
+        (
+            Method::GET,
+            format!("/v1/orgs/{a}/api-keys/{key}"),
+            None,
+            200,
+        ),
         (
             Method::POST,
             format!("/v1/orgs/{a}/api-keys/{key}/rotate"),
@@ -272,7 +277,10 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
         // B's all-powerful API key learns nothing more.
         let res = call(&app, Some(key_b), method.clone(), path, body.clone()).await;
         let by_key = assert_problem(res, 404, "not_found").await;
-        assert_eq!(by_key["detail"], absent["detail"], "key of B: {method} {path}");
+        assert_eq!(
+            by_key["detail"], absent["detail"],
+            "key of B: {method} {path}"
+        );
 
         let res = call(&app, Some(&reader), method.clone(), path, body.clone()).await;
         assert_eq!(

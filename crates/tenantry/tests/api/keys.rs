@@ -33,7 +33,13 @@ pub async fn create_key(app: &TestApp, token: &str, org: &str, body: Value) -> V
 
 /// A key of `org` with `scopes`; returns its secret.
 pub async fn key_with(app: &TestApp, token: &str, org: &str, scopes: &[&str]) -> String {
-    create_key(app, token, org, json!({"name": "test key", "scopes": scopes})).await["secret"]
+    create_key(
+        app,
+        token,
+        org,
+        json!({"name": "test key", "scopes": scopes}),
+    )
+    .await["secret"]
         .as_str()
         .unwrap()
         .to_owned()
@@ -76,11 +82,10 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     assert!(listed[0].get("secret").is_none());
     assert!(!listed[0].to_string().contains(&secret[prefix.len()..]));
     if let tenantry::db::Db::Sqlite(pool) = app.store.db() {
-        let stored: (String, String) =
-            sqlx::query_as("SELECT prefix, secret_hash FROM api_keys")
-                .fetch_one(pool)
-                .await
-                .unwrap();
+        let stored: (String, String) = sqlx::query_as("SELECT prefix, secret_hash FROM api_keys")
+            .fetch_one(pool)
+            .await
+            .unwrap();
         assert_eq!(stored.0, prefix);
         assert_eq!(stored.1.len(), 64, "a SHA-256 hex digest");
         assert!(!stored.1.contains(&secret[prefix.len() + 1..]));
@@ -214,7 +219,10 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
             &app,
             Some(&owner),
             Method::GET,
-            format!("/v1/orgs/{acme}/api-keys/{}", created["id"].as_str().unwrap()),
+            format!(
+                "/v1/orgs/{acme}/api-keys/{}",
+                created["id"].as_str().unwrap()
+            ),
             None,
         )
         .await

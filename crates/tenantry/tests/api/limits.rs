@@ -161,8 +161,7 @@ impl Instance {
 }
 
 async fn two_instances_share_limits_through_redis(backend: Backend) {
-    let redis =
-        std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis = std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     // A prefix of its own, so concurrent tests never share a limit.
     let prefix = format!("tenantry-test:{}:", uuid::Uuid::new_v4().simple());
     let Some(app) = TestApp::spawn_with(backend, |v| {

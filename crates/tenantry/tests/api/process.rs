@@ -141,7 +141,7 @@ async fn seed_is_idempotent(backend: Backend) {
     let roles: Vec<&str> = members.iter().map(|m| m.role.as_str()).collect();
     assert_eq!(roles, vec!["admin", "member", "owner"]);
     assert_eq!(store.list_workspaces(&ctx).await.unwrap()[0].slug, "core");
-    store.db().close().await;
+    store.close().await;
     assert_eq!(list_orgs(&config).await, vec!["acme".to_owned()]);
 }
 

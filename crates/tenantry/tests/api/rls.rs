@@ -130,3 +130,66 @@ async fn service_refuses_a_role_that_bypasses_rls() {
     let text = format!("{err:#}");
     assert!(text.contains("BYPASSRLS"), "{text}");
 }
+
+/// The single-statement read sets the tenant scope for its own statement only: it sees
+/// its tenant's row, a wrong scope sees nothing, and the same connection is unscoped
+/// again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_statement_reads_scope_only_themselves() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let Db::Postgres(pool) = app.store.db().clone() else {
+        unreachable!()
+    };
+    let mut orgs = Vec::new();
+    for slug in ["one-a", "one-b"] {
+        let id: OrgId = app.create_org(slug).await["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        orgs.push(id);
+    }
+    let (a, b) = (orgs[0], orgs[1]);
+    let item = app
+        .store
+        .create_data_item(&TenantCtx::for_tests(a), "x", &serde_json::json!(1))
+        .await
+        .unwrap();
+    let sql = tenantry::db::single_statement_tenant_read(
+        "SELECT name FROM data_items WHERE org_id = $2 AND id = $3",
+    );
+    let mut conn = pool.acquire().await.unwrap();
+    let read = |scope: OrgId| {
+        sqlx::query_scalar::<_, String>(&sql)
+            .bind(scope)
+            .bind(a)
+            .bind(item.id)
+    };
+    let got = read(a).fetch_optional(&mut *conn).await.unwrap();
+    assert_eq!(got.as_deref(), Some("x"));
+    let (setting, rows): (Option<String>, i64) = sqlx::query_as(
+        "SELECT NULLIF(current_setting('tenantry.org_id', true), ''), (SELECT count(*) FROM data_items)",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!((setting, rows), (None, 0), "nothing outlives the statement");
+    let got = read(b).fetch_optional(&mut *conn).await.unwrap();
+    assert_eq!(got, None, "wrong scope sees nothing");
+    // Through the store, with held connections, reads stay exact.
+    for _ in 0..20 {
+        let got = app
+            .store
+            .get_data_item(&TenantCtx::for_tests(a), item.id)
+            .await
+            .unwrap();
+        assert_eq!(got.name, "x");
+        let other = app
+            .store
+            .get_data_item(&TenantCtx::for_tests(b), item.id)
+            .await;
+        assert!(matches!(other, Err(tenantry::store::StoreError::NotFound)));
+    }
+}

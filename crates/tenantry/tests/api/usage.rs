@@ -175,7 +175,11 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
     );
 
     let check = |report: Value| {
-        assert_eq!(meter(&report, "emails.sent")["period_total"], 13, "{report}");
+        assert_eq!(
+            meter(&report, "emails.sent")["period_total"],
+            13,
+            "{report}"
+        );
         let storage = meter(&report, "storage.gb");
         assert_eq!(
             storage["daily"],
@@ -225,10 +229,22 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
 
     // Invalid events are refused as a whole, naming the event.
     for (event, field) in [
-        (json!({"meter": "api_calls", "idempotency_key": "x"}), "events[0].meter"),
-        (json!({"meter": "Bad Meter", "idempotency_key": "x"}), "events[0].meter"),
-        (json!({"meter": "m", "quantity": -1, "idempotency_key": "x"}), "events[0].quantity"),
-        (json!({"meter": "m", "idempotency_key": ""}), "events[0].idempotency_key"),
+        (
+            json!({"meter": "api_calls", "idempotency_key": "x"}),
+            "events[0].meter",
+        ),
+        (
+            json!({"meter": "Bad Meter", "idempotency_key": "x"}),
+            "events[0].meter",
+        ),
+        (
+            json!({"meter": "m", "quantity": -1, "idempotency_key": "x"}),
+            "events[0].quantity",
+        ),
+        (
+            json!({"meter": "m", "idempotency_key": ""}),
+            "events[0].idempotency_key",
+        ),
         (
             json!({"meter": "m", "idempotency_key": "x", "timestamp": "2001-01-01T00:00:00Z"}),
             "events[0].timestamp",
@@ -245,7 +261,14 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
         let body = assert_problem(res, 422, "validation_failed").await;
         assert!(body.to_string().contains(field), "{body}");
     }
-    let res = call(&app, Some(&key), Method::POST, &events, Some(json!({"events": []}))).await;
+    let res = call(
+        &app,
+        Some(&key),
+        Method::POST,
+        &events,
+        Some(json!({"events": []})),
+    )
+    .await;
     assert_problem(res, 422, "validation_failed").await;
 }
 
@@ -292,7 +315,11 @@ async fn shutdown_writes_pending_usage(backend: Backend) {
         .await;
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(stored_calls(&app).await, 0, "nothing written on the hot path");
+    assert_eq!(
+        stored_calls(&app).await,
+        0,
+        "nothing written on the hot path"
+    );
     app.stop().await;
     assert_eq!(stored_calls(&app).await, 25);
 }

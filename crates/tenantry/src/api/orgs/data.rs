@@ -109,7 +109,10 @@ pub(super) async fn create_item(
     member.require("data:write")?;
     let name = DisplayName::parse(&body.name).map_err(|m| ApiError::validation("name", m))?;
     if body.value.to_string().len() > MAX_VALUE_BYTES {
-        return Err(ApiError::validation("value", "must be at most 64 KiB of JSON"));
+        return Err(ApiError::validation(
+            "value",
+            "must be at most 64 KiB of JSON",
+        ));
     }
     metered(&state, &member).await?;
     let item = state

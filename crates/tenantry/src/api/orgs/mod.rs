@@ -61,10 +61,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::retry_job))
-        .routes(routes!(
-            api_keys::create_api_key,
-            api_keys::list_api_keys
-        ))
+        .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
         .routes(routes!(api_keys::get_api_key, api_keys::revoke_api_key))
         .routes(routes!(api_keys::rotate_api_key))
         .routes(routes!(data::create_item, data::list_items))

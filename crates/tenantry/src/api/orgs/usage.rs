@@ -146,7 +146,10 @@ pub(super) async fn ingest_events(
             ));
         }
         if !(0..=MAX_QUANTITY).contains(&e.quantity) {
-            return Err(ApiError::validation(&field("quantity"), "must be from 0 to 10^12"));
+            return Err(ApiError::validation(
+                &field("quantity"),
+                "must be from 0 to 10^12",
+            ));
         }
         let key = e.idempotency_key.trim();
         if key.is_empty() || key.len() > 255 {
@@ -215,12 +218,14 @@ pub(super) async fn get_usage(
         .await?;
     let mut meters: BTreeMap<String, MeterUsage> = BTreeMap::new();
     fn entry<'m>(meters: &'m mut BTreeMap<String, MeterUsage>, meter: &str) -> &'m mut MeterUsage {
-        meters.entry(meter.to_owned()).or_insert_with(|| MeterUsage {
-            meter: meter.to_owned(),
-            period_total: 0,
-            limit: None,
-            daily: Vec::new(),
-        })
+        meters
+            .entry(meter.to_owned())
+            .or_insert_with(|| MeterUsage {
+                meter: meter.to_owned(),
+                period_total: 0,
+                limit: None,
+                daily: Vec::new(),
+            })
     }
     entry(&mut meters, API_CALLS).limit = state.config.limits.api_calls_quota(&plan);
     for row in period {
