@@ -237,11 +237,14 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
 /// Returning a connection to the sqlx pool costs a round trip (the pool pings it on
 /// release), as much as the read itself. The hottest reads, which run one statement
 /// outside any transaction ([`single_statement_tenant_read`]), instead hand their
-/// connection back here for the next such read. At most half the pool is held, so
-/// transactions always find connections; a connection whose statement failed is never
-/// kept (it goes back to the pool, which tests it); one unused for [`HOT_IDLE`] is returned
-/// to the pool on the next take; [`HotConnections::drain`] returns all before the pool
-/// closes.
+/// connection back here for the next such read. The pool never starves for it:
+///
+/// - a connection is kept only while the pool has spare capacity (an idle connection or
+///   room to open one), and at most half the pool is kept;
+/// - a kept connection unused for [`HOT_IDLE`] goes back to the pool (a sweeper checks every
+///   [`HOT_IDLE`]), so when reads stop, transactions get every connection back at once;
+/// - a connection whose statement failed is never kept (it goes back to the pool, which
+///   tests it), and [`HotConnections::drain`] returns all before the pool closes.
 #[derive(Debug, Default)]
 pub struct HotConnections {
     slots: std::sync::Mutex<
@@ -250,20 +253,21 @@ pub struct HotConnections {
             std::time::Instant,
         )>,
     >,
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
-/// How long a held connection may sit unused before it goes back to the pool.
-pub const HOT_IDLE: Duration = Duration::from_secs(30);
+/// How long a kept connection may sit unused before it goes back to the pool.
+pub const HOT_IDLE: Duration = Duration::from_millis(250);
 
 impl HotConnections {
-    /// A held connection, or one from the pool.
+    /// A kept connection, or one from the pool.
     pub async fn take(
         &self,
         pool: &sqlx::PgPool,
     ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
         loop {
-            let held = self.slots().pop();
-            match held {
+            let kept = self.slots().pop();
+            match kept {
                 Some((conn, since)) if since.elapsed() < HOT_IDLE => return Ok(conn),
                 // Stale: back to the pool, which tests it before reuse.
                 Some((stale, _)) => drop(stale),
@@ -272,17 +276,42 @@ impl HotConnections {
         }
     }
 
-    /// Keeps a connection whose statement succeeded (or returns it to the pool when half
-    /// the pool is already held).
-    pub fn give_back(&self, conn: sqlx::pool::PoolConnection<sqlx::Postgres>, pool: &sqlx::PgPool) {
-        let cap = (pool.options().get_max_connections() / 2).max(1) as usize;
-        let mut slots = self.slots();
-        if slots.len() < cap {
+    /// Keeps a connection whose statement succeeded, or returns it to the pool when the
+    /// pool has no spare capacity or half of it is kept already.
+    pub fn give_back(
+        self: &std::sync::Arc<Self>,
+        conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+        pool: &sqlx::PgPool,
+    ) {
+        let max = pool.options().get_max_connections();
+        let spare = pool.num_idle() > 0 || pool.size() < max;
+        let cap = (max / 2) as usize;
+        if !spare {
+            return;
+        }
+        {
+            let mut slots = self.slots();
+            if slots.len() >= cap {
+                return;
+            }
             slots.push((conn, std::time::Instant::now()));
+        }
+        if !self
+            .sweeping
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let weak = std::sync::Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HOT_IDLE).await;
+                    let Some(hot) = weak.upgrade() else { return };
+                    hot.slots().retain(|(_, since)| since.elapsed() < HOT_IDLE);
+                }
+            });
         }
     }
 
-    /// Returns every held connection to the pool (before it closes).
+    /// Returns every kept connection to the pool (before it closes).
     pub fn drain(&self) {
         self.slots().clear();
     }

@@ -49,7 +49,7 @@ impl Store {
     }
 
     /// Connections kept for single-statement reads (PostgreSQL).
-    pub(crate) fn hot(&self) -> &crate::db::HotConnections {
+    pub(crate) fn hot(&self) -> &std::sync::Arc<crate::db::HotConnections> {
         &self.hot
     }
 

@@ -136,7 +136,14 @@ async fn service_refuses_a_role_that_bypasses_rls() {
 /// again afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_statement_reads_scope_only_themselves() {
-    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |v| {
+        // A tiny pool (the worker's LISTEN holds one of two) that gives up quickly: reads
+        // must never keep the connection a transaction needs.
+        v.insert("DATABASE_MAX_CONNECTIONS".into(), "2".into());
+        v.insert("DATABASE_ACQUIRE_TIMEOUT_SEC".into(), "1".into());
+    })
+    .await
+    else {
         return;
     };
     let Db::Postgres(pool) = app.store.db().clone() else {
@@ -160,6 +167,23 @@ async fn single_statement_reads_scope_only_themselves() {
     let sql = tenantry::db::single_statement_tenant_read(
         "SELECT name FROM data_items WHERE org_id = $2 AND id = $3",
     );
+    // Reads between transactions on the one free connection.
+    for i in 0..5 {
+        let got = app
+            .store
+            .get_data_item(&TenantCtx::for_tests(a), item.id)
+            .await
+            .unwrap();
+        assert_eq!(got.name, "x");
+        app.store
+            .create_data_item(
+                &TenantCtx::for_tests(a),
+                &format!("n{i}"),
+                &serde_json::json!(i),
+            )
+            .await
+            .expect("a transaction right after a read gets a connection");
+    }
     let mut conn = pool.acquire().await.unwrap();
     let read = |scope: OrgId| {
         sqlx::query_scalar::<_, String>(&sql)
@@ -178,7 +202,8 @@ async fn single_statement_reads_scope_only_themselves() {
     assert_eq!((setting, rows), (None, 0), "nothing outlives the statement");
     let got = read(b).fetch_optional(&mut *conn).await.unwrap();
     assert_eq!(got, None, "wrong scope sees nothing");
-    // Through the store, with held connections, reads stay exact.
+    drop(conn);
+    // Through the store, with kept connections, reads stay exact.
     for _ in 0..20 {
         let got = app
             .store
