@@ -99,6 +99,8 @@ pub struct RateLimiter {
     local: Arc<Limiter>,
     redis: Option<(Arc<RedisHandle>, String)>,
     script: Arc<redis::Script>,
+    started: Instant,
+    last_warning: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// GCRA over several keys in one atomic step, on Redis' own clock (so instances with
@@ -135,6 +137,8 @@ impl RateLimiter {
             local: Arc::new(Limiter::new()),
             redis,
             script: Arc::new(redis::Script::new(GCRA_LUA)),
+            started: Instant::now(),
+            last_warning: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -153,12 +157,21 @@ impl RateLimiter {
         if let Some((redis, prefix)) = &self.redis {
             match self.check_redis(redis, prefix, &limits).await {
                 Ok(decision) => return Some(decision),
-                Err(err) => {
-                    tracing::warn!(error = %err, "Redis rate limiter unavailable; limiting in process")
-                }
+                Err(err) => self.warn_once_a_minute(&err),
             }
         }
         Some(self.local.check_many_at(&limits, Instant::now()))
+    }
+
+    /// An outage fails every check; one warning a minute says so without flooding logs.
+    fn warn_once_a_minute(&self, err: &redis::RedisError) {
+        let now = self.started.elapsed().as_secs();
+        let last = self.last_warning.load(std::sync::atomic::Ordering::Relaxed);
+        if last == 0 || now >= last + 60 {
+            self.last_warning
+                .store(now.max(1), std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(error = %err, "Redis rate limiter unavailable; limiting in process");
+        }
     }
 
     async fn check_redis(

@@ -18,6 +18,7 @@ on_both_backends!(
     key_and_org_limits_with_headers,
     address_limit_spares_probes,
     two_instances_share_limits_through_redis,
+    redis_outage_falls_back_to_in_process_limits,
 );
 
 fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
@@ -222,4 +223,26 @@ async fn two_instances_share_limits_through_redis(backend: Backend) {
     let res = get(&second.base).await.unwrap();
     assert_problem(res, 401, "invalid_api_key").await;
     second.stop().await;
+}
+
+async fn redis_outage_falls_back_to_in_process_limits(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |v| {
+        // Nothing listens there: every Redis call fails at once.
+        v.insert("REDIS_URL".into(), "redis://127.0.0.1:1".into());
+        v.insert("API_KEY_RATE_LIMIT".into(), "2".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    let key = key_with(&app, &owner, &acme, &["data:read"]).await;
+    let data = format!("/v1/orgs/{acme}/data");
+    for _ in 0..2 {
+        let res = call(&app, Some(&key), Method::GET, &data, None).await;
+        assert_eq!(res.status(), 200, "requests go on without Redis");
+    }
+    let res = call(&app, Some(&key), Method::GET, &data, None).await;
+    assert_problem(res, 429, "rate_limited").await;
 }
