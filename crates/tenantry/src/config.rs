@@ -78,6 +78,9 @@ pub struct Config {
     /// `REDIS_KEY_PREFIX`: prepended to every Redis key (default `tenantry:`), so several
     /// deployments can share one Redis.
     pub redis_key_prefix: String,
+    /// `TRUSTED_PROXIES`: comma-separated addresses or CIDR ranges of reverse proxies whose
+    /// `X-Forwarded-For` is believed (default none: the peer address is the client).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `HOST`: bind address (default `0.0.0.0`).
     pub host: String,
     /// `PORT` (or `API_PORT`): listen port (default 4000; 0 picks a free one).
@@ -396,6 +399,7 @@ impl Config {
             database_connect_retry: r.seconds("DATABASE_CONNECT_RETRY_SEC", 60),
             redis_url: r.get("REDIS_URL").map(str::to_owned),
             redis_key_prefix: r.get("REDIS_KEY_PREFIX").unwrap_or("tenantry:").to_owned(),
+            trusted_proxies: read_proxies(&mut r),
             host: r.get("HOST").unwrap_or("0.0.0.0").to_owned(),
             port,
             log_level: r.get("LOG_LEVEL").unwrap_or("info").to_owned(),
@@ -424,6 +428,25 @@ impl Config {
             Err(ConfigError(problems))
         }
     }
+}
+
+fn read_proxies(r: &mut Reader<'_>) -> Vec<ipnet::IpNet> {
+    let Some(raw) = r.get("TRUSTED_PROXIES") else {
+        return Vec::new();
+    };
+    let mut nets = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let parsed = entry
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => nets.push(net),
+            Err(_) => r.problems.push(format!(
+                "TRUSTED_PROXIES: `{entry}` is not an IP address or CIDR range"
+            )),
+        }
+    }
+    nets
 }
 
 fn read_limits(r: &mut Reader<'_>) -> LimitsConfig {

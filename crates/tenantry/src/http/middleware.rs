@@ -160,13 +160,20 @@ pub async fn limit_requests(
 ) -> Response {
     let slot = RateLimitSlot::default();
     req.extensions_mut().insert(slot.clone());
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client =
+        peer.map(|peer| super::meta::client_ip(peer, req.headers(), &state.config.trusted_proxies));
+    if let Some(ip) = client {
+        req.extensions_mut().insert(super::meta::ClientIp(ip));
+    }
     if !UNLIMITED_PATHS.contains(&req.uri().path()) {
-        let ip = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
-        let key = format!("ip:{ip}");
+        let key = match client {
+            Some(ip) => format!("ip:{ip}"),
+            None => "ip:unknown".to_owned(),
+        };
         if let Some(decision) = state
             .limiter
             .check(&[(key.as_str(), state.config.limits.ip)])

@@ -19,6 +19,7 @@ on_both_backends!(
     address_limit_spares_probes,
     two_instances_share_limits_through_redis,
     redis_outage_falls_back_to_in_process_limits,
+    forwarded_addresses_count_only_behind_trusted_proxies,
 );
 
 fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
@@ -245,4 +246,37 @@ async fn redis_outage_falls_back_to_in_process_limits(backend: Backend) {
     }
     let res = call(&app, Some(&key), Method::GET, &data, None).await;
     assert_problem(res, 429, "rate_limited").await;
+}
+
+async fn forwarded_addresses_count_only_behind_trusted_proxies(backend: Backend) {
+    for trusted in [false, true] {
+        let Some(app) = TestApp::spawn_with(backend, |v| {
+            v.insert("IP_RATE_LIMIT".into(), "2".into());
+            if trusted {
+                v.insert("TRUSTED_PROXIES".into(), "127.0.0.0/8, ::1".into());
+            }
+        })
+        .await
+        else {
+            return;
+        };
+        let get = |client: &'static str| {
+            app.client
+                .get(app.url("/v1/permissions"))
+                .header("x-forwarded-for", format!("6.6.6.6, {client}"))
+                .send()
+        };
+        for _ in 0..2 {
+            assert_eq!(get("203.0.113.1").await.unwrap().status(), 200);
+        }
+        assert_problem(get("203.0.113.1").await.unwrap(), 429, "rate_limited").await;
+        // Behind a trusted proxy another client has its own budget; otherwise the header
+        // is the caller's own claim and changes nothing.
+        let other = get("203.0.113.2").await.unwrap();
+        if trusted {
+            assert_eq!(other.status(), 200);
+        } else {
+            assert_problem(other, 429, "rate_limited").await;
+        }
+    }
 }
