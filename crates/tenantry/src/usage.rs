@@ -29,6 +29,9 @@ pub const API_CALLS: &str = "api_calls";
 /// How long an organization's stored monthly total is trusted.
 pub const QUOTA_REFRESH: Duration = Duration::from_secs(2);
 
+/// An organization without metered calls for this long leaves the meter's memory.
+const FORGET_AFTER: Duration = Duration::from_secs(600);
+
 /// A refused call: the month's quota is used up.
 #[derive(Clone, Debug)]
 pub struct QuotaExceeded {
@@ -208,6 +211,10 @@ impl Meter {
                     }
                 }
             }
+            // Organizations not seen for a while are forgotten (re-read when they return).
+            state
+                .orgs
+                .retain(|_, o| o.pending != 0 || o.refreshed.elapsed() < FORGET_AFTER);
             pending.into_iter().collect()
         };
         let seq = self.inner.batches.fetch_add(1, Ordering::Relaxed);

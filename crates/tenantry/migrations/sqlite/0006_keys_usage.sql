@@ -47,6 +47,7 @@ CREATE TABLE usage_events (
     CONSTRAINT usage_events_idempotency_key UNIQUE (org_id, idempotency_key)
 );
 CREATE INDEX usage_events_pending ON usage_events (org_id, day) WHERE NOT rolled_up;
+CREATE INDEX usage_events_rolled ON usage_events (created_at) WHERE rolled_up;
 
 CREATE TABLE usage_daily (
     org_id    BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,

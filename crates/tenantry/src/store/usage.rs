@@ -14,6 +14,9 @@ use crate::auth::TenantCtx;
 use crate::db::{on_conn, Access, Scope, Tx};
 use crate::ids::OrgId;
 
+/// Rolled-up events are kept this long (longer than events may be backdated, 35 days).
+pub const EVENT_RETENTION_DAYS: i64 = 40;
+
 /// A usage event to record.
 #[derive(Clone, Debug)]
 pub struct UsageEvent {
@@ -103,7 +106,9 @@ impl Store {
     }
 
     /// Adds every event not yet rolled up to the daily totals, exactly once even when two
-    /// rollups run at once. Returns how many events were rolled up.
+    /// rollups run at once, then deletes rolled-up events older than
+    /// [`EVENT_RETENTION_DAYS`] (their totals stay in `usage_daily`; their idempotency keys
+    /// stop deduplicating). Returns how many events were rolled up.
     pub async fn rollup_usage(&self) -> Result<u64, StoreError> {
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
         let n = match &mut tx {
@@ -136,6 +141,12 @@ impl Store {
                     .rows_affected()
             }
         };
+        let horizon = now() - chrono::Duration::days(EVENT_RETENTION_DAYS);
+        on_conn!(tx.conn(), c => sqlx::query("DELETE FROM usage_events WHERE rolled_up AND created_at < $1")
+            .bind(horizon)
+            .execute(&mut *c)
+            .await
+            .map(|_| ()))?;
         tx.commit().await?;
         Ok(n)
     }

@@ -226,6 +226,23 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
         .await
         .unwrap();
     check(again);
+    // Rolled-up events past the retention are deleted; their totals stay.
+    owner_sql(
+        &app,
+        "UPDATE usage_events SET created_at = '2001-01-01T00:00:00Z' WHERE rolled_up",
+    )
+    .await;
+    app.store.rollup_usage().await.unwrap();
+    assert_eq!(
+        owner_count(&app, "SELECT count(*) FROM usage_events").await,
+        0
+    );
+    let kept: Value = call(&app, Some(&key), Method::GET, &path, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    check(kept);
 
     // Invalid events are refused as a whole, naming the event.
     for (event, field) in [
@@ -273,22 +290,32 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
 }
 
 async fn pending_events(app: &TestApp) -> i64 {
+    owner_count(app, "SELECT count(*) FROM usage_events WHERE NOT rolled_up").await
+}
+
+/// A count read past row-level security (as the database owner on PostgreSQL).
+async fn owner_count(app: &TestApp, sql: &str) -> i64 {
     match app.store.db() {
-        tenantry::db::Db::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT count(*) FROM usage_events WHERE NOT rolled_up")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
+        tenantry::db::Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
         tenantry::db::Db::Postgres(_) => {
-            // The service role sees no rows without a scope; ask as the owner.
             let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-            let n = sqlx::query_scalar("SELECT count(*) FROM usage_events WHERE NOT rolled_up")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
             pool.close().await;
             n
+        }
+    }
+}
+
+/// A statement run past row-level security (as the database owner on PostgreSQL).
+async fn owner_sql(app: &TestApp, sql: &str) {
+    match app.store.db() {
+        tenantry::db::Db::Sqlite(pool) => {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
+        tenantry::db::Db::Postgres(_) => {
+            let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
         }
     }
 }
