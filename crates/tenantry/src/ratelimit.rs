@@ -101,7 +101,12 @@ pub struct RateLimiter {
     script: Arc<redis::Script>,
     started: Instant,
     last_warning: Arc<std::sync::atomic::AtomicU64>,
+    /// Milliseconds after `started` before which Redis is not tried again.
+    redis_retry_at: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How long the limiter stays in process after a Redis failure.
+const REDIS_BACKOFF: Duration = Duration::from_secs(5);
 
 /// GCRA over several keys in one atomic step, on Redis' own clock (so instances with
 /// skewed clocks agree). ARGV holds (interval, burst) in microseconds per key. Returns
@@ -139,12 +144,14 @@ impl RateLimiter {
             script: Arc::new(redis::Script::new(GCRA_LUA)),
             started: Instant::now(),
             last_warning: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            redis_retry_at: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
     /// Counts one request against every `(key, rate)` with a limit; returns the decision
     /// to report (`None` when no rate applies). On a Redis failure the in-process limiter
-    /// decides, so an outage degrades limits to per instance instead of failing requests.
+    /// decides (for the next 5 s without trying Redis), so an outage degrades limits to per
+    /// instance instead of failing or slowing requests.
     pub async fn check(&self, limits: &[(&str, Rate)]) -> Option<Decision> {
         let limits: Vec<(&str, Rate)> = limits
             .iter()
@@ -155,9 +162,24 @@ impl RateLimiter {
             return None;
         }
         if let Some((redis, prefix)) = &self.redis {
-            match self.check_redis(redis, prefix, &limits).await {
-                Ok(decision) => return Some(decision),
-                Err(err) => self.warn_once_a_minute(&err),
+            // After a failure Redis is left alone for a while: an unreachable Redis must
+            // not add its timeouts to every request.
+            let now = self.started.elapsed().as_millis() as u64;
+            if now
+                >= self
+                    .redis_retry_at
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                match self.check_redis(redis, prefix, &limits).await {
+                    Ok(decision) => return Some(decision),
+                    Err(err) => {
+                        self.redis_retry_at.store(
+                            now + REDIS_BACKOFF.as_millis() as u64,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                        self.warn_once_a_minute(&err);
+                    }
+                }
             }
         }
         Some(self.local.check_many_at(&limits, Instant::now()))

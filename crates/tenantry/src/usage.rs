@@ -3,10 +3,12 @@
 //!
 //! Nothing is written on a request's path. Every `USAGE_FLUSH_INTERVAL_MS` (and on
 //! shutdown) the counts are written as one usage event per (organization, meter, day), each
-//! keyed by instance and batch so a retried write cannot count twice. A crash loses at most
+//! keyed by instance and batch; a batch whose write failed is retried unchanged, so a write
+//! that committed although its reply was lost is not counted twice. A crash loses at most
 //! the counts of one interval. Quotas compare the month's stored total (re-read every
-//! [`QUOTA_REFRESH`]) plus this instance's unwritten counts with the plan's allowance; with
-//! several instances a quota can be overshot by what the others counted in that time.
+//! [`QUOTA_REFRESH`], without blocking other organizations or the writer) plus this
+//! instance's unwritten counts with the plan's allowance; with several instances a quota
+//! can be overshot by what the others counted in that time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,27 +67,45 @@ struct Inner {
     instance: String,
     batches: AtomicU64,
     state: Mutex<State>,
-    /// Serializes writing counts with re-reading totals, so a total never counts a batch
-    /// both as stored and as written by this instance.
-    io: tokio::sync::Mutex<()>,
+    /// One flush at a time (batches are written in order; a failed one is retried first).
+    flushing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
 struct State {
     pending: HashMap<(OrgId, &'static str, NaiveDate), i64>,
+    /// A batch whose write failed, with its key: retried unchanged before anything new, so
+    /// a write that committed although its reply was lost is not counted twice.
+    unsent: Option<(String, MeteredBatch)>,
     orgs: HashMap<OrgId, OrgUsage>,
+    /// Batch writes started and finished: a stored total read while a write was under way
+    /// may or may not include it, and is not trusted.
+    writes_started: u64,
+    writes_done: u64,
 }
 
 struct OrgUsage {
     plan: String,
     /// First day of the month the totals are for.
     month: NaiveDate,
-    /// Stored total at the last refresh plus what this instance wrote since.
+    /// Stored total at the last trusted refresh plus what this instance wrote since.
     stored: i64,
+    /// Being written by this instance.
+    inflight: i64,
     /// Counted here, not written yet.
     pending: i64,
     refreshed: Instant,
     refreshing: bool,
+}
+
+impl OrgUsage {
+    fn total(&self) -> i64 {
+        self.stored + self.inflight + self.pending
+    }
+}
+
+fn month_of(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).unwrap_or(day)
 }
 
 /// First day of the month of `at`, as stored (`YYYY-MM-01`), and the next month's start.
@@ -110,7 +130,7 @@ impl Meter {
                 instance: format!("{}-{}", std::process::id(), crate::secrets::random_token(6)),
                 batches: AtomicU64::new(0),
                 state: Mutex::new(State::default()),
-                io: tokio::sync::Mutex::new(()),
+                flushing: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -140,21 +160,26 @@ impl Meter {
         };
         if needs_refresh {
             if let Err(err) = self.refresh(org, month).await {
-                if let Some(o) = self.state().orgs.get_mut(&org) {
-                    o.refreshing = false;
-                }
-                // Without a known total, only a known organization's calls go on.
-                if !self.state().orgs.contains_key(&org) {
+                let mut state = self.state();
+                let known = match state.orgs.get_mut(&org) {
+                    Some(o) => {
+                        o.refreshing = false;
+                        o.month == month
+                    }
+                    None => false,
+                };
+                // Without this month's total, calls wait for the database to answer.
+                if !known {
                     return Err(Refusal::Store(err));
                 }
             }
         }
         let mut state = self.state();
-        let Some(usage) = state.orgs.get_mut(&org) else {
+        let Some(usage) = state.orgs.get_mut(&org).filter(|o| o.month == month) else {
             return Err(Refusal::Store(StoreError::NotFound));
         };
         if let Some(limit) = self.inner.limits.api_calls_quota(&usage.plan) {
-            let used = u64::try_from(usage.stored + usage.pending).unwrap_or(0);
+            let used = u64::try_from(usage.total()).unwrap_or(0);
             if used >= limit {
                 return Err(Refusal::Quota(QuotaExceeded {
                     limit,
@@ -169,7 +194,10 @@ impl Meter {
     }
 
     async fn refresh(&self, org: OrgId, month: NaiveDate) -> Result<(), StoreError> {
-        let _io = self.inner.io.lock().await;
+        let quiet_before = {
+            let state = self.state();
+            (state.writes_started == state.writes_done).then_some(state.writes_started)
+        };
         let (plan, stored) = self
             .inner
             .store
@@ -177,63 +205,90 @@ impl Meter {
             .await?
             .ok_or(StoreError::NotFound)?;
         let mut state = self.state();
+        // Trusted only if no write of this instance overlapped the read.
+        let trusted = quiet_before == Some(state.writes_started);
         let usage = state.orgs.entry(org).or_insert_with(|| OrgUsage {
             plan: plan.clone(),
             month,
             stored,
+            inflight: 0,
             pending: 0,
             refreshed: Instant::now(),
             refreshing: false,
         });
         if usage.month != month {
+            // A new month: last month's counts are written but no longer count.
+            usage.month = month;
+            usage.stored = stored;
+            usage.inflight = 0;
             usage.pending = 0;
+        } else if trusted {
+            usage.stored = stored;
         }
         usage.plan = plan;
-        usage.month = month;
-        usage.stored = stored;
         usage.refreshed = Instant::now();
         usage.refreshing = false;
         Ok(())
     }
 
-    /// Writes the counts gathered so far (and keys' last use). On failure the counts are
-    /// kept for the next attempt.
+    /// Writes the counts gathered so far (and keys' last use). A batch that fails is kept,
+    /// with its key, and retried first next time.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let _io = self.inner.io.lock().await;
+        let _one = self.inner.flushing.lock().await;
+        let retry = self.state().unsent.take();
+        if let Some((key, batch)) = retry {
+            self.write(key, batch).await?;
+        }
         let batch: MeteredBatch = {
             let mut state = self.state();
             let pending = std::mem::take(&mut state.pending);
-            for ((org, meter, _), n) in &pending {
-                if *meter == API_CALLS {
-                    if let Some(o) = state.orgs.get_mut(org) {
+            for ((org, meter, day), n) in &pending {
+                if let Some(o) = state.orgs.get_mut(org) {
+                    if *meter == API_CALLS && o.month == month_of(*day) {
                         o.pending -= n;
-                        o.stored += n;
+                        o.inflight += n;
                     }
                 }
             }
             // Organizations not seen for a while are forgotten (re-read when they return).
-            state
-                .orgs
-                .retain(|_, o| o.pending != 0 || o.refreshed.elapsed() < FORGET_AFTER);
+            state.orgs.retain(|_, o| {
+                o.pending != 0 || o.inflight != 0 || o.refreshed.elapsed() < FORGET_AFTER
+            });
             pending.into_iter().collect()
         };
-        let seq = self.inner.batches.fetch_add(1, Ordering::Relaxed);
-        let key = format!("meter:{}:{seq}", self.inner.instance);
-        if let Err(err) = self.inner.store.record_metered(&batch, &key).await {
-            let mut state = self.state();
-            for ((org, meter, day), n) in batch {
-                if meter == API_CALLS {
-                    if let Some(o) = state.orgs.get_mut(&org) {
-                        o.pending += n;
-                        o.stored -= n;
-                    }
-                }
-                *state.pending.entry((org, meter, day)).or_insert(0) += n;
-            }
-            return Err(err);
+        if !batch.is_empty() {
+            let seq = self.inner.batches.fetch_add(1, Ordering::Relaxed);
+            self.write(format!("meter:{}:{seq}", self.inner.instance), batch)
+                .await?;
         }
         let used = self.inner.keys.take_used();
         self.inner.store.touch_api_keys(&used).await
+    }
+
+    /// Writes one batch; on success its calls move from in flight to stored, on failure it
+    /// is kept for the next flush.
+    async fn write(&self, key: String, batch: MeteredBatch) -> Result<(), StoreError> {
+        self.state().writes_started += 1;
+        let result = self.inner.store.record_metered(&batch, &key).await;
+        let mut state = self.state();
+        state.writes_done += 1;
+        match result {
+            Ok(()) => {
+                for ((org, meter, day), n) in &batch {
+                    if let Some(o) = state.orgs.get_mut(org) {
+                        if *meter == API_CALLS && o.month == month_of(*day) {
+                            o.inflight -= n;
+                            o.stored += n;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Err(err) => {
+                state.unsent = Some((key, batch));
+                Err(err)
+            }
+        }
     }
 
     /// Flushes every `USAGE_FLUSH_INTERVAL_MS` until `stop`, then once more.

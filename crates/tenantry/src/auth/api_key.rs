@@ -92,6 +92,9 @@ pub struct KeyCache {
     ttl: Duration,
     entries: Arc<RwLock<HashMap<String, Arc<Cached>>>>,
     used: Arc<Mutex<HashMap<ApiKeyId, DateTime<Utc>>>>,
+    /// Bumped by every [`KeyCache::forget`]: a credential read before a revocation or
+    /// rotation committed must not be cached after it.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl KeyCache {
@@ -123,6 +126,7 @@ impl KeyCache {
         let entry = match cached {
             Some(entry) => entry,
             None => {
+                let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
                 let Some(credential) = store.api_key_credential(prefix).await? else {
                     return Ok(None);
                 };
@@ -138,10 +142,16 @@ impl KeyCache {
                 });
                 if !self.ttl.is_zero() {
                     let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+                    // Checked under the write lock `forget` also takes: no stale insert
+                    // can slip in after a forget.
+                    let unchanged =
+                        self.generation.load(std::sync::atomic::Ordering::Acquire) == generation;
                     if entries.len() >= 100_000 {
                         entries.retain(|_, c| c.fetched.elapsed() < self.ttl);
                     }
-                    entries.insert(prefix.to_owned(), entry.clone());
+                    if unchanged {
+                        entries.insert(prefix.to_owned(), entry.clone());
+                    }
                 }
                 entry
             }
@@ -178,10 +188,10 @@ impl KeyCache {
 
     /// Forgets a key (after it was revoked or rotated here).
     pub fn forget(&self, prefix: &str) {
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(prefix);
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        entries.remove(prefix);
     }
 
     /// Keys used since the last call, with when.

@@ -21,6 +21,8 @@ pub struct ClientIp(pub IpAddr);
 /// first address no trusted proxy vouches for beyond. A client cannot forge its way
 /// around a limit: entries left of it are its own claims and are ignored.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    // An IPv4 peer of a dual-stack listener arrives as `::ffff:a.b.c.d`.
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -37,12 +39,25 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) ->
         let Ok(ip) = hop.parse::<IpAddr>() else {
             break;
         };
+        let ip = ip.to_canonical();
         client = ip;
         if !is_trusted(&ip) {
             break;
         }
     }
     client
+}
+
+/// The key a client address is limited under: the address itself for IPv4, its /64 for
+/// IPv6 (one subscriber usually holds a whole /64).
+pub fn limit_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("ip6:{a:x}:{b:x}:{c:x}:{d:x}::/64")
+        }
+    }
 }
 
 /// Client address, user agent (at most 256 characters) and request id of a request.
@@ -88,5 +103,21 @@ mod tests {
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
         headers.insert("x-forwarded-for", "garbage".parse().unwrap());
         assert_eq!(client_ip(proxy, &headers, &trusted), proxy);
+        // A dual-stack listener's mapped IPv4 proxy address still matches.
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        assert_eq!(
+            client_ip(mapped, &headers, &trusted),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64() {
+        let a = limit_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = limit_key("2001:db8:1:2:bbbb::9".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, limit_key("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(limit_key("192.0.2.1".parse().unwrap()), "ip:192.0.2.1");
     }
 }

@@ -170,10 +170,7 @@ pub async fn limit_requests(
         req.extensions_mut().insert(super::meta::ClientIp(ip));
     }
     if !UNLIMITED_PATHS.contains(&req.uri().path()) {
-        let key = match client {
-            Some(ip) => format!("ip:{ip}"),
-            None => "ip:unknown".to_owned(),
-        };
+        let key = client.map_or_else(|| "ip:unknown".to_owned(), super::meta::limit_key);
         if let Some(decision) = state
             .limiter
             .check(&[(key.as_str(), state.config.limits.ip)])

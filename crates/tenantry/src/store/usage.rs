@@ -14,6 +14,10 @@ use crate::auth::TenantCtx;
 use crate::db::{on_conn, Access, Scope, Tx};
 use crate::ids::OrgId;
 
+/// Most a meter may count for one organization on one day (10^15): totals of a month stay
+/// far from 64-bit overflow.
+pub const MAX_DAILY_TOTAL: i64 = 1_000_000_000_000_000;
+
 /// Rolled-up events are kept this long (longer than events may be backdated, 35 days).
 pub const EVENT_RETENTION_DAYS: i64 = 40;
 
@@ -69,6 +73,29 @@ impl Store {
             .db()
             .begin(Scope::Tenant(ctx.org_id()), Access::Write)
             .await?;
+        let mut added: std::collections::BTreeMap<(&str, String), i64> = Default::default();
+        for event in events {
+            *added
+                .entry((event.meter.as_str(), day_of(event.occurred_at)))
+                .or_insert(0) += event.quantity;
+        }
+        for ((meter, day), quantity) in &added {
+            let stored: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar(
+                "SELECT CAST(coalesce((SELECT SUM(quantity) FROM usage_daily WHERE org_id = $1 AND meter = $2 AND day = $3), 0) \
+                 + coalesce((SELECT SUM(quantity) FROM usage_events WHERE org_id = $1 AND meter = $2 AND day = $3 AND NOT rolled_up), 0) AS BIGINT)",
+            )
+            .bind(ctx.org_id())
+            .bind(*meter)
+            .bind(day)
+            .fetch_one(&mut *c)
+            .await)?;
+            if stored.saturating_add(*quantity) > MAX_DAILY_TOTAL {
+                return Err(StoreError::Invalid(
+                    "events",
+                    format!("`{meter}` would exceed {MAX_DAILY_TOTAL} on {day}"),
+                ));
+            }
+        }
         let mut accepted = 0;
         for event in events {
             accepted += insert_event(&mut tx, ctx.org_id(), event).await?;

@@ -165,6 +165,49 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     .await;
     let body = assert_problem(res, 403, "forbidden").await;
     assert_eq!(body["permission"], "org:delete");
+    // Managing a key needs its scopes too: an admin cannot revoke or rotate (and so learn)
+    // a key holding `org:delete`.
+    let strong = create_key(
+        &app,
+        &owner,
+        &acme,
+        json!({"name": "strong", "scopes": ["org:delete", "data:read"]}),
+    )
+    .await;
+    let strong_id = strong["id"].as_str().unwrap();
+    for (method, path) in [
+        (
+            Method::POST,
+            format!("/v1/orgs/{acme}/api-keys/{strong_id}/rotate"),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/{acme}/api-keys/{strong_id}"),
+        ),
+    ] {
+        let res = call(&app, Some(&admin), method, &path, None).await;
+        let body = assert_problem(res, 403, "forbidden").await;
+        assert_eq!(body["permission"], "org:delete");
+    }
+    let res = call(
+        &app,
+        Some(strong["secret"].as_str().unwrap()),
+        Method::GET,
+        format!("/v1/orgs/{acme}/data"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200, "the strong key is untouched");
+    // A key's own rate limit may be stricter than the deployment's, never looser.
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::POST,
+        format!("/v1/orgs/{acme}/api-keys"),
+        Some(json!({"name": "x", "scopes": ["data:read"], "rate_limit": {"limit": 4_000_000_000u64, "window_sec": 1}})),
+    )
+    .await;
+    assert_problem(res, 422, "validation_failed").await;
     // A key that may manage keys cannot mint one stronger than itself.
     let manager = key_with(&app, &owner, &acme, &["api_keys:write", "data:read"]).await;
     let res = call(

@@ -71,6 +71,54 @@ impl KeyPath {
     }
 }
 
+/// A key's own rate may be stricter than `API_KEY_RATE_LIMIT`, never looser (unless that
+/// limit is off).
+fn check_rate(rate: KeyRateLimit, default: crate::ratelimit::Rate) -> Result<(), ApiError> {
+    if rate.limit == 0
+        || rate.limit > i32::MAX as u32
+        || rate.window_sec == 0
+        || rate.window_sec > 86_400
+    {
+        return Err(ApiError::validation(
+            "rate_limit",
+            "needs limit from 1 to 2147483647 and window_sec from 1 to 86400",
+        ));
+    }
+    // limit / window <= default.limit / default.window, in integers.
+    let looser = default.is_limited()
+        && u128::from(rate.limit) * default.window.as_millis()
+            > u128::from(default.limit) * u128::from(rate.window_sec) * 1000;
+    if looser {
+        return Err(ApiError::validation(
+            "rate_limit",
+            format!(
+                "may not exceed the deployment's API key limit of {} requests per {} s",
+                default.limit,
+                default.window.as_secs()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// 403 unless the caller holds every scope of `key`: managing a key (revoking it, or
+/// rotating it and so learning a new secret) must not reach beyond one's own permissions.
+fn ensure_covers(member: &OrgMember, key: &ApiKey) -> Result<(), ApiError> {
+    match key
+        .scopes
+        .iter()
+        .find(|s| !rbac::permission(s).is_some_and(|p| member.permissions.contains(p)))
+    {
+        None => Ok(()),
+        Some(missing) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("This key holds `{missing}`, which you do not hold."),
+        )
+        .with_extension("permission", serde_json::json!(missing))),
+    }
+}
+
 /// Creates an API key (`api_keys:write`). The secret is in this response only.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/api-keys", tag = "api-keys", request_body = ApiKeyIn,
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
@@ -116,12 +164,7 @@ pub(super) async fn create_api_key(
         return Err(ApiError::validation("expires_at", "must be in the future"));
     }
     if let Some(rate) = body.rate_limit {
-        if rate.limit == 0 || rate.window_sec == 0 || rate.window_sec > 86_400 {
-            return Err(ApiError::validation(
-                "rate_limit",
-                "needs limit >= 1 and window_sec from 1 to 86400",
-            ));
-        }
+        check_rate(rate, state.config.limits.api_key)?;
     }
     let (prefix, secret) = api_key::generate();
     let new = NewApiKey {
@@ -169,12 +212,14 @@ pub(super) async fn get_api_key(
     Ok(Json(state.store.get_api_key(&member.ctx, id).await?))
 }
 
-/// Revokes an API key at once (`api_keys:write`); revoking twice is harmless.
+/// Revokes an API key at once (`api_keys:write` and every scope of the key); revoking twice
+/// is harmless.
 #[utoipa::path(delete, path = "/v1/orgs/{org_id}/api-keys/{key_id}", tag = "api-keys",
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("key_id" = ApiKeyId, Path, description = "Key id")),
     responses(
         (status = 200, description = "The revoked key", body = ApiKey),
+        (status = 403, description = "`forbidden`: the key holds a permission the caller does not", body = Problem),
         (status = 404, description = "Not found", body = Problem)))]
 pub(super) async fn revoke_api_key(
     State(state): State<AppState>,
@@ -183,18 +228,21 @@ pub(super) async fn revoke_api_key(
 ) -> Result<Json<ApiKey>, ApiError> {
     let id = p.key()?;
     member.require("api_keys:write")?;
+    let current = state.store.get_api_key(&member.ctx, id).await?;
+    ensure_covers(&member, &current)?;
     let key = state.store.revoke_api_key(&member.ctx, id).await?;
     state.api_keys.forget(&key.prefix);
     Ok(Json(key))
 }
 
-/// Gives an API key a new secret (`api_keys:write`); the previous one keeps working for
-/// the grace period. Same id, prefix, scopes and limits.
+/// Gives an API key a new secret (`api_keys:write` and every scope of the key); the
+/// previous one keeps working for the grace period. Same id, prefix, scopes and limits.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/api-keys/{key_id}/rotate", tag = "api-keys", request_body = RotateIn,
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), ("key_id" = ApiKeyId, Path, description = "Key id")),
     responses(
         (status = 200, description = "The key and its new secret, shown once", body = ApiKeyWithSecret),
+        (status = 403, description = "`forbidden`: the key holds a permission the caller does not", body = Problem),
         (status = 404, description = "Not found", body = Problem),
         (status = 409, description = "`api_key_inactive`: revoked or expired", body = Problem)))]
 pub(super) async fn rotate_api_key(
@@ -217,6 +265,7 @@ pub(super) async fn rotate_api_key(
         }
     };
     let current = state.store.get_api_key(&member.ctx, id).await?;
+    ensure_covers(&member, &current)?;
     let secret = api_key::regenerate(&current.prefix);
     let until = now() + chrono::Duration::from_std(grace).unwrap_or_default();
     let key = state

@@ -22,6 +22,7 @@ use crate::usage::API_CALLS;
 const MAX_EVENTS: usize = 1000;
 /// Largest quantity of one event.
 const MAX_QUANTITY: i64 = 1_000_000_000_000;
+// A day's total per meter is capped by the store (`MAX_DAILY_TOTAL`), so sums never overflow.
 /// How far back an event may be dated (days).
 const MAX_AGE_DAYS: i64 = 35;
 /// Longest range of a report (days).
@@ -152,10 +153,10 @@ pub(super) async fn ingest_events(
             ));
         }
         let key = e.idempotency_key.trim();
-        if key.is_empty() || key.len() > 255 {
+        if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
             return Err(ApiError::validation(
                 &field("idempotency_key"),
-                "must be 1-255 characters",
+                "must be 1-255 characters, none of them control characters",
             ));
         }
         let occurred_at = e.timestamp.unwrap_or(at);
@@ -229,7 +230,8 @@ pub(super) async fn get_usage(
     }
     entry(&mut meters, API_CALLS).limit = state.config.limits.api_calls_quota(&plan);
     for row in period {
-        entry(&mut meters, &row.meter).period_total += row.quantity;
+        let meter = entry(&mut meters, &row.meter);
+        meter.period_total = meter.period_total.saturating_add(row.quantity);
     }
     for row in daily {
         entry(&mut meters, &row.meter).daily.push(DayQuantity {
