@@ -141,6 +141,11 @@ impl Application {
         });
         let stop_meter = CancellationToken::new();
         let meter = state.usage.spawn_flusher(stop_meter.clone());
+        let key_changes = crate::auth::api_key::follow_key_changes(
+            state.store.db().clone(),
+            state.api_keys.clone(),
+            stop_meter.clone(),
+        );
         let signal = shutdown.clone().cancelled_owned();
         let mut server = tokio::spawn(async move {
             axum::serve(
@@ -169,6 +174,9 @@ impl Application {
         stop_meter.cancel();
         if let Err(err) = meter.await {
             tracing::error!(error = %err, "usage flusher failed");
+        }
+        if let Some(task) = key_changes {
+            let _ = task.await;
         }
         if let Some(worker) = worker {
             worker.join().await;

@@ -194,11 +194,66 @@ impl KeyCache {
         entries.remove(prefix);
     }
 
+    /// Forgets every cached key.
+    pub fn forget_all(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        entries.clear();
+    }
+
     /// Keys used since the last call, with when.
     pub fn take_used(&self) -> Vec<(ApiKeyId, DateTime<Utc>)> {
         std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()))
             .into_iter()
             .collect()
+    }
+}
+
+/// On PostgreSQL, drops cached keys as soon as any instance revokes or rotates them
+/// (`NOTIFY tenantry_api_keys`); reconnects after errors until `stop`. Without it (or
+/// while reconnecting) the cache time bounds how long another instance trusts a key.
+pub fn follow_key_changes(
+    db: crate::db::Db,
+    cache: KeyCache,
+    stop: tokio_util::sync::CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let crate::db::Db::Postgres(pool) = db else {
+        return None;
+    };
+    if cache.ttl.is_zero() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                Err(err) = listen_for_changes(&pool, &cache) => {
+                    tracing::warn!(error = %err, "API key change notifications interrupted; reconnecting");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }))
+}
+
+/// Forgets each announced key until the connection fails.
+async fn listen_for_changes(
+    pool: &sqlx::PgPool,
+    cache: &KeyCache,
+) -> Result<std::convert::Infallible, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener
+        .listen(crate::store::api_keys::KEY_CHANGES_CHANNEL)
+        .await?;
+    // Anything revoked while no one listened is forgotten wholesale.
+    cache.forget_all();
+    loop {
+        let change = listener.recv().await?;
+        cache.forget(change.payload());
     }
 }
 

@@ -141,6 +141,22 @@ const COLUMNS: &str =
     "id, org_id, name, prefix, scopes, rate_limit, rate_window_sec, created_by, created_at, \
                        expires_at, last_used_at, revoked_at, previous_expires_at";
 
+/// PostgreSQL channel announcing revoked or rotated key prefixes, so every instance drops
+/// its cached verification at once.
+pub const KEY_CHANGES_CHANNEL: &str = "tenantry_api_keys";
+
+/// Announces (at commit, on PostgreSQL) that the key with `prefix` changed.
+async fn announce(tx: &mut Tx, prefix: &str) -> Result<(), StoreError> {
+    if let Tx::Postgres(pg) = tx {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(KEY_CHANGES_CHANNEL)
+            .bind(prefix)
+            .execute(&mut **pg)
+            .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Stores a new key of the caller's organization, audited.
     pub async fn create_api_key(
@@ -245,6 +261,7 @@ impl Store {
             let entry = AuditEntry::new("api_key.revoked", "api_key", id)
                 .with_metadata(serde_json::json!({ "name": key.name, "prefix": key.prefix }));
             audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+            announce(&mut tx, &key.prefix).await?;
         }
         tx.commit().await?;
         Ok(key)
@@ -286,6 +303,7 @@ impl Store {
             serde_json::json!({ "name": key.name, "prefix": key.prefix, "previous_secret_expires_at": grace_until }),
         );
         audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        announce(&mut tx, &key.prefix).await?;
         tx.commit().await?;
         Ok(key)
     }

@@ -280,3 +280,56 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies(backend: Backend)
         }
     }
 }
+
+/// On PostgreSQL a revocation reaches every instance's key cache at once (NOTIFY), even
+/// with a long cache time and no Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_reaches_other_instances_at_once() {
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |v| {
+        v.insert("API_KEY_CACHE_SEC".into(), "600".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    let created = create_key(
+        &app,
+        &owner,
+        &acme,
+        json!({"name": "k", "scopes": ["data:read"]}),
+    )
+    .await;
+    let key = created["secret"].as_str().unwrap().to_owned();
+    let second = Instance::start(&app.vars).await;
+    let url = format!("{}/v1/orgs/{acme}/data", second.base);
+    let get = || app.client.get(&url).bearer_auth(&key).send();
+    // The second instance verifies (and caches) the key.
+    assert_eq!(get().await.unwrap().status(), 200);
+    let res = call(
+        &app,
+        Some(&owner),
+        Method::DELETE,
+        format!(
+            "/v1/orgs/{acme}/api-keys/{}",
+            created["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let mut refused = false;
+    for _ in 0..40 {
+        if get().await.unwrap().status() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        refused,
+        "revoked key refused by the other instance within 2 s"
+    );
+    second.stop().await;
+}
