@@ -218,25 +218,31 @@ pub fn follow_key_changes(
     cache: KeyCache,
     stop: tokio_util::sync::CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let crate::db::Db::Postgres(pool) = db else {
+    let crate::db::Db::Postgres(service) = db else {
         return None;
     };
     if cache.ttl.is_zero() {
         return None;
     }
+    // A connection of its own, outside the service pool, which it would otherwise hold
+    // for good (LISTEN needs no row access, so no role switch either).
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*service.connect_options()).clone());
     Some(tokio::spawn(async move {
         while !stop.is_cancelled() {
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => break,
                 Err(err) = listen_for_changes(&pool, &cache) => {
                     tracing::warn!(error = %err, "API key change notifications interrupted; reconnecting");
                 }
             }
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => break,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
+        pool.close().await;
     }))
 }
 
