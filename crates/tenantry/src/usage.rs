@@ -104,19 +104,18 @@ impl OrgUsage {
     }
 }
 
-fn month_of(day: NaiveDate) -> NaiveDate {
+/// First day of the month of `day`: the start of its quota period.
+pub fn month_of(day: NaiveDate) -> NaiveDate {
     day.with_day(1).unwrap_or(day)
 }
 
-/// First day of the month of `at`, as stored (`YYYY-MM-01`), and the next month's start.
-pub fn month_bounds(at: chrono::DateTime<Utc>) -> (String, chrono::DateTime<Utc>) {
+/// Start of the month after `at`'s, when monthly allowances reset.
+pub fn next_month_start(at: chrono::DateTime<Utc>) -> chrono::DateTime<Utc> {
     let (y, m) = (at.year(), at.month());
     let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    let next = Utc
-        .with_ymd_and_hms(ny, nm, 1, 0, 0, 0)
+    Utc.with_ymd_and_hms(ny, nm, 1, 0, 0, 0)
         .single()
-        .unwrap_or(at);
-    (format!("{y:04}-{m:02}-01"), next)
+        .unwrap_or(at)
 }
 
 impl Meter {
@@ -144,7 +143,7 @@ impl Meter {
     pub async fn admit(&self, org: OrgId) -> Result<(), Refusal> {
         let at = now();
         let day = at.date_naive();
-        let month = day.with_day(1).unwrap_or(day);
+        let month = month_of(day);
         let needs_refresh = {
             let mut state = self.state();
             match state.orgs.get_mut(&org) {
@@ -184,7 +183,7 @@ impl Meter {
                 return Err(Refusal::Quota(QuotaExceeded {
                     limit,
                     used,
-                    resets_at: month_bounds(at).1,
+                    resets_at: next_month_start(at),
                 }));
             }
         }
@@ -319,8 +318,10 @@ mod tests {
     #[test]
     fn month_bounds_roll_over_the_year() {
         let at = Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap();
-        let (start, next) = month_bounds(at);
-        assert_eq!(start, "2026-12-01");
-        assert_eq!(next, Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap());
+        assert_eq!(month_of(at.date_naive()).to_string(), "2026-12-01");
+        assert_eq!(
+            next_month_start(at),
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
+        );
     }
 }

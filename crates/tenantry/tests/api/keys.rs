@@ -45,6 +45,27 @@ pub async fn key_with(app: &TestApp, token: &str, org: &str, scopes: &[&str]) ->
         .to_owned()
 }
 
+/// How many audit records of `org` have `action`.
+async fn audited(app: &TestApp, token: &str, org: &str, action: &str) -> usize {
+    let events: Value = call(
+        app,
+        Some(token),
+        Method::GET,
+        format!("/v1/orgs/{org}/audit-events"),
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .count()
+}
+
 async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -382,23 +403,7 @@ async fn invalid_revoked_expired_and_foreign_keys_are_refused(backend: Backend) 
     )
     .await;
     assert_eq!(res.status(), 200);
-    let events: Value = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/audit-events"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let revoked = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "api_key.revoked")
-        .count();
+    let revoked = audited(&app, &owner, &acme, "api_key.revoked").await;
     assert_eq!(revoked, 1);
 
     // Expired: works until its expiry, refused after.
@@ -492,22 +497,6 @@ async fn rotation_keeps_the_old_secret_for_the_grace_period(backend: Backend) {
     let res = call(&app, Some(newest), Method::GET, &data, None).await;
     assert_problem(res, 401, "invalid_api_key").await;
 
-    let events: Value = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/audit-events"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let rotations = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "api_key.rotated")
-        .count();
+    let rotations = audited(&app, &owner, &acme, "api_key.rotated").await;
     assert_eq!(rotations, 2);
 }

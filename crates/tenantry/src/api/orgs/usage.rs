@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -192,7 +192,7 @@ pub(super) async fn get_usage(
     member.require("usage:read")?;
     let at = now();
     let today = at.date_naive();
-    let period_start = today.with_day(1).unwrap_or(today);
+    let period_start = crate::usage::month_of(today);
     let from = q.from.unwrap_or(period_start);
     let to = q.to.unwrap_or(today);
     if to < from || (to - from).num_days() > MAX_RANGE_DAYS {
@@ -239,11 +239,10 @@ pub(super) async fn get_usage(
             quantity: row.quantity,
         });
     }
-    let (_, resets_at) = crate::usage::month_bounds(at);
     Ok(Json(UsageReport {
         plan,
         period_start: period_start.to_string(),
-        resets_at,
+        resets_at: crate::usage::next_month_start(at),
         from: from.to_string(),
         to: to.to_string(),
         meters: meters
