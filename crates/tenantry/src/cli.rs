@@ -49,7 +49,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(&config.log_level, config.log_format);
+    let _log_writer = crate::telemetry::init(&config.log_level, config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -60,7 +60,10 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let outcome = runtime.block_on(run(cli.command, config));
+    // Work still blocked (a hash, a write to a stalled socket) does not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "exiting");
@@ -95,7 +98,27 @@ async fn serve(config: Config, no_worker: bool) -> anyhow::Result<()> {
     if no_worker {
         app = app.without_worker();
     }
-    tracing::info!(address = %app.local_addr()?, "listening");
+    let addr = app.local_addr()?;
+    let base = if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    };
+    tracing::info!(
+        address = %addr,
+        "listening: API {base}/v1, Swagger UI {base}/docs, OpenAPI {base}/openapi.json"
+    );
+    if app.state().config.mode == crate::config::Mode::Development {
+        let secrets = app
+            .state()
+            .config
+            .data_dir
+            .join(crate::secrets::DEV_SECRETS_FILE);
+        tracing::info!(
+            "development secrets (INTERNAL_ADMIN_TOKEN for {base}/v1/admin/…) are in {}",
+            secrets.display()
+        );
+    }
     cancel_on_signal(app.shutdown_token());
     app.run().await
 }

@@ -72,6 +72,10 @@ pub struct Config {
     /// `DATABASE_CONNECT_RETRY_SEC`: how long `serve` keeps retrying an unreachable
     /// database at start, with exponential backoff (default 60).
     pub database_connect_retry: Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_SEC`: on PostgreSQL, the server ends a statement running
+    /// longer and a session idle inside a transaction longer (`statement_timeout`,
+    /// `idle_in_transaction_session_timeout`); default 30, 0 turns both off.
+    pub database_statement_timeout: Duration,
     /// `REDIS_URL`: optional; when set, `/ready` checks it and shared features (rate
     /// limits) use it.
     pub redis_url: Option<String>,
@@ -102,6 +106,9 @@ pub struct Config {
     pub session_secret: Secret,
     /// `INTERNAL_ADMIN_TOKEN`: >= 32 characters; bearer token of the operator API.
     pub internal_admin_token: Secret,
+    /// `METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer <it>`; in
+    /// production without it, `/metrics` needs the operator token.
+    pub metrics_token: Option<Secret>,
     /// Identity settings.
     pub auth: AuthConfig,
     /// Background job worker settings.
@@ -397,6 +404,7 @@ impl Config {
             database_max_connections: max_conn.max(1),
             database_acquire_timeout: r.seconds("DATABASE_ACQUIRE_TIMEOUT_SEC", 5),
             database_connect_retry: r.seconds("DATABASE_CONNECT_RETRY_SEC", 60),
+            database_statement_timeout: r.seconds("DATABASE_STATEMENT_TIMEOUT_SEC", 30),
             redis_url: r.get("REDIS_URL").map(str::to_owned),
             redis_key_prefix: r.get("REDIS_KEY_PREFIX").unwrap_or("tenantry:").to_owned(),
             trusted_proxies: read_proxies(&mut r),
@@ -409,6 +417,10 @@ impl Config {
             shutdown_timeout: r.seconds("SHUTDOWN_TIMEOUT_SEC", 30),
             session_secret: Secret::new(String::new()),
             internal_admin_token: Secret::new(String::new()),
+            metrics_token: r
+                .get("METRICS_TOKEN")
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
             data_dir,
             auth,
             worker,

@@ -140,6 +140,14 @@ pub mod plans {
     /// Plan names.
     pub const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
 
+    /// The plan named `raw`, in any case (`PRO` as the original products write it).
+    pub fn parse(raw: &str) -> Option<&'static str> {
+        PLANS
+            .iter()
+            .find(|p| p.eq_ignore_ascii_case(raw.trim()))
+            .copied()
+    }
+
     /// Position of `plan` in [`PLANS`] (unknown plans count as the first).
     pub fn index(plan: &str) -> usize {
         PLANS.iter().position(|p| *p == plan).unwrap_or(0)

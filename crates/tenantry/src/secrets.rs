@@ -139,6 +139,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Compares a presented secret with the expected one through their SHA-256 digests, so the
+/// comparison takes the same time whatever the input.
+pub fn digest_eq(presented: &str, expected: &str) -> bool {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(presented.as_bytes()) == sha2::Sha256::digest(expected.as_bytes())
+}
+
 /// A URL-safe random token carrying `bytes` bytes of entropy, hex encoded.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

@@ -155,37 +155,55 @@ impl Application {
             .with_graceful_shutdown(signal)
             .await
         });
-        tokio::select! {
+        let deadline = tokio::select! {
             result = &mut server => {
                 result.context("server task failed")?.context("server failed")?;
+                tokio::time::Instant::now() + grace
             }
             () = shutdown.cancelled() => {
+                let deadline = tokio::time::Instant::now() + grace;
                 tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
-                match tokio::time::timeout(grace, &mut server).await {
+                match tokio::time::timeout_at(deadline, &mut server).await {
                     Ok(result) => result.context("server task failed")?.context("server failed")?,
                     Err(_) => {
                         server.abort();
                         tracing::warn!("shutdown grace period over; abandoning remaining requests");
                     }
                 }
+                deadline
             }
+        };
+        // The rest of the shutdown (last usage flush, worker drain, closing the pool) talks
+        // to the database, which may not answer: it gets what is left of the grace period,
+        // and at least a moment for the final flush.
+        let deadline = deadline.max(tokio::time::Instant::now() + FINAL_FLUSH_GRACE);
+        let finish = async {
+            // The last metered calls are written once no request can add more.
+            stop_meter.cancel();
+            if let Err(err) = meter.await {
+                tracing::error!(error = %err, "usage flusher failed");
+            }
+            if let Some(task) = key_changes {
+                let _ = task.await;
+            }
+            if let Some(worker) = worker {
+                worker.join().await;
+            }
+            state.store.close().await;
+        };
+        if tokio::time::timeout_at(deadline, finish).await.is_err() {
+            tracing::warn!(
+                "shutdown grace period over while the database did not answer; stopping without it"
+            );
         }
-        // The last metered calls are written once no request can add more.
-        stop_meter.cancel();
-        if let Err(err) = meter.await {
-            tracing::error!(error = %err, "usage flusher failed");
-        }
-        if let Some(task) = key_changes {
-            let _ = task.await;
-        }
-        if let Some(worker) = worker {
-            worker.join().await;
-        }
-        state.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
 }
+
+/// Least time the final usage flush gets after the requests drained, even when they took the
+/// whole grace period.
+const FINAL_FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs migrations (waiting for the database as `serve` does) and opens the service pool.
 pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<Db> {
@@ -219,6 +237,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(axum::middleware::from_fn(middleware::render_problems))
+                .layer(axum::middleware::from_fn(middleware::no_store))
                 .layer(axum::middleware::from_fn(middleware::track_metrics))
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),

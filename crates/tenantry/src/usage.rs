@@ -272,7 +272,16 @@ impl Meter {
         let mut state = self.state();
         state.writes_done += 1;
         match result {
-            Ok(()) => {
+            Ok(gone) => {
+                for org in gone {
+                    let dropped: i64 = batch
+                        .iter()
+                        .filter(|((o, _, _), _)| *o == org)
+                        .map(|(_, n)| *n)
+                        .sum();
+                    state.orgs.remove(&org);
+                    tracing::info!(org.id = %org, dropped, "organization deleted; its unwritten metered calls were dropped");
+                }
                 for ((org, meter, day), n) in &batch {
                     if let Some(o) = state.orgs.get_mut(org) {
                         if *meter == API_CALLS && o.month == month_of(*day) {

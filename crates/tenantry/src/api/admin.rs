@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Operator, OperatorOrg};
+use crate::auth::{Operator, OperatorOrg, OperatorPlatform};
 use crate::domain::{DisplayName, Slug};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
@@ -23,6 +23,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_org))
         .routes(routes!(list_org_audit_events))
         .routes(routes!(verify_org_audit_chain))
+        .routes(routes!(set_org_plan))
+        .routes(routes!(list_platform_audit_events))
+        .routes(routes!(verify_platform_audit_chain))
 }
 
 /// A new organization.
@@ -60,6 +63,7 @@ async fn create_org(
 
 /// Page of a listing.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrgPage {
     /// Return organizations after this id (the last id of the previous page).
     pub after: Option<OrgId>,
@@ -103,6 +107,7 @@ async fn get_org(
 
 /// Audit listing filters.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only this action, e.g. `organization.created`.
     pub action: Option<String>,
@@ -146,4 +151,72 @@ async fn verify_org_audit_chain(
 ) -> Result<Json<ChainReport>, ApiError> {
     state.store.get_org(&ctx).await?;
     Ok(Json(state.store.verify_audit_chain(&ctx).await?))
+}
+
+/// The platform's audit records (sign-ins and their failures, registrations, refresh-token
+/// reuse, password resets), oldest first.
+#[utoipa::path(get, path = "/v1/admin/audit-events", tag = "operator",
+    security(("operator_token" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of platform audit records", body = [AuditEvent]),
+        (status = 401, description = "Bad operator token", body = Problem)))]
+async fn list_platform_audit_events(
+    State(state): State<AppState>,
+    OperatorPlatform(ctx): OperatorPlatform,
+    AppQuery(q): AppQuery<AuditQuery>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    let filter = AuditFilter {
+        action: q.action,
+        after_seq: q.after,
+        limit: q.limit,
+    };
+    Ok(Json(state.store.list_audit_events(&ctx, &filter).await?))
+}
+
+/// Recomputes the platform's audit hash chain.
+#[utoipa::path(get, path = "/v1/admin/audit-events/verify", tag = "operator",
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Verification result", body = ChainReport),
+        (status = 401, description = "Bad operator token", body = Problem)))]
+async fn verify_platform_audit_chain(
+    State(state): State<AppState>,
+    OperatorPlatform(ctx): OperatorPlatform,
+) -> Result<Json<ChainReport>, ApiError> {
+    Ok(Json(state.store.verify_audit_chain(&ctx).await?))
+}
+
+/// An operator's plan change.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminPlanIn {
+    /// `free`, `pro` or `enterprise`.
+    #[schema(pattern = "^(free|pro|enterprise)$")]
+    pub plan: String,
+    /// Change the plan even when the organization has more members than the new plan
+    /// allows (default false; existing members stay, new ones are refused).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Sets an organization's plan (audited with the operator as actor).
+#[utoipa::path(put, path = "/v1/admin/orgs/{org_id}/plan", tag = "operator",
+    security(("operator_token" = [])),
+    request_body = AdminPlanIn,
+    params(("org_id" = OrgId, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "Plan changed", body = Organization),
+        (status = 401, description = "Bad operator token", body = Problem),
+        (status = 404, description = "No such organization", body = Problem),
+        (status = 409, description = "`plan_seats_exceeded`: more members than the plan allows", body = Problem),
+        (status = 422, description = "Unknown plan", body = Problem)))]
+async fn set_org_plan(
+    State(state): State<AppState>,
+    OperatorOrg(ctx): OperatorOrg,
+    AppJson(body): AppJson<AdminPlanIn>,
+) -> Result<Json<Organization>, ApiError> {
+    let plan = crate::rbac::plans::parse(&body.plan)
+        .ok_or_else(|| ApiError::validation("plan", "must be free, pro or enterprise"))?;
+    Ok(Json(state.store.set_plan(&ctx, plan, body.force).await?))
 }

@@ -104,18 +104,40 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics in the text exposition format.
+///
+/// Open in development; with `METRICS_TOKEN` set it needs that bearer token, and in
+/// production without one it needs the operator token.
 #[utoipa::path(get, path = "/metrics", tag = "health",
+    security((), ("metrics_token" = [])),
     responses((status = 200, description = "Prometheus text format", body = String,
-        content_type = "text/plain; version=0.0.4")))]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+        content_type = "text/plain; version=0.0.4"),
+        (status = 401, description = "`missing_credentials`, `invalid_token`", body = crate::http::error::Problem)))]
+async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, crate::http::error::ApiError> {
+    let required = match (&state.config.metrics_token, state.config.mode) {
+        (Some(token), _) => Some(token),
+        (None, crate::config::Mode::Production) => Some(&state.config.internal_admin_token),
+        (None, crate::config::Mode::Development) => None,
+    };
+    if let Some(expected) = required {
+        let presented = crate::auth::bearer_token(&headers)
+            .ok_or_else(crate::http::error::ApiError::missing_credentials)?;
+        if !crate::secrets::digest_eq(presented, expected.expose()) {
+            return Err(crate::http::error::ApiError::invalid_token(
+                "The metrics token is not valid.",
+            ));
+        }
+    }
     let (size, idle) = match state.store.db() {
         Db::Sqlite(pool) => (pool.size(), pool.num_idle()),
         Db::Postgres(pool) => (pool.size(), pool.num_idle()),
     };
     metrics::gauge!("db_pool_connections").set(f64::from(size));
     metrics::gauge!("db_pool_idle_connections").set(idle as f64);
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }

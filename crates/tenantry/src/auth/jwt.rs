@@ -54,16 +54,22 @@ pub struct Claims {
     pub sid: String,
 }
 
-/// Why a token was refused (all answered 401 alike).
+/// Why a token was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    /// Malformed, wrong algorithm, bad signature, expired, wrong audience…
+    /// Malformed, wrong type or algorithm, bad signature, wrong audience… (401).
     #[error("invalid token: {0}")]
     Invalid(String),
-    /// The key store could not be read.
+    /// Well-formed and signed, but past its `exp` (401 `token_expired`).
+    #[error("token expired")]
+    Expired,
+    /// The key store could not be read, so the token could not be checked (503, never 401).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// The `typ` header of access tokens (RFC 9068); `application/at+jwt` is accepted too.
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 
 struct Verifier {
     key: DecodingKey,
@@ -186,7 +192,7 @@ impl KeyRing {
         user: UserId,
         family: &str,
     ) -> Result<(String, u64), TokenError> {
-        self.refresh_if_stale(store).await?;
+        self.refresh_if_stale(store).await;
         let keys = self.keys.read().await;
         let (kid, key) = keys.signing.as_ref().ok_or_else(|| {
             TokenError::Invalid("no signing key matches JWT_SIGNING_SECRET".into())
@@ -211,14 +217,25 @@ impl KeyRing {
         Ok((token, self.ttl.as_secs()))
     }
 
-    /// Verifies a token: algorithm pinned to EdDSA, known `kid`, signature, `exp`, `nbf`,
-    /// `iss`, `aud`, with at most [`LEEWAY_SECS`] of skew.
+    /// Verifies a token: algorithm pinned to EdDSA, `typ` `at+jwt`, known `kid`, signature,
+    /// `exp`, `nbf`, `iat` not in the future, `iss`, `aud`, with at most [`LEEWAY_SECS`] of
+    /// skew. A `kid` that is not loaded is looked up in the database (at most every
+    /// [`UNKNOWN_KID_RELOAD`]); if that lookup fails the token could not be checked.
     pub async fn verify(&self, store: &Store, token: &str) -> Result<Claims, TokenError> {
-        self.refresh_if_stale(store).await?;
+        self.refresh_if_stale(store).await;
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid("algorithm not accepted".into()));
+        }
+        // Explicit typing (RFC 8725 §3.11): an ID token or any other JWT signed with these
+        // keys is not an access token.
+        let typed = header.typ.as_deref().is_some_and(|typ| {
+            let typ = typ.to_ascii_lowercase();
+            typ == ACCESS_TOKEN_TYPE || typ == "application/at+jwt"
+        });
+        if !typed {
+            return Err(TokenError::Invalid("not an access token (typ)".into()));
         }
         let kid = header
             .kid
@@ -234,9 +251,26 @@ impl KeyRing {
             .verifying
             .get(&kid)
             .ok_or_else(|| TokenError::Invalid("unknown kid".into()))?;
-        let data = jsonwebtoken::decode::<Claims>(token, &verifier.key, &self.validation)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &verifier.key, &self.validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid(e.to_string()),
+            },
+        )?;
+        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(0);
+        if data.claims.iat > Utc::now().timestamp() + leeway {
+            return Err(TokenError::Invalid("issued in the future".into()));
+        }
         Ok(data.claims)
+    }
+
+    /// Makes the next use re-read the key set (after keys were rotated from outside this
+    /// process).
+    pub async fn mark_stale(&self) {
+        let mut keys = self.keys.write().await;
+        if let Some(old) = Instant::now().checked_sub(RELOAD_AFTER + Duration::from_secs(1)) {
+            keys.loaded_at = old;
+        }
     }
 
     /// The public keys as a JWK Set.
@@ -255,10 +289,20 @@ impl KeyRing {
         serde_json::json!({ "keys": list })
     }
 
-    async fn refresh_if_stale(&self, store: &Store) -> Result<(), StoreError> {
-        if self.keys.read().await.loaded_at.elapsed() > RELOAD_AFTER {
-            self.reload(store).await?;
+    /// Re-reads a key set older than [`RELOAD_AFTER`]. When the database cannot answer,
+    /// the keys already loaded keep serving (a valid token stays valid through an outage)
+    /// and the next attempt waits [`UNKNOWN_KID_RELOAD`].
+    async fn refresh_if_stale(&self, store: &Store) {
+        if self.keys.read().await.loaded_at.elapsed() <= RELOAD_AFTER {
+            return;
         }
-        Ok(())
+        if let Err(err) = self.reload(store).await {
+            tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot re-read signing keys; keeping the loaded ones");
+            let mut keys = self.keys.write().await;
+            let retry_at = Instant::now()
+                .checked_sub(RELOAD_AFTER.saturating_sub(UNKNOWN_KID_RELOAD))
+                .unwrap_or_else(Instant::now);
+            keys.loaded_at = keys.loaded_at.max(retry_at);
+        }
     }
 }

@@ -11,6 +11,7 @@ mod tenant;
 pub mod user;
 
 pub use member::OrgMember;
-pub use operator::{Operator, OperatorOrg};
+pub(crate) use operator::bearer_token;
+pub use operator::{Operator, OperatorOrg, OperatorPlatform};
 pub use tenant::{Actor, ActorKind, RequestMeta, TenantCtx};
 pub use user::{CurrentUser, Via};

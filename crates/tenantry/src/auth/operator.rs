@@ -2,7 +2,6 @@
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use sha2::{Digest, Sha256};
 
 use super::{Actor, ActorKind, RequestMeta, TenantCtx};
 use crate::http::error::ApiError;
@@ -35,12 +34,12 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = bearer(parts).ok_or_else(ApiError::unauthenticated)?;
+        let presented = bearer(parts).ok_or_else(ApiError::missing_credentials)?;
         let expected = state.config.internal_admin_token.expose();
-        // Compare digests so the comparison takes the same time whatever the input.
-        let equal = Sha256::digest(presented.as_bytes()) == Sha256::digest(expected.as_bytes());
-        if !equal {
-            return Err(ApiError::unauthenticated());
+        if !crate::secrets::digest_eq(presented, expected) {
+            return Err(ApiError::invalid_token(
+                "The operator token (INTERNAL_ADMIN_TOKEN) is not valid.",
+            ));
         }
         Ok(Operator {
             meta: request_meta(parts),
@@ -74,10 +73,32 @@ impl FromRequestParts<AppState> for OperatorOrg {
     }
 }
 
+/// An operator reading the platform's own audit chain (sign-ins, failures, refresh-token
+/// reuse, password resets), which belongs to no tenant.
+#[derive(Clone, Debug)]
+pub struct OperatorPlatform(pub TenantCtx);
+
+impl FromRequestParts<AppState> for OperatorPlatform {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let operator = Operator::from_request_parts(parts, state).await?;
+        Ok(OperatorPlatform(TenantCtx::new(
+            OrgId::PLATFORM,
+            Operator::actor(),
+            operator.meta,
+        )))
+    }
+}
+
 /// The token of an `Authorization: Bearer` header.
 pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts
-        .headers
+    bearer_token(&parts.headers)
+}
+
+/// The token of an `Authorization: Bearer` header in `headers`.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?;

@@ -9,6 +9,7 @@ use axum_extra::extract::CookieJar;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use super::jwt::TokenError;
 use super::operator::bearer;
 use super::RequestMeta;
 use crate::http::error::ApiError;
@@ -19,6 +20,18 @@ use crate::state::AppState;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "tenantry_session";
+/// Its name when the cookie is `Secure` and bound to no domain: the `__Host-` prefix makes
+/// browsers refuse it from a sibling subdomain or over plain HTTP.
+pub const HOST_SESSION_COOKIE: &str = "__Host-tenantry_session";
+
+/// The session cookie's name under this configuration.
+pub fn session_cookie_name(auth: &crate::config::AuthConfig) -> &'static str {
+    if auth.cookie_secure && auth.cookie_domain.is_none() {
+        HOST_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 /// Header carrying the CSRF token of cookie-authenticated requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -64,14 +77,18 @@ impl FromRequestParts<AppState> for CurrentUser {
                 .keys
                 .verify(&state.store, token)
                 .await
-                .map_err(|err| {
-                    tracing::debug!(error = %err, "access token refused");
-                    ApiError::unauthenticated()
+                .map_err(|err| match err {
+                    TokenError::Store(err) => ApiError::from(err),
+                    TokenError::Expired => ApiError::token_expired(),
+                    TokenError::Invalid(why) => {
+                        tracing::debug!(error = %why, "access token refused");
+                        ApiError::invalid_token("The access token is malformed, unsigned or not meant for this service.")
+                    }
                 })?;
             let id: UserId = claims
                 .sub
                 .parse()
-                .map_err(|_| ApiError::unauthenticated())?;
+                .map_err(|_| ApiError::invalid_token("The access token names no valid user."))?;
             return Ok(Self {
                 id,
                 via: Via::Token { family: claims.sid },
@@ -80,8 +97,8 @@ impl FromRequestParts<AppState> for CurrentUser {
         }
         let jar = CookieJar::from_headers(&parts.headers);
         let cookie = jar
-            .get(SESSION_COOKIE)
-            .ok_or_else(ApiError::unauthenticated)?;
+            .get(session_cookie_name(&state.config.auth))
+            .ok_or_else(ApiError::missing_credentials)?;
         let auth = &state.config.auth;
         let (session, user) = state
             .store
@@ -91,7 +108,9 @@ impl FromRequestParts<AppState> for CurrentUser {
                 auth.session_sliding,
             )
             .await?
-            .ok_or_else(ApiError::unauthenticated)?;
+            .ok_or_else(|| {
+                ApiError::invalid_token("The session is unknown, expired or signed out.")
+            })?;
         if !parts.method.is_safe() {
             let expected = csrf_token(state.config.session_secret.expose(), session.id);
             let presented = parts

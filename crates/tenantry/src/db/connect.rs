@@ -22,13 +22,17 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.database_max_connections)
                 .acquire_timeout(config.database_acquire_timeout)
+                .before_acquire(|conn, _meta| Box::pin(outside_transaction(conn)))
                 .connect_with(options)
                 .await
                 .context("cannot open the SQLite database (DATABASE_URL)")?;
             Ok(Db::Sqlite(pool))
         }
         DatabaseUrl::Postgres(url) => {
-            let options = PgConnectOptions::from_str(url).context("DATABASE_URL is invalid")?;
+            let options = session_timeouts(
+                PgConnectOptions::from_str(url).context("DATABASE_URL is invalid")?,
+                config.database_statement_timeout,
+            );
             let role = config.database_app_role.clone();
             // No ping before every use (a round trip each time): a connection broken since
             // its last use fails its query (503) and is discarded, and the next one is fresh.
@@ -53,6 +57,36 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
             Ok(Db::Postgres(pool))
         }
     }
+}
+
+/// A pooled SQLite connection is handed out only outside a transaction: one left inside
+/// (by a cancelled begin) is closed rather than reused, where every begin would fail.
+async fn outside_transaction(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // The depth is updated by the connection's worker thread: a rollback queued by a
+    // dropped transaction may still be on its way, and a ping waits for it.
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("pooled SQLite connection was left inside a transaction; closed");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Server-side bounds for every session: no statement, and no session idle inside a
+/// transaction, outlives `limit` (0 = none). Sent in the startup packet, so they cost no
+/// round trip.
+fn session_timeouts(options: PgConnectOptions, limit: Duration) -> PgConnectOptions {
+    if limit.is_zero() {
+        return options;
+    }
+    let ms = limit.as_millis().to_string();
+    options.options([
+        ("statement_timeout", ms.as_str()),
+        ("idle_in_transaction_session_timeout", ms.as_str()),
+    ])
 }
 
 /// Row-level security is void for a superuser or a BYPASSRLS role, so the service

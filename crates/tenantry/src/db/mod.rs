@@ -11,14 +11,16 @@
 //! row at all (fail-closed).
 
 mod connect;
+mod guard;
 
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{PgConnection, PgPool, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::ids::{OrgId, UserId};
 
 pub use connect::{connect, migrate, wait_for_database};
+pub use guard::{PgConn, ABORT_TIMEOUT};
 
 /// A connection pool on one of the two backends. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -91,12 +93,13 @@ pub enum Access {
     Write,
 }
 
-/// An open transaction on either backend.
+/// An open transaction on either backend. Dropped without [`Tx::commit`], it is rolled
+/// back; on PostgreSQL within [`ABORT_TIMEOUT`], or the connection is closed.
 pub enum Tx {
     /// SQLite transaction.
     Sqlite(Transaction<'static, Sqlite>),
-    /// PostgreSQL transaction.
-    Postgres(Transaction<'static, Postgres>),
+    /// PostgreSQL transaction (begun and ended by this module, on a [`PgConn`]).
+    Postgres(PgConn),
 }
 
 impl Tx {
@@ -125,7 +128,11 @@ impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await,
-            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Postgres(mut tx) => {
+                sqlx::Executor::execute(&mut *tx, "COMMIT").await?;
+                tx.set_clean();
+                Ok(())
+            }
         }
     }
 }
@@ -139,7 +146,16 @@ impl Db {
                     Access::Read => "BEGIN",
                     Access::Write => "BEGIN IMMEDIATE",
                 };
-                Ok(Tx::Sqlite(pool.begin_with(begin).await?))
+                // sqlx's SQLite `begin_with` is not cancellation-safe: dropped after the
+                // worker acknowledged BEGIN but before the `Transaction` exists, it returns
+                // the connection to the pool inside a transaction, and every later begin on
+                // it fails. A task of its own always completes: if this future is dropped,
+                // the finished `Transaction` is dropped there and rolls back.
+                let pool = pool.clone();
+                let begun = tokio::spawn(async move { pool.begin_with(begin).await })
+                    .await
+                    .map_err(|_| sqlx::Error::WorkerCrashed)??;
+                Ok(Tx::Sqlite(begun))
             }
             Db::Postgres(pool) => {
                 let mode = match access {
@@ -162,7 +178,11 @@ impl Db {
                     ),
                     Scope::Global => mode.to_owned(),
                 };
-                Ok(Tx::Postgres(pool.begin_with(statement).await?))
+                // Guarded before BEGIN is sent: dropped at any point from here on, the
+                // connection is rolled back (or closed) rather than pooled mid-transaction.
+                let mut conn = PgConn::dirty(pool.acquire().await?);
+                sqlx::Executor::execute(&mut *conn, statement.as_str()).await?;
+                Ok(Tx::Postgres(conn))
             }
         }
     }
@@ -260,29 +280,26 @@ pub struct HotConnections {
 pub const HOT_IDLE: Duration = Duration::from_millis(250);
 
 impl HotConnections {
-    /// A kept connection, or one from the pool.
-    pub async fn take(
-        &self,
-        pool: &sqlx::PgPool,
-    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+    /// A kept connection, or one from the pool; dirty until handed back with
+    /// [`HotConnections::give_back`], so a failed or cancelled statement cleans it up.
+    pub async fn take(&self, pool: &sqlx::PgPool) -> Result<PgConn, sqlx::Error> {
         loop {
             let kept = self.slots().pop();
             match kept {
-                Some((conn, since)) if since.elapsed() < HOT_IDLE => return Ok(conn),
+                Some((conn, since)) if since.elapsed() < HOT_IDLE => {
+                    return Ok(PgConn::dirty(conn))
+                }
                 // Stale: back to the pool, which tests it before reuse.
                 Some((stale, _)) => drop(stale),
-                None => return pool.acquire().await,
+                None => return Ok(PgConn::dirty(pool.acquire().await?)),
             }
         }
     }
 
     /// Keeps a connection whose statement succeeded, or returns it to the pool when the
     /// pool has no spare capacity or half of it is kept already.
-    pub fn give_back(
-        self: &std::sync::Arc<Self>,
-        conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
-        pool: &sqlx::PgPool,
-    ) {
+    pub fn give_back(self: &std::sync::Arc<Self>, conn: PgConn, pool: &sqlx::PgPool) {
+        let conn = conn.clean();
         let max = pool.options().get_max_connections();
         let spare = pool.num_idle() > 0 || pool.size() < max;
         let cap = (max / 2) as usize;

@@ -12,6 +12,12 @@ use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
+/// `WWW-Authenticate` of a 401 without a more specific challenge (RFC 6750).
+pub const BEARER_CHALLENGE: &str = "Bearer realm=\"tenantry\"";
+const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"tenantry\", error=\"invalid_token\"";
+const EXPIRED_TOKEN_CHALLENGE: &str =
+    "Bearer realm=\"tenantry\", error=\"invalid_token\", error_description=\"The access token expired\"";
+
 /// Media type of problem details.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -75,12 +81,34 @@ impl ApiError {
         )
     }
 
-    /// 401: missing or invalid credentials.
-    pub fn unauthenticated() -> Self {
+    /// 401 `missing_credentials`: the request carries no credential at all.
+    pub fn missing_credentials() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "Valid credentials are required.",
+            "missing_credentials",
+            "This request needs credentials: `Authorization: Bearer <access token or API key>` or a session cookie.",
+        )
+    }
+
+    /// 401 `invalid_token`: the presented token or session is unknown, malformed, revoked
+    /// or not meant for this service.
+    pub fn invalid_token(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", detail).with_header(
+            axum::http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(INVALID_TOKEN_CHALLENGE),
+        )
+    }
+
+    /// 401 `token_expired`: the access token was valid but has expired; refresh it.
+    pub fn token_expired() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "token_expired",
+            "The access token has expired; get a new one with the refresh token.",
+        )
+        .with_header(
+            axum::http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(EXPIRED_TOKEN_CHALLENGE),
         )
     }
 
@@ -168,7 +196,7 @@ impl ApiError {
     pub fn from_status(status: StatusCode, detail: Option<String>) -> Self {
         let code = match status.as_u16() {
             400 => "bad_request",
-            401 => "unauthenticated",
+            401 => "missing_credentials",
             403 => "forbidden",
             404 => "not_found",
             405 => "method_not_allowed",
@@ -215,6 +243,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => Self::not_found(),
             StoreError::Conflict(code) => Self::conflict(code, conflict_detail(code)),
+            StoreError::Refused(code, detail) => Self::conflict(code, detail),
             StoreError::Forbidden(code) => {
                 Self::new(StatusCode::FORBIDDEN, code, forbidden_detail(code))
             }

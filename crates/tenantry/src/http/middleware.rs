@@ -65,8 +65,31 @@ fn problem_response(err: &ApiError, request_id: Option<String>, original: Respon
         .headers
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     parts.headers.remove(header::CONTENT_LENGTH);
+    if parts.status == axum::http::StatusCode::UNAUTHORIZED
+        && !parts.headers.contains_key(header::WWW_AUTHENTICATE)
+    {
+        // RFC 9110: every 401 names the scheme that would be accepted.
+        parts.headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(crate::http::error::BEARER_CHALLENGE),
+        );
+    }
     parts.extensions.remove::<ApiError>();
     Response::from_parts(parts, Body::from(body))
+}
+
+/// `Cache-Control: no-store` on every API response (`/v1/…`) that sets no policy of its
+/// own: they carry tokens, secrets shown once and tenant data, which no shared or browser
+/// cache may keep.
+pub async fn no_store(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/v1/");
+    let mut response = next.run(req).await;
+    if api && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// Records `http_requests_total` and `http_request_duration_seconds` per route template
@@ -112,7 +135,12 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
 pub fn rate_limit_headers(
     d: &crate::ratelimit::Decision,
 ) -> Vec<(axum::http::HeaderName, HeaderValue)> {
-    let reset = d.reset.as_secs_f64().ceil() as u64;
+    // Refused, the limit is usable again when the client may retry: both headers say so.
+    let reset = if d.allowed {
+        d.reset.as_secs_f64().ceil() as u64
+    } else {
+        d.retry_after.as_secs_f64().ceil().max(1.0) as u64
+    };
     let mut headers = Vec::new();
     let mut push = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {

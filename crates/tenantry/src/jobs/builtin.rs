@@ -6,22 +6,42 @@ use serde::Deserialize;
 
 use super::{JobContext, JobHandler};
 
-/// `echo`: returns its message. The example of a tenant job; its optional knobs make
-/// retries and long runs observable.
+/// `echo`: returns its payload, whatever JSON it is (`{"msg":"hi"}` as the original
+/// product's smoke test sends, or anything else). The example of a tenant job; two optional
+/// members of an object payload make retries and long runs observable.
 pub struct EchoJob;
 
-/// Input of `echo`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Input of `echo`: any JSON value.
 pub struct EchoPayload {
-    /// Returned as `{"echo": message}`.
-    pub message: String,
-    /// Fail the first this many runs (to see retries).
-    #[serde(default)]
+    /// Returned as `{"echo": payload}`.
+    pub body: serde_json::Value,
+    /// `fail_attempts`: fail the first this many runs (to see retries).
     pub fail_attempts: i32,
-    /// Work this long before answering.
-    #[serde(default)]
+    /// `sleep_ms`: work this long before answering.
     pub sleep_ms: u64,
+}
+
+impl<'de> Deserialize<'de> for EchoPayload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Default, Deserialize)]
+        struct Knobs {
+            #[serde(default)]
+            fail_attempts: i32,
+            #[serde(default)]
+            sleep_ms: u64,
+        }
+        let body = serde_json::Value::deserialize(deserializer)?;
+        let knobs = if body.is_object() {
+            Knobs::deserialize(&body).map_err(serde::de::Error::custom)?
+        } else {
+            Knobs::default()
+        };
+        Ok(Self {
+            body,
+            fail_attempts: knobs.fail_attempts,
+            sleep_ms: knobs.sleep_ms,
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -45,7 +65,7 @@ impl JobHandler for EchoJob {
                 ctx.attempt, payload.fail_attempts
             ));
         }
-        Ok(serde_json::json!({ "echo": payload.message, "attempt": ctx.attempt }))
+        Ok(serde_json::json!({ "echo": payload.body, "attempt": ctx.attempt }))
     }
 }
 

@@ -11,6 +11,9 @@ pub enum StoreError {
     /// A uniqueness rule was hit; the value is a stable error code.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// The current state forbids it (409): a stable code and a detail naming the facts.
+    #[error("refused: {0}: {1}")]
+    Refused(&'static str, String),
     /// A rule of the domain forbids it; the value is a stable error code.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),

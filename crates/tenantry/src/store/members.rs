@@ -248,17 +248,31 @@ impl Store {
         Ok(())
     }
 
-    /// Changes the plan (no billing provider configured), audited.
+    /// Changes the plan, audited. A plan allowing fewer members than the organization has
+    /// is refused (`plan_seats_exceeded`) unless `force`d.
     pub async fn set_plan(
         &self,
         ctx: &TenantCtx,
         plan: &'static str,
+        force: bool,
     ) -> Result<Organization, StoreError> {
         let mut tx = self
             .db()
             .begin(Scope::Tenant(ctx.org_id()), Access::Write)
             .await?;
         let from = lock_org_plan(&mut tx, ctx.org_id()).await?;
+        if let Some(limit) = plans::member_limit(plan).filter(|_| !force) {
+            let members: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar("SELECT count(*) FROM memberships WHERE org_id = $1")
+                .bind(ctx.org_id())
+                .fetch_one(&mut *c)
+                .await)?;
+            if members > limit {
+                return Err(StoreError::Refused(
+                    "plan_seats_exceeded",
+                    format!("The organization has {members} members; the {plan} plan allows {limit}. Remove members first."),
+                ));
+            }
+        }
         let org: Organization = on_conn!(tx.conn(), c => sqlx::query_as(
             "UPDATE organizations SET plan = $2, updated_at = $3 WHERE id = $1 \
              RETURNING id, name, slug, plan, status, created_at, updated_at",
@@ -269,7 +283,7 @@ impl Store {
         .fetch_one(&mut *c)
         .await)?;
         let entry = AuditEntry::new("organization.plan_changed", "organization", ctx.org_id())
-            .with_metadata(serde_json::json!({ "from": from, "to": plan }));
+            .with_metadata(serde_json::json!({ "from": from, "to": plan, "forced": force }));
         audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
         tx.commit().await?;
         Ok(org)

@@ -108,18 +108,40 @@ impl Store {
     }
 
     /// Writes the service's own meter readings as one event per (org, meter, day), each
-    /// keyed by `batch_key` so a retried write is not counted twice.
+    /// keyed by `batch_key` so a retried write is not counted twice. Readings of
+    /// organizations that no longer exist are not written (one deleted tenant must not
+    /// block the others' metering); their ids are returned.
     pub async fn record_metered(
         &self,
         batch: &MeteredBatch,
         batch_key: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<OrgId>, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let at = now();
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
+        let mut orgs: Vec<OrgId> = batch.iter().map(|((org, _, _), _)| *org).collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        let mut gone = Vec::new();
+        for org in orgs {
+            // An organization deleted after this check makes the insert fail on its foreign
+            // key; the batch is retried and the next check finds it gone.
+            let exists: Option<i32> = on_conn!(tx.conn(), c => sqlx::query_scalar(
+                "SELECT 1 FROM organizations WHERE id = $1",
+            )
+            .bind(org)
+            .fetch_optional(&mut *c)
+            .await)?;
+            if exists.is_none() {
+                gone.push(org);
+            }
+        }
         for ((org, meter, day), quantity) in batch {
+            if gone.contains(org) {
+                continue;
+            }
             let event = UsageEvent {
                 meter: (*meter).to_owned(),
                 quantity: *quantity,
@@ -129,7 +151,7 @@ impl Store {
             insert_event_on_day(&mut tx, *org, &event, &day.to_string()).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(gone)
     }
 
     /// Adds every event not yet rolled up to the daily totals, exactly once even when two

@@ -23,7 +23,7 @@ async fn operator_token_is_required(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_problem(res, 401, "unauthenticated").await;
+    assert_problem(res, 401, "missing_credentials").await;
     let res = app
         .client
         .get(app.url("/v1/admin/orgs"))
@@ -31,7 +31,7 @@ async fn operator_token_is_required(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_problem(res, 401, "unauthenticated").await;
+    assert_problem(res, 401, "invalid_token").await;
     let res = app
         .client
         .get(app.url("/v1/admin/orgs"))
@@ -39,7 +39,7 @@ async fn operator_token_is_required(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_problem(res, 401, "unauthenticated").await;
+    assert_problem(res, 401, "missing_credentials").await;
     let res = app
         .client
         .post(app.url("/v1/admin/orgs"))
@@ -47,7 +47,7 @@ async fn operator_token_is_required(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_problem(res, 401, "unauthenticated").await;
+    assert_problem(res, 401, "missing_credentials").await;
 }
 
 async fn creates_and_reads_organizations(backend: Backend) {

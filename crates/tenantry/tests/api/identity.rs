@@ -193,11 +193,11 @@ async fn emails_are_unique_and_passwords_checked(backend: Backend) {
         assert_problem(res, 422, "validation_failed").await["errors"][0]["field"],
         "email"
     );
-    assert_problem(me(&app, "garbage").await, 401, "unauthenticated").await;
+    assert_problem(me(&app, "garbage").await, 401, "invalid_token").await;
     assert_problem(
         app.client.get(app.url("/v1/me")).send().await.unwrap(),
         401,
-        "unauthenticated",
+        "missing_credentials",
     )
     .await;
 }
@@ -248,7 +248,7 @@ async fn cookie_sessions_need_csrf_and_are_capped(backend: Backend) {
     };
     assert_eq!(get_me(oldest.clone()).await.unwrap().status(), 200);
     let (newest, csrf) = start_session(&app, "ann@example.com").await;
-    assert_problem(get_me(oldest).await.unwrap(), 401, "unauthenticated").await;
+    assert_problem(get_me(oldest).await.unwrap(), 401, "invalid_token").await;
     assert_eq!(get_me(middle.clone()).await.unwrap().status(), 200);
 
     let sessions: Vec<Value> = app
@@ -291,7 +291,7 @@ async fn cookie_sessions_need_csrf_and_are_capped(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.json::<Value>().await.unwrap()["revoked"], 1);
-    assert_problem(get_me(middle).await.unwrap(), 401, "unauthenticated").await;
+    assert_problem(get_me(middle).await.unwrap(), 401, "invalid_token").await;
 
     // Revoking a session by id, and logout through the cookie.
     let (other, _) = start_session(&app, "ann@example.com").await;
@@ -318,7 +318,7 @@ async fn cookie_sessions_need_csrf_and_are_capped(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    assert_problem(get_me(other).await.unwrap(), 401, "unauthenticated").await;
+    assert_problem(get_me(other).await.unwrap(), 401, "invalid_token").await;
     let res = app
         .client
         .delete(app.url(&format!("/v1/me/sessions/{other_id}")))
@@ -337,7 +337,7 @@ async fn cookie_sessions_need_csrf_and_are_capped(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    assert_problem(get_me(newest).await.unwrap(), 401, "unauthenticated").await;
+    assert_problem(get_me(newest).await.unwrap(), 401, "invalid_token").await;
 }
 
 async fn email_verification_and_password_reset(backend: Backend) {
@@ -431,7 +431,7 @@ async fn email_verification_and_password_reset(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_problem(res, 401, "unauthenticated").await;
+    assert_problem(res, 401, "invalid_token").await;
     let res = post(
         &app,
         "/v1/auth/login",
@@ -535,7 +535,7 @@ async fn password_change_revokes_other_credentials(backend: Backend) {
             .send()
     };
     assert_eq!(get_me(current.clone()).await.unwrap().status(), 200);
-    assert_problem(get_me(other).await.unwrap(), 401, "unauthenticated").await;
+    assert_problem(get_me(other).await.unwrap(), 401, "invalid_token").await;
     let res = post(
         &app,
         "/v1/auth/refresh",

@@ -264,7 +264,7 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
     for (method, path, body, reader_status) in &matrix {
         let res = call(&app, None, method.clone(), path, body.clone()).await;
         assert_eq!(res.status(), 401, "anonymous {method} {path}");
-        assert_problem(res, 401, "unauthenticated").await;
+        assert_problem(res, 401, "missing_credentials").await;
 
         let res = call(&app, Some(&owner_b), method.clone(), path, body.clone()).await;
         assert_eq!(res.status(), 404, "other tenant {method} {path}");

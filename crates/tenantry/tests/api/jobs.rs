@@ -101,7 +101,10 @@ async fn enqueue_run_and_idempotency(backend: Backend) {
     for (bad, field) in [
         (json!({"type": "nope", "payload": {}}), "kind"),
         (json!({"type": "email.dispatch", "payload": {}}), "kind"),
-        (json!({"type": "echo", "payload": {"msg": 1}}), "payload"),
+        (
+            json!({"type": "echo", "payload": {"fail_attempts": "x"}}),
+            "payload",
+        ),
         (
             json!({"type": "echo", "payload": {"message": "m"}, "max_attempts": 0}),
             "max_attempts",
@@ -114,7 +117,7 @@ async fn enqueue_run_and_idempotency(backend: Backend) {
         );
     }
     let done = wait_job(&app, &owner, &acme, &id, "succeeded").await;
-    assert_eq!(done["result"]["echo"], "hi");
+    assert_eq!(done["result"]["echo"], json!({"message": "hi"}));
     assert_eq!(done["attempts"], 1);
 
     // Keys are per organization: another org may use "abc" too.
@@ -445,7 +448,7 @@ async fn killed_worker_process_job_is_reclaimed(backend: Backend) {
         done.attempts, 2,
         "reclaimed after the lease expired and run again"
     );
-    assert_eq!(done.result.unwrap()["echo"], "survivor");
+    assert_eq!(done.result.unwrap()["echo"]["message"], "survivor");
     stop.cancel();
     handle.join().await;
 }

@@ -64,11 +64,13 @@ async fn forged_tokens_are_all_401(backend: Backend) {
         }
         c
     };
-    let sign = |kid: &str, c: &Value| {
+    let sign_typed = |kid: &str, c: &Value, typ: &str| {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.to_owned());
+        header.typ = Some(typ.to_owned());
         jsonwebtoken::encode(&header, c, &encoding_key(&secret, kid)).unwrap()
     };
+    let sign = |kid: &str, c: &Value| sign_typed(kid, c, "at+jwt");
 
     // The forging kit makes valid tokens, so each refusal below is the attack's doing.
     assert_eq!(
@@ -109,7 +111,8 @@ async fn forged_tokens_are_all_401(backend: Backend) {
     }
     forged.push(("unknown kid", sign("not-a-kid", &claims(json!({})))));
     forged.push(("no kid", {
-        let header = Header::new(Algorithm::EdDSA);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some("at+jwt".to_owned());
         jsonwebtoken::encode(&header, &claims(json!({})), &encoding_key(&secret, &kid)).unwrap()
     }));
     forged.push((
@@ -128,6 +131,15 @@ async fn forged_tokens_are_all_401(backend: Backend) {
         sign(&kid, &claims(json!({"aud": "someone-else"}))),
     ));
     forged.push(("wrong iss", sign(&kid, &claims(json!({"iss": "evil"})))));
+    forged.push(("plain JWT typ", sign_typed(&kid, &claims(json!({})), "JWT")));
+    forged.push((
+        "ID token typ",
+        sign_typed(&kid, &claims(json!({})), "id+jwt"),
+    ));
+    forged.push((
+        "issued in the future",
+        sign(&kid, &claims(json!({"iat": now + 600}))),
+    ));
     forged.push(("missing exp", sign(&kid, &claims(json!({"exp": null})))));
     forged.push(("missing nbf", sign(&kid, &claims(json!({"nbf": null})))));
     let valid = sign(&kid, &claims(json!({})));
@@ -143,6 +155,7 @@ async fn forged_tokens_are_all_401(backend: Backend) {
     forged.push(("other secret", {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid.clone());
+        header.typ = Some("at+jwt".to_owned());
         jsonwebtoken::encode(
             &header,
             &claims(json!({})),
@@ -153,7 +166,21 @@ async fn forged_tokens_are_all_401(backend: Backend) {
     for (attack, token) in forged {
         let res = status_with(&app, &token).await;
         assert_eq!(res.status(), 401, "{attack} must be refused");
-        assert_problem(res, 401, "unauthenticated").await;
+        let challenge = res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(challenge.starts_with("Bearer "), "{attack}: {challenge}");
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{attack}: {challenge}"
+        );
+        let code = if attack == "expired" {
+            "token_expired"
+        } else {
+            "invalid_token"
+        };
+        assert_problem(res, 401, code).await;
     }
 }
 

@@ -145,7 +145,7 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     }
     // Keys are not users.
     let res = call(&app, Some(secret), Method::GET, "/v1/me", None).await;
-    assert_problem(res, 401, "unauthenticated").await;
+    assert_problem(res, 401, "invalid_token").await;
 
     // Scopes must be catalog permissions the creator holds.
     let res = call(

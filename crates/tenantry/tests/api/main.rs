@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin;
 mod audit;
+mod hardening;
 mod http;
 mod identity;
 mod isolation;

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::tokens::{authenticate, LoginIn};
 use crate::auth::password::check_policy;
-use crate::auth::user::{csrf_token, SESSION_COOKIE};
+use crate::auth::user::{csrf_token, session_cookie_name};
 use crate::auth::{CurrentUser, Via};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
@@ -34,7 +34,7 @@ pub struct SessionOut {
 /// The session cookie: HttpOnly, SameSite=Lax, Secure per `COOKIE_SECURE`.
 pub(super) fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
     let auth = &state.config.auth;
-    let mut cookie = Cookie::build((SESSION_COOKIE, value))
+    let mut cookie = Cookie::build((session_cookie_name(auth), value))
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(auth.cookie_secure)
@@ -139,7 +139,9 @@ pub(super) async fn me(
     match state.store.get_user(user.id).await {
         Ok(user) => Ok(Json(user)),
         // A token for a deleted user proves nothing.
-        Err(crate::store::StoreError::NotFound) => Err(ApiError::unauthenticated()),
+        Err(crate::store::StoreError::NotFound) => Err(ApiError::invalid_token(
+            "The access token names a user that no longer exists.",
+        )),
         Err(err) => Err(err.into()),
     }
 }

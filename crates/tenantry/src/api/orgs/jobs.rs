@@ -49,6 +49,7 @@ pub struct JobPage {
 
 /// Listing filters.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JobQuery {
     /// Only jobs in this status.
     pub status: Option<String>,

@@ -160,14 +160,16 @@ pub struct PlanIn {
     pub plan: String,
 }
 
-/// Changes the plan directly (`billing:manage`); used while no billing provider is
-/// configured.
+/// Changes the plan directly (`billing:manage`): a development convenience while no
+/// billing provider is configured. In production only the operator changes plans
+/// (`PUT /v1/admin/orgs/{org_id}/plan`). A downgrade below the members in use is refused.
 #[utoipa::path(put, path = "/v1/orgs/{org_id}/plan", tag = "organizations", request_body = PlanIn,
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(
         (status = 200, description = "Plan changed", body = Organization),
-        (status = 403, description = "Missing permission", body = Problem),
+        (status = 403, description = "Missing permission, or production (`plan_change_operator_only`)", body = Problem),
+        (status = 409, description = "`plan_seats_exceeded`: more members than the plan allows", body = Problem),
         (status = 422, description = "Unknown plan", body = Problem)))]
 pub(super) async fn change_plan(
     State(state): State<AppState>,
@@ -175,11 +177,16 @@ pub(super) async fn change_plan(
     AppJson(body): AppJson<PlanIn>,
 ) -> Result<Json<Organization>, ApiError> {
     member.require("billing:manage")?;
-    let plan = rbac::plans::PLANS
-        .iter()
-        .find(|p| **p == body.plan)
+    if state.config.mode == crate::config::Mode::Production {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "plan_change_operator_only",
+            "In production, plans change through billing or the operator API.",
+        ));
+    }
+    let plan = rbac::plans::parse(&body.plan)
         .ok_or_else(|| ApiError::validation("plan", "must be free, pro or enterprise"))?;
-    Ok(Json(state.store.set_plan(&member.ctx, plan).await?))
+    Ok(Json(state.store.set_plan(&member.ctx, plan, false).await?))
 }
 
 /// The organization's audit log, oldest first (`audit:read`).
