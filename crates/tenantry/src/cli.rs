@@ -106,7 +106,10 @@ async fn serve(config: Config, no_worker: bool) -> anyhow::Result<()> {
     };
     tracing::info!(
         address = %addr,
-        "listening: API {base}/v1, Swagger UI {base}/docs, OpenAPI {base}/openapi.json"
+        api = %format!("{base}/v1"),
+        docs = %format!("{base}/docs"),
+        openapi = %format!("{base}/openapi.json"),
+        "listening"
     );
     if app.state().config.mode == crate::config::Mode::Development {
         let secrets = app

@@ -58,7 +58,14 @@ impl Application {
             )),
             None => None,
         };
-        let store = Store::new(db);
+        let store = Store::new(db).remembering_revocations_for(
+            config.auth.access_token_ttl + Duration::from_secs(crate::auth::jwt::LEEWAY_SECS),
+        );
+        store
+            .revoked_families()
+            .load(&store)
+            .await
+            .context("cannot read revoked sessions")?;
         let keys = KeyRing::load(&store, &config.auth)
             .await
             .context("cannot load signing keys")?;
@@ -146,6 +153,10 @@ impl Application {
             state.api_keys.clone(),
             stop_meter.clone(),
         );
+        let revocations = state
+            .store
+            .revoked_families()
+            .follow(state.store.clone(), stop_meter.clone());
         let signal = shutdown.clone().cancelled_owned();
         let mut server = tokio::spawn(async move {
             axum::serve(
@@ -183,7 +194,7 @@ impl Application {
             if let Err(err) = meter.await {
                 tracing::error!(error = %err, "usage flusher failed");
             }
-            if let Some(task) = key_changes {
+            for task in [key_changes, revocations].into_iter().flatten() {
                 let _ = task.await;
             }
             if let Some(worker) = worker {

@@ -64,6 +64,7 @@ async fn create_org(
 /// Page of a listing.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct OrgPage {
     /// Return organizations after this id (the last id of the previous page).
     pub after: Option<OrgId>,
@@ -108,6 +109,7 @@ async fn get_org(
 /// Audit listing filters.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only this action, e.g. `organization.created`.
     pub action: Option<String>,

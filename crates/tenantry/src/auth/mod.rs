@@ -7,6 +7,7 @@ pub mod jwt;
 pub mod member;
 mod operator;
 pub mod password;
+pub mod revocation;
 mod tenant;
 pub mod user;
 

@@ -85,6 +85,11 @@ impl FromRequestParts<AppState> for CurrentUser {
                         ApiError::invalid_token("The access token is malformed, unsigned or not meant for this service.")
                     }
                 })?;
+            if state.store.revoked_families().is_revoked(&claims.sid) {
+                return Err(ApiError::invalid_token(
+                    "The access token was revoked (signed out, password changed or reset).",
+                ));
+            }
             let id: UserId = claims
                 .sub
                 .parse()

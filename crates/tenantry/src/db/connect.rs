@@ -225,11 +225,38 @@ fn sqlite_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(5))
         .foreign_keys(true);
-    if let Some(dir) = options.get_filename().parent() {
+    let file = options.get_filename();
+    if let Some(dir) = file.parent() {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create directory {}", dir.display()))?;
         }
     }
+    if file.as_os_str() != ":memory:" && !file.as_os_str().is_empty() {
+        owner_only(file)?;
+    }
     Ok(options)
+}
+
+/// The database file readable and writable by its owner only (0600), created so before
+/// SQLite opens it; SQLite gives its `-wal` and `-shm` files the database file's mode.
+fn owner_only(file: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("cannot create the SQLite database {}", file.display()))?;
+    let mut paths = vec![file.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        paths.push(name.into());
+    }
+    for path in paths.iter().filter(|p| p.exists()) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {} to its owner", path.display()))?;
+    }
+    Ok(())
 }

@@ -136,19 +136,41 @@ pub(super) async fn insert_email_token(
     Ok(())
 }
 
-/// Revokes every refresh token and session of `user`, except session `keep`.
+/// Announces (at commit, on PostgreSQL) that `families` were revoked, so every instance
+/// refuses their access tokens.
+pub(super) async fn announce_revoked(
+    tx: &mut Tx,
+    families: &[uuid::Uuid],
+) -> Result<(), StoreError> {
+    if let (Tx::Postgres(pg), false) = (&mut *tx, families.is_empty()) {
+        let ids: Vec<String> = families.iter().map(|f| f.simple().to_string()).collect();
+        sqlx::query("SELECT pg_notify($1, f) FROM unnest($2::text[]) AS f")
+            .bind(crate::auth::revocation::REVOKED_FAMILIES_CHANNEL)
+            .bind(ids)
+            .execute(&mut **pg)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Revokes every refresh token and session of `user`, except session `keep`; returns the
+/// refresh families revoked (announced to every instance at commit).
 pub(super) async fn revoke_all_for(
     tx: &mut Tx,
     user: UserId,
     keep: Option<SessionId>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<uuid::Uuid>, StoreError> {
     let at = now();
-    on_conn!(tx.conn(), c => sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
-        .bind(user)
-        .bind(at)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))?;
+    let mut families: Vec<uuid::Uuid> = on_conn!(tx.conn(), c => sqlx::query_scalar(
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING family_id",
+    )
+    .bind(user)
+    .bind(at)
+    .fetch_all(&mut *c)
+    .await)?;
+    families.sort_unstable();
+    families.dedup();
+    announce_revoked(tx, &families).await?;
     on_conn!(tx.conn(), c => sqlx::query(
         "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL AND ($3 IS NULL OR id <> $3)",
     )
@@ -158,7 +180,7 @@ pub(super) async fn revoke_all_for(
     .execute(&mut *c)
     .await
     .map(|_| ()))?;
-    Ok(())
+    Ok(families)
 }
 
 impl Store {
@@ -341,10 +363,13 @@ impl Store {
             .execute(&mut *c)
             .await
             .map(|_| ()))?;
+            announce_revoked(&mut tx, &[row.family_id]).await?;
             let entry = AuditEntry::new("refresh_token.reuse_detected", "user", row.user_id)
                 .with_metadata(serde_json::json!({ "family": row.family_id.simple().to_string() }));
             audit_platform(&mut tx, &user_actor(row.user_id), meta, entry).await?;
             tx.commit().await?;
+            self.revoked_families()
+                .revoke(&row.family_id.simple().to_string());
             return Ok(Refresh::Reused);
         }
         insert_refresh(
@@ -360,6 +385,22 @@ impl Store {
             user: row.user_id,
             family: row.family_id,
         })
+    }
+
+    /// Refresh families revoked at or after `since`.
+    pub async fn families_revoked_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<uuid::Uuid>, StoreError> {
+        let mut tx = self.db().begin(Scope::Global, Access::Read).await?;
+        let families = on_conn!(tx.conn(), c => sqlx::query_scalar(
+            "SELECT DISTINCT family_id FROM refresh_tokens WHERE revoked_at IS NOT NULL AND revoked_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        Ok(families)
     }
 
     /// Revokes the family of a refresh token (logout). False if the token is unknown.
@@ -387,10 +428,12 @@ impl Store {
             .execute(&mut *c)
             .await
             .map(|_| ()))?;
+        announce_revoked(&mut tx, &[family]).await?;
         let entry = AuditEntry::new("logout", "user", user)
             .with_metadata(serde_json::json!({ "method": "token" }));
         audit_platform(&mut tx, &user_actor(user), meta, entry).await?;
         tx.commit().await?;
+        self.revoked_families().revoke(&family.simple().to_string());
         Ok(true)
     }
 }

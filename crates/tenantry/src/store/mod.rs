@@ -32,6 +32,7 @@ pub use error::StoreError;
 pub struct Store {
     db: Db,
     hot: std::sync::Arc<crate::db::HotConnections>,
+    revoked: crate::auth::revocation::RevokedFamilies,
 }
 
 impl Store {
@@ -40,7 +41,20 @@ impl Store {
         Self {
             db,
             hot: Default::default(),
+            revoked: crate::auth::revocation::RevokedFamilies::new(DEFAULT_REVOCATION_MEMORY),
         }
+    }
+
+    /// Remembers revoked refresh families for `lifetime` (the access-token lifetime plus
+    /// leeway) instead of the default.
+    pub fn remembering_revocations_for(mut self, lifetime: std::time::Duration) -> Self {
+        self.revoked = crate::auth::revocation::RevokedFamilies::new(lifetime);
+        self
+    }
+
+    /// Refresh families revoked recently, whose access tokens are refused.
+    pub fn revoked_families(&self) -> &crate::auth::revocation::RevokedFamilies {
+        &self.revoked
     }
 
     /// The pool, for health checks and backend-specific work.
@@ -65,6 +79,10 @@ impl Store {
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
+
+/// How long a revoked family is remembered unless configured: the default access-token
+/// lifetime (15 minutes) plus leeway.
+const DEFAULT_REVOCATION_MEMORY: std::time::Duration = std::time::Duration::from_secs(905);
 
 /// Largest page any list returns.
 pub const MAX_PAGE: i64 = 200;

@@ -251,7 +251,7 @@ impl Store {
             return Ok(None);
         };
         set_password(&mut tx, user, password_hash).await?;
-        super::identity::revoke_all_for(&mut tx, user, None).await?;
+        let families = super::identity::revoke_all_for(&mut tx, user, None).await?;
         audit(
             &mut tx,
             user,
@@ -260,6 +260,9 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        for family in families {
+            self.revoked_families().revoke(&family.simple().to_string());
+        }
         Ok(Some(user))
     }
 
@@ -276,7 +279,7 @@ impl Store {
             .begin(Scope::Tenant(OrgId::PLATFORM), Access::Write)
             .await?;
         set_password(&mut tx, user, password_hash).await?;
-        super::identity::revoke_all_for(&mut tx, user, keep).await?;
+        let families = super::identity::revoke_all_for(&mut tx, user, keep).await?;
         audit(
             &mut tx,
             user,
@@ -285,6 +288,9 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        for family in families {
+            self.revoked_families().revoke(&family.simple().to_string());
+        }
         Ok(())
     }
 

@@ -26,6 +26,7 @@ on_both_backends!(
     downgrades_below_the_members_in_use_are_refused,
     operators_read_the_platform_audit_chain,
     production_locks_metrics_plans_and_cookies,
+    sign_out_and_reuse_revoke_access_tokens_at_once,
 );
 
 /// An organization with one stored data item; returns (owner token, org id, key, item path).
@@ -513,4 +514,108 @@ async fn production_locks_metrics_plans_and_cookies(backend: Backend) {
         "{cookie}"
     );
     assert!(!cookie.contains("Domain"), "{cookie}");
+}
+
+async fn sign_out_and_reuse_revoke_access_tokens_at_once(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let me = |token: String| app.client.get(app.url("/v1/me")).bearer_auth(token).send();
+    let post = |path: &'static str, body: Value| app.client.post(app.url(path)).json(&body).send();
+    let reg = crate::identity::register(&app, "ann@example.com").await;
+    let access = reg["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(access.clone()).await.unwrap().status(), 200);
+    let res = post(
+        "/v1/auth/logout",
+        json!({"refresh_token": reg["refresh_token"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_problem(me(access).await.unwrap(), 401, "invalid_token").await;
+
+    // A replayed refresh token revokes its family: every access token issued from it dies.
+    let login: Value = post(
+        "/v1/auth/login",
+        json!({"email": "ann@example.com", "password": crate::identity::PASSWORD}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let rotated: Value = post(
+        "/v1/auth/refresh",
+        json!({"refresh_token": login["refresh_token"]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let second = rotated["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(second.clone()).await.unwrap().status(), 200);
+    let replay = post(
+        "/v1/auth/refresh",
+        json!({"refresh_token": login["refresh_token"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(replay.status(), 401);
+    for token in [login["access_token"].as_str().unwrap().to_owned(), second] {
+        assert_problem(me(token).await.unwrap(), 401, "invalid_token").await;
+    }
+}
+
+/// On PostgreSQL a sign-out reaches every instance at once (NOTIFY), and an instance
+/// started later reads the recent revocations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_out_reaches_every_instance() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let other = crate::limits::Instance::start(&app.vars).await;
+    let reg = crate::identity::register(&app, "ann@example.com").await;
+    let access = reg["access_token"].as_str().unwrap().to_owned();
+    let me = |base: String| {
+        app.client
+            .get(format!("{base}/v1/me"))
+            .bearer_auth(&access)
+            .send()
+    };
+    assert_eq!(me(other.base.clone()).await.unwrap().status(), 200);
+    let res = app
+        .client
+        .post(app.url("/v1/auth/logout"))
+        .json(&json!({"refresh_token": reg["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let mut refused = false;
+    for _ in 0..40 {
+        if me(other.base.clone()).await.unwrap().status() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "the other instance refuses the token within 2 s");
+    let later = crate::limits::Instance::start(&app.vars).await;
+    assert_eq!(me(later.base.clone()).await.unwrap().status(), 401);
+    later.stop().await;
+    other.stop().await;
+}
+
+/// The SQLite database and its WAL and shared-memory files are readable by their owner only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    app.create_org("acme").await;
+    for name in ["tenantry.db", "tenantry.db-wal", "tenantry.db-shm"] {
+        let path = app.db.dir.path().join(name);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+    }
 }

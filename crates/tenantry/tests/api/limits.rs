@@ -136,14 +136,15 @@ async fn address_limit_spares_probes(backend: Backend) {
 }
 
 /// A second instance of the same deployment (same database and Redis).
-struct Instance {
-    base: String,
+/// A second application on the same database (no worker).
+pub(crate) struct Instance {
+    pub(crate) base: String,
     shutdown: tokio_util::sync::CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Instance {
-    async fn start(vars: &std::collections::HashMap<String, String>) -> Self {
+    pub(crate) async fn start(vars: &std::collections::HashMap<String, String>) -> Self {
         let config = Config::from_vars(vars).unwrap();
         let app = Application::build(config).await.unwrap();
         let addr: SocketAddr = app.local_addr().unwrap();
@@ -156,7 +157,7 @@ impl Instance {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         self.server.await.unwrap().unwrap();
     }

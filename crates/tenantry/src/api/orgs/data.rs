@@ -73,6 +73,7 @@ pub struct DataPage {
 /// Listing parameters.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DataQuery {
     /// Items older than this id (the previous page's `next_cursor`).
     pub before: Option<DataItemId>,

@@ -50,6 +50,7 @@ pub struct JobPage {
 /// Listing filters.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct JobQuery {
     /// Only jobs in this status.
     pub status: Option<String>,

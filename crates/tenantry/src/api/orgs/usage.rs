@@ -60,6 +60,7 @@ fn one() -> i64 {
 /// Report range.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// First day (`YYYY-MM-DD`, UTC); default the first day of the current month.
     pub from: Option<NaiveDate>,

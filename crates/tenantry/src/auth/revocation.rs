@@ -1,0 +1,131 @@
+//! Revoked refresh families, so their access tokens stop working at once.
+//!
+//! An access token names the refresh family it was issued from (`sid`). Logout, a password
+//! reset or change, and a detected refresh-token reuse revoke families; from then on the
+//! family's access tokens are refused on every instance, without a database read per
+//! request: the instance that revoked adds the family at commit, and on PostgreSQL every
+//! other instance learns it from `NOTIFY` ([`REVOKED_FAMILIES_CHANNEL`]). A family is
+//! remembered until every access token issued from it has expired. At start, and whenever
+//! the notification connection is re-established, the families revoked within that time are
+//! read from the database, so a restart or a lost notification forgets nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::db::Db;
+use crate::store::{Store, StoreError};
+
+/// `NOTIFY` channel announcing a revoked family (payload: its id, 32 hex digits).
+pub const REVOKED_FAMILIES_CHANNEL: &str = "tenantry_revoked_families";
+
+/// Families whose access tokens are refused; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RevokedFamilies {
+    inner: Arc<Mutex<HashMap<String, Instant>>>,
+    /// How long a revoked family is remembered: the access-token lifetime plus leeway.
+    remember: Duration,
+}
+
+impl RevokedFamilies {
+    /// An empty set remembering each family for `remember`.
+    pub fn new(remember: Duration) -> Self {
+        Self {
+            inner: Arc::default(),
+            remember,
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        // A poisoned lock only means a thread panicked while inserting.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses the family's access tokens from now on.
+    pub fn revoke(&self, family: &str) {
+        let mut entries = self.entries();
+        let now = Instant::now();
+        entries.retain(|_, until| *until > now);
+        entries.insert(family.to_owned(), now + self.remember);
+    }
+
+    /// Whether access tokens of `family` are refused.
+    pub fn is_revoked(&self, family: &str) -> bool {
+        self.entries()
+            .get(family)
+            .is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Reads the families revoked within the remembered time.
+    pub async fn load(&self, store: &Store) -> Result<(), StoreError> {
+        let since = crate::store::now()
+            - chrono::Duration::from_std(self.remember)
+                .unwrap_or_else(|_| chrono::Duration::hours(1));
+        for family in store.families_revoked_since(since).await? {
+            self.revoke(&family.simple().to_string());
+        }
+        Ok(())
+    }
+
+    /// On PostgreSQL, adds every family another instance revokes (`NOTIFY`); reconnects
+    /// after errors, re-reading the recent revocations each time, until `stop`.
+    pub fn follow(
+        &self,
+        store: Store,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let Db::Postgres(service) = store.db() else {
+            return None;
+        };
+        // A connection of its own, outside the service pool (LISTEN needs no row access).
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*service.connect_options()).clone());
+        let families = self.clone();
+        Some(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    Err(err) = families.listen(&pool, &store) => {
+                        tracing::warn!(error = %crate::http::error::error_chain(&err), "revocation notifications interrupted; reconnecting");
+                    }
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            pool.close().await;
+        }))
+    }
+
+    async fn listen(
+        &self,
+        pool: &sqlx::PgPool,
+        store: &Store,
+    ) -> Result<std::convert::Infallible, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(REVOKED_FAMILIES_CHANNEL).await?;
+        // Whatever was revoked while no one listened.
+        self.load(store).await?;
+        loop {
+            let revoked = listener.recv().await?;
+            self.revoke(revoked.payload());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_remembered_for_the_token_lifetime() {
+        let set = RevokedFamilies::new(Duration::from_millis(30));
+        set.revoke("f1");
+        assert!(set.is_revoked("f1"));
+        assert!(!set.is_revoked("f2"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!set.is_revoked("f1"), "forgotten once its tokens expired");
+    }
+}
