@@ -129,7 +129,8 @@ async fn serve(config: Config, no_worker: bool) -> anyhow::Result<()> {
 /// The standalone worker process: runs jobs until a signal, then drains.
 async fn worker(config: Config) -> anyhow::Result<()> {
     let db = connect_and_migrate(&config).await?;
-    let store = crate::store::Store::new(db);
+    let store =
+        crate::store::Store::new(db).bounding_background_work(config.database_statement_timeout);
     let mailer = crate::mail::mailer(&config.auth)?;
     let token = CancellationToken::new();
     cancel_on_signal(token.clone());

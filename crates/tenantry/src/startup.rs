@@ -58,9 +58,11 @@ impl Application {
             )),
             None => None,
         };
-        let store = Store::new(db).remembering_revocations_for(
-            config.auth.access_token_ttl + Duration::from_secs(crate::auth::jwt::LEEWAY_SECS),
-        );
+        let store = Store::new(db)
+            .remembering_revocations_for(
+                config.auth.access_token_ttl + Duration::from_secs(crate::auth::jwt::LEEWAY_SECS),
+            )
+            .bounding_background_work(config.database_statement_timeout);
         store
             .revoked_families()
             .load(&store)

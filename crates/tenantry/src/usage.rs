@@ -261,14 +261,18 @@ impl Meter {
                 .await?;
         }
         let used = self.inner.keys.take_used();
-        self.inner.store.touch_api_keys(&used).await
+        let store = &self.inner.store;
+        store.bounded(store.touch_api_keys(&used)).await
     }
 
     /// Writes one batch; on success its calls move from in flight to stored, on failure it
     /// is kept for the next flush.
     async fn write(&self, key: String, batch: MeteredBatch) -> Result<(), StoreError> {
         self.state().writes_started += 1;
-        let result = self.inner.store.record_metered(&batch, &key).await;
+        // Bounded: a write that timed out is kept and retried with its key, which the
+        // database deduplicates if it did commit.
+        let store = &self.inner.store;
+        let result = store.bounded(store.record_metered(&batch, &key)).await;
         let mut state = self.state();
         state.writes_done += 1;
         match result {

@@ -137,7 +137,7 @@ impl Worker {
             let limit = i64::try_from(batch.len()).unwrap_or(1);
             let claimed = match shared
                 .store
-                .claim_jobs(&shared.id, limit, lease_until)
+                .bounded(shared.store.claim_jobs(&shared.id, limit, lease_until))
                 .await
             {
                 Ok(jobs) => jobs,
@@ -277,7 +277,11 @@ async fn completer(
                 Err(_) => break,
             }
         }
-        if let Err(err) = shared.store.complete_jobs(&shared.id, &batch).await {
+        if let Err(err) = shared
+            .store
+            .bounded(shared.store.complete_jobs(&shared.id, &batch))
+            .await
+        {
             tracing::warn!(error = %crate::http::error::error_chain(&err), jobs = batch.len(), "cannot record finished jobs; their leases will expire and they will run again");
         }
         let mut running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -313,11 +317,19 @@ async fn upkeep(shared: Arc<Shared>, stop: CancellationToken) {
             .collect();
         if !ids.is_empty() {
             let until = now() + chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
-            if let Err(err) = shared.store.extend_leases(&shared.id, &ids, until).await {
+            if let Err(err) = shared
+                .store
+                .bounded(shared.store.extend_leases(&shared.id, &ids, until))
+                .await
+            {
                 tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot renew job leases");
             }
         }
-        match shared.store.reclaim_expired_jobs().await {
+        match shared
+            .store
+            .bounded(shared.store.reclaim_expired_jobs())
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::warn!(reclaimed = n, "reclaimed jobs whose worker stopped"),
             Err(err) => {
@@ -348,7 +360,7 @@ async fn enqueue_periodic(store: &Store, config: &WorkerConfig) {
             max_attempts: 1,
             idempotency_key: Some(format!("periodic:{kind}:{}", secs / period)),
         };
-        if let Err(err) = store.enqueue_system_job(&job).await {
+        if let Err(err) = store.bounded(store.enqueue_system_job(&job)).await {
             tracing::warn!(kind, error = %crate::http::error::error_chain(&err), "cannot enqueue periodic job");
         }
     }

@@ -283,7 +283,11 @@ impl Store {
         .fetch_one(&mut *c)
         .await)?;
         let entry = AuditEntry::new("organization.plan_changed", "organization", ctx.org_id())
-            .with_metadata(serde_json::json!({ "from": from, "to": plan, "forced": force }));
+            .with_metadata(if force {
+                serde_json::json!({ "from": from, "to": plan, "forced": true })
+            } else {
+                serde_json::json!({ "from": from, "to": plan })
+            });
         audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
         tx.commit().await?;
         Ok(org)

@@ -33,6 +33,7 @@ pub struct Store {
     db: Db,
     hot: std::sync::Arc<crate::db::HotConnections>,
     revoked: crate::auth::revocation::RevokedFamilies,
+    background_timeout: std::time::Duration,
 }
 
 impl Store {
@@ -42,6 +43,31 @@ impl Store {
             db,
             hot: Default::default(),
             revoked: crate::auth::revocation::RevokedFamilies::new(DEFAULT_REVOCATION_MEMORY),
+            background_timeout: DEFAULT_BACKGROUND_TIMEOUT,
+        }
+    }
+
+    /// Bounds the database work of background loops (see [`Store::bounded`]); zero keeps
+    /// the default.
+    pub fn bounding_background_work(mut self, limit: std::time::Duration) -> Self {
+        if !limit.is_zero() {
+            self.background_timeout = limit;
+        }
+        self
+    }
+
+    /// Runs store work of a background loop (job bookkeeping, metering) within the
+    /// configured bound: a request is bounded by its timeout, but a loop would otherwise
+    /// wait on a connection whose peer went silent until the kernel gives up (minutes),
+    /// holding a pool slot. Past the bound the work is dropped (its connection is rolled
+    /// back or closed) and it is `Unavailable`, to be retried by the loop.
+    pub async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.background_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
         }
     }
 
@@ -83,6 +109,9 @@ pub fn now() -> DateTime<Utc> {
 /// How long a revoked family is remembered unless configured: the default access-token
 /// lifetime (15 minutes) plus leeway.
 const DEFAULT_REVOCATION_MEMORY: std::time::Duration = std::time::Duration::from_secs(905);
+
+/// Bound of background store work unless configured (`DATABASE_STATEMENT_TIMEOUT_SEC`).
+const DEFAULT_BACKGROUND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Largest page any list returns.
 pub const MAX_PAGE: i64 = 200;

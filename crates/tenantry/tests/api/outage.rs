@@ -70,6 +70,7 @@ async fn stalled_connections_are_replaced_and_shutdown_is_bounded() {
         v.insert("DATABASE_ACQUIRE_TIMEOUT_SEC".into(), "1".into());
         v.insert("REQUEST_TIMEOUT_SEC".into(), "2".into());
         v.insert("SHUTDOWN_TIMEOUT_SEC".into(), "2".into());
+        v.insert("DATABASE_STATEMENT_TIMEOUT_SEC".into(), "2".into());
         v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "100".into());
     })
     .await
