@@ -227,9 +227,11 @@ pub async fn connect_and_migrate(config: &Config) -> anyhow::Result<Db> {
 
 /// The OpenAPI document and the router, split from one definition.
 pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut spec) = utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::api::router())
-        .split_for_parts()
+        .split_for_parts();
+    crate::http::openapi::declare_common_responses(&mut spec);
+    (router, spec)
 }
 
 /// The complete router with every layer.

@@ -39,7 +39,7 @@ pub struct OrgIn {
 }
 
 /// Creates an organization.
-#[utoipa::path(post, path = "/v1/admin/orgs", tag = "operator",
+#[utoipa::path(post, path = "/v1/admin/orgs", tag = "operator", operation_id = "admin_create_org",
     security(("operator_token" = [])),
     request_body = OrgIn,
     responses(
@@ -93,7 +93,7 @@ async fn list_orgs(
 }
 
 /// Gets one organization.
-#[utoipa::path(get, path = "/v1/admin/orgs/{org_id}", tag = "operator",
+#[utoipa::path(get, path = "/v1/admin/orgs/{org_id}", tag = "operator", operation_id = "admin_get_org",
     security(("operator_token" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(

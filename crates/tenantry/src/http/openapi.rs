@@ -105,3 +105,94 @@ impl Modify for SecuritySchemes {
         );
     }
 }
+
+/// Declares on every operation the errors the shared layers can answer, where the
+/// operation does not declare them itself: 503 (a dependency is down) and 429 (rate
+/// limits) everywhere but the probes; 401 where credentials are required; 403 and 404
+/// under an organization or an id in the path; 400, 413, 415 and 422 where there is a body
+/// or a query. Each with the problem details body.
+pub fn declare_common_responses(spec: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in spec.paths.paths.iter_mut() {
+        let probe = matches!(path.as_str(), "/health" | "/ready" | "/metrics");
+        let has_id = path.contains('{');
+        let in_org = path.starts_with("/v1/orgs/{org_id}");
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_body = operation.request_body.is_some();
+            let has_query = operation.parameters.as_ref().is_some_and(|params| {
+                params
+                    .iter()
+                    .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query)
+            });
+            let mut declare = |status: &str, why: &str, when: bool| {
+                if when {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem_response(why));
+                }
+            };
+            declare(
+                "503",
+                "`service_unavailable`: a dependency (database, Redis) cannot answer; retry",
+                !probe,
+            );
+            declare(
+                "429",
+                "`rate_limited` (with `Retry-After`) or `quota_exceeded`",
+                !probe,
+            );
+            declare("401", "`missing_credentials`, `invalid_token`, `token_expired` or `invalid_api_key` (with `WWW-Authenticate`)", secured);
+            declare(
+                "403",
+                "`forbidden`: the caller lacks the permission named in the problem",
+                in_org,
+            );
+            declare(
+                "404",
+                "`not_found`: no such resource, or one of another organization",
+                has_id,
+            );
+            declare(
+                "400",
+                "`malformed_json`, `invalid_query` or `invalid_characters` (NUL)",
+                has_body || has_query,
+            );
+            declare("413", "`payload_too_large`", has_body);
+            declare(
+                "415",
+                "`unsupported_media_type`: the body must be `application/json`",
+                has_body,
+            );
+            declare(
+                "422",
+                "`invalid_body` or `validation_failed` (with `errors`)",
+                has_body,
+            );
+        }
+    }
+}
+
+fn problem_response(
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+    utoipa::openapi::ResponseBuilder::new()
+        .description(description)
+        .content(
+            super::error::PROBLEM_JSON,
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .into()
+}

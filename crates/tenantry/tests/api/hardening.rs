@@ -202,13 +202,7 @@ async fn deleted_org_does_not_stop_metering(backend: Backend) {
     .await;
     assert_eq!(res.status(), 200);
     let report: Value = res.json().await.unwrap();
-    let calls = report["meters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["meter"] == "api_calls")
-        .unwrap_or_else(|| panic!("api_calls in {report}"))
-        .clone();
+    let calls = crate::usage::meter(&report, "api_calls");
     assert_eq!(calls["period_total"], 1, "{report}");
     // The next batch is written too: nothing stays stuck behind the deleted tenant.
     let key = key_with(&app, &owner, &kept, &["data:write"]).await;

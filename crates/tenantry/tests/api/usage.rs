@@ -31,7 +31,7 @@ async fn usage(app: &TestApp, token: &str, org: &str) -> Value {
     res.json().await.unwrap()
 }
 
-fn meter<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn meter<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["meters"]
         .as_array()
         .unwrap()
