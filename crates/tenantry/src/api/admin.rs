@@ -119,6 +119,16 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
+impl From<AuditQuery> for AuditFilter {
+    fn from(q: AuditQuery) -> Self {
+        AuditFilter {
+            action: q.action,
+            after_seq: q.after,
+            limit: q.limit,
+        }
+    }
+}
+
 /// Lists an organization's audit records, oldest first.
 #[utoipa::path(get, path = "/v1/admin/orgs/{org_id}/audit-events", tag = "operator",
     security(("operator_token" = [])),
@@ -132,11 +142,7 @@ async fn list_org_audit_events(
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
     state.store.get_org(&ctx).await?;
-    let filter = AuditFilter {
-        action: q.action,
-        after_seq: q.after,
-        limit: q.limit,
-    };
+    let filter = AuditFilter::from(q);
     Ok(Json(state.store.list_audit_events(&ctx, &filter).await?))
 }
 
@@ -168,11 +174,7 @@ async fn list_platform_audit_events(
     OperatorPlatform(ctx): OperatorPlatform,
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
-    let filter = AuditFilter {
-        action: q.action,
-        after_seq: q.after,
-        limit: q.limit,
-    };
+    let filter = AuditFilter::from(q);
     Ok(Json(state.store.list_audit_events(&ctx, &filter).await?))
 }
 

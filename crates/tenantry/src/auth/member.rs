@@ -131,17 +131,7 @@ impl FromRequestParts<AppState> for OrgMember {
                     .api_keys
                     .verify(&state.store, secret)
                     .await?
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            StatusCode::UNAUTHORIZED,
-                            "invalid_api_key",
-                            "The API key is unknown, revoked or expired.",
-                        )
-                        .with_header(
-                            axum::http::header::WWW_AUTHENTICATE,
-                            axum::http::HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                        )
-                    })?;
+                    .ok_or_else(ApiError::invalid_api_key)?;
                 // A key of another organization learns nothing about this one.
                 if path_org(&params)? != key.org_id {
                     return Err(ApiError::not_found());

@@ -10,7 +10,7 @@
 //! read from the database, so a restart or a lost notification forgets nothing.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::db::Db;
@@ -22,7 +22,8 @@ pub const REVOKED_FAMILIES_CHANNEL: &str = "tenantry_revoked_families";
 /// Families whose access tokens are refused; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct RevokedFamilies {
-    inner: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Read on every token-authenticated request, written on revocations.
+    inner: Arc<RwLock<HashMap<String, Instant>>>,
     /// How long a revoked family is remembered: the access-token lifetime plus leeway.
     remember: Duration,
 }
@@ -36,22 +37,28 @@ impl RevokedFamilies {
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        // A poisoned lock only means a thread panicked while inserting.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Refuses the family's access tokens from now on.
     pub fn revoke(&self, family: &str) {
-        let mut entries = self.entries();
+        self.revoke_all([family.to_owned()]);
+    }
+
+    /// Refuses the access tokens of every family in `families`; forgets the families whose
+    /// tokens have all expired.
+    pub fn revoke_all(&self, families: impl IntoIterator<Item = String>) {
+        // A poisoned lock only means a thread panicked while inserting.
+        let mut entries = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         entries.retain(|_, until| *until > now);
-        entries.insert(family.to_owned(), now + self.remember);
+        for family in families {
+            entries.insert(family, now + self.remember);
+        }
     }
 
     /// Whether access tokens of `family` are refused.
     pub fn is_revoked(&self, family: &str) -> bool {
-        self.entries()
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
             .get(family)
             .is_some_and(|until| *until > Instant::now())
     }
@@ -61,9 +68,8 @@ impl RevokedFamilies {
         let since = crate::store::now()
             - chrono::Duration::from_std(self.remember)
                 .unwrap_or_else(|_| chrono::Duration::hours(1));
-        for family in store.families_revoked_since(since).await? {
-            self.revoke(&family.simple().to_string());
-        }
+        let families = store.families_revoked_since(since).await?;
+        self.revoke_all(families.iter().map(|f| f.simple().to_string()));
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum_extra::extract::CookieJar;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::jwt::TokenError;
 use super::operator::bearer;
@@ -123,8 +123,7 @@ impl FromRequestParts<AppState> for CurrentUser {
                 .get(CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            // Compare digests: equal time whatever the input.
-            if Sha256::digest(presented.as_bytes()) != Sha256::digest(expected.as_bytes()) {
+            if !crate::secrets::digest_eq(presented, &expected) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "csrf_failed",

@@ -99,6 +99,19 @@ impl ApiError {
         )
     }
 
+    /// 401 `invalid_api_key`: the `tk_…` key is unknown, revoked or expired.
+    pub fn invalid_api_key() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "The API key is unknown, revoked or expired.",
+        )
+        .with_header(
+            axum::http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(INVALID_TOKEN_CHALLENGE),
+        )
+    }
+
     /// 401 `token_expired`: the access token was valid but has expired; refresh it.
     pub fn token_expired() -> Self {
         Self::new(

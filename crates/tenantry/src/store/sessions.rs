@@ -260,9 +260,8 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        for family in families {
-            self.revoked_families().revoke(&family.simple().to_string());
-        }
+        self.revoked_families()
+            .revoke_all(families.iter().map(|f| f.simple().to_string()));
         Ok(Some(user))
     }
 
@@ -288,9 +287,8 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        for family in families {
-            self.revoked_families().revoke(&family.simple().to_string());
-        }
+        self.revoked_families()
+            .revoke_all(families.iter().map(|f| f.simple().to_string()));
         Ok(())
     }
 

@@ -121,34 +121,34 @@ impl Store {
         }
         let at = now();
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
-        let mut orgs: Vec<OrgId> = batch.iter().map(|((org, _, _), _)| *org).collect();
-        orgs.sort_unstable();
-        orgs.dedup();
-        let mut gone = Vec::new();
-        for org in orgs {
-            // An organization deleted after this check makes the insert fail on its foreign
-            // key; the batch is retried and the next check finds it gone.
-            let exists: Option<i32> = on_conn!(tx.conn(), c => sqlx::query_scalar(
-                "SELECT 1 FROM organizations WHERE id = $1",
-            )
-            .bind(org)
-            .fetch_optional(&mut *c)
-            .await)?;
-            if exists.is_none() {
-                gone.push(org);
-            }
-        }
+        let mut gone: Vec<OrgId> = Vec::new();
         for ((org, meter, day), quantity) in batch {
             if gone.contains(org) {
                 continue;
             }
+            // Written only while the organization exists: one deleted tenant must not fail
+            // the batch of every other (an organization deleted after this statement makes
+            // the batch fail on its foreign key; the retry then skips it).
             let event = UsageEvent {
                 meter: (*meter).to_owned(),
                 quantity: *quantity,
                 occurred_at: at,
                 idempotency_key: format!("{batch_key}:{meter}:{day}"),
             };
-            insert_event_on_day(&mut tx, *org, &event, &day.to_string()).await?;
+            let written = insert_event_on_day(&mut tx, *org, &event, &day.to_string()).await?;
+            // Nothing written: a retried batch already recorded it, or the organization
+            // is gone (rare; only then is it looked up).
+            if written == 0 {
+                let exists: Option<i32> = on_conn!(tx.conn(), c => sqlx::query_scalar(
+                    "SELECT 1 FROM organizations WHERE id = $1",
+                )
+                .bind(*org)
+                .fetch_optional(&mut *c)
+                .await)?;
+                if exists.is_none() {
+                    gone.push(*org);
+                }
+            }
         }
         tx.commit().await?;
         Ok(gone)
@@ -256,6 +256,8 @@ async fn insert_event(tx: &mut Tx, org: OrgId, event: &UsageEvent) -> Result<u64
     insert_event_on_day(tx, org, event, &day_of(event.occurred_at)).await
 }
 
+/// Inserts one event unless its key was recorded before or the organization no longer
+/// exists; returns how many rows were written (0 or 1).
 async fn insert_event_on_day(
     tx: &mut Tx,
     org: OrgId,
@@ -264,7 +266,8 @@ async fn insert_event_on_day(
 ) -> Result<u64, StoreError> {
     let n = on_conn!(tx.conn(), c => sqlx::query(
         "INSERT INTO usage_events (org_id, id, meter, quantity, occurred_at, day, idempotency_key, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org_id, idempotency_key) DO NOTHING",
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM organizations WHERE id = $1) \
+         ON CONFLICT (org_id, idempotency_key) DO NOTHING",
     )
     .bind(org)
     .bind(uuid::Uuid::now_v7())

@@ -202,11 +202,7 @@ pub(super) async fn list_audit_events(
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
     member.require("audit:read")?;
-    let filter = AuditFilter {
-        action: q.action,
-        after_seq: q.after,
-        limit: q.limit,
-    };
+    let filter = AuditFilter::from(q);
     Ok(Json(
         state.store.list_audit_events(&member.ctx, &filter).await?,
     ))
