@@ -12,6 +12,7 @@ use crate::auth::{Operator, OperatorOrg, OperatorPlatform};
 use crate::domain::{DisplayName, Slug};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
+use crate::http::list::List;
 use crate::ids::OrgId;
 use crate::state::AppState;
 use crate::store::audit::{AuditEvent, AuditFilter, ChainReport};
@@ -66,8 +67,10 @@ async fn create_org(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrgPage {
-    /// Return organizations after this id (the last id of the previous page).
-    pub after: Option<OrgId>,
+    /// The previous page's `next_cursor`: organizations after this id (`after` is
+    /// accepted too).
+    #[serde(alias = "after")]
+    pub cursor: Option<OrgId>,
     /// Page size, 1-200 (default 50).
     pub limit: Option<u32>,
 }
@@ -77,19 +80,22 @@ pub struct OrgPage {
     security(("operator_token" = [])),
     params(OrgPage),
     responses(
-        (status = 200, description = "A page of organizations", body = [Organization]),
+        (status = 200, description = "A page of organizations, by id", body = List<Organization>),
         (status = 401, description = "Bad operator token", body = Problem)))]
 async fn list_orgs(
     State(state): State<AppState>,
     operator: Operator,
     AppQuery(page): AppQuery<OrgPage>,
-) -> Result<Json<Vec<Organization>>, ApiError> {
-    Ok(Json(
-        state
-            .store
-            .list_all_orgs(&operator, page.after, page.limit)
-            .await?,
-    ))
+) -> Result<Json<List<Organization>>, ApiError> {
+    let orgs = state
+        .store
+        .list_all_orgs(&operator, page.cursor, page.limit)
+        .await?;
+    Ok(Json(List::page(
+        orgs,
+        crate::store::page_size(page.limit),
+        |o| o.id.to_string(),
+    )))
 }
 
 /// Gets one organization.
@@ -113,17 +119,26 @@ async fn get_org(
 pub struct AuditQuery {
     /// Only this action, e.g. `organization.created`.
     pub action: Option<String>,
-    /// Records after this sequence number (the last `seq` of the previous page).
-    pub after: Option<i64>,
+    /// The previous page's `next_cursor`: records after this sequence number (`after` is
+    /// accepted too).
+    #[serde(alias = "after")]
+    pub cursor: Option<i64>,
     /// Page size, 1-200 (default 50).
     pub limit: Option<u32>,
+}
+
+/// A page of audit records: the cursor is the last record's sequence number.
+pub(crate) fn audit_page(events: Vec<AuditEvent>, filter: &AuditFilter) -> List<AuditEvent> {
+    List::page(events, crate::store::page_size(filter.limit), |e| {
+        e.seq.to_string()
+    })
 }
 
 impl From<AuditQuery> for AuditFilter {
     fn from(q: AuditQuery) -> Self {
         AuditFilter {
             action: q.action,
-            after_seq: q.after,
+            after_seq: q.cursor,
             limit: q.limit,
         }
     }
@@ -134,16 +149,17 @@ impl From<AuditQuery> for AuditFilter {
     security(("operator_token" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), AuditQuery),
     responses(
-        (status = 200, description = "A page of audit records", body = [AuditEvent]),
+        (status = 200, description = "A page of audit records, oldest first", body = List<AuditEvent>),
         (status = 404, description = "No such organization", body = Problem)))]
 async fn list_org_audit_events(
     State(state): State<AppState>,
     OperatorOrg(ctx): OperatorOrg,
     AppQuery(q): AppQuery<AuditQuery>,
-) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+) -> Result<Json<List<AuditEvent>>, ApiError> {
     state.store.get_org(&ctx).await?;
     let filter = AuditFilter::from(q);
-    Ok(Json(state.store.list_audit_events(&ctx, &filter).await?))
+    let events = state.store.list_audit_events(&ctx, &filter).await?;
+    Ok(Json(audit_page(events, &filter)))
 }
 
 /// Recomputes an organization's audit hash chain.
@@ -167,15 +183,16 @@ async fn verify_org_audit_chain(
     security(("operator_token" = [])),
     params(AuditQuery),
     responses(
-        (status = 200, description = "A page of platform audit records", body = [AuditEvent]),
+        (status = 200, description = "A page of platform audit records, oldest first", body = List<AuditEvent>),
         (status = 401, description = "Bad operator token", body = Problem)))]
 async fn list_platform_audit_events(
     State(state): State<AppState>,
     OperatorPlatform(ctx): OperatorPlatform,
     AppQuery(q): AppQuery<AuditQuery>,
-) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+) -> Result<Json<List<AuditEvent>>, ApiError> {
     let filter = AuditFilter::from(q);
-    Ok(Json(state.store.list_audit_events(&ctx, &filter).await?))
+    let events = state.store.list_audit_events(&ctx, &filter).await?;
+    Ok(Json(audit_page(events, &filter)))
 }
 
 /// Recomputes the platform's audit hash chain.

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, Backend, TestApp};
+use crate::helpers::{assert_problem, Backend, Listed, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -89,7 +89,7 @@ async fn slugs_are_unique_case_insensitively(backend: Backend) {
         )
         .await;
     assert_problem(res, 409, "slug_taken").await;
-    let orgs: Vec<Value> = app.admin_get("/v1/admin/orgs").await.json().await.unwrap();
+    let orgs: Listed = app.admin_get("/v1/admin/orgs").await.json().await.unwrap();
     assert_eq!(orgs.len(), 1, "the losing insert left nothing behind");
 }
 
@@ -121,20 +121,33 @@ async fn lists_organizations_in_pages(backend: Backend) {
                 .to_owned(),
         );
     }
-    let first: Vec<Value> = app
+    let first: Listed = app
         .admin_get("/v1/admin/orgs?limit=2")
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(first.len(), 2);
-    let after = first[1]["id"].as_str().unwrap();
-    let rest: Vec<Value> = app
-        .admin_get(&format!("/v1/admin/orgs?after={after}&limit=50"))
+    let cursor = first
+        .next_cursor
+        .as_deref()
+        .expect("a full page names the next");
+    assert_eq!(cursor, first[1]["id"].as_str().unwrap());
+    let rest: Listed = app
+        .admin_get(&format!("/v1/admin/orgs?cursor={cursor}&limit=50"))
         .await
         .json()
         .await
         .unwrap();
+    assert_eq!(rest.next_cursor, None, "the last page");
+    // The name the original products use still works.
+    let legacy: Listed = app
+        .admin_get(&format!("/v1/admin/orgs?after={cursor}&limit=50"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(legacy.len(), rest.len());
     let mut seen: Vec<String> = first
         .iter()
         .chain(rest.iter())

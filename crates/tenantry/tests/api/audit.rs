@@ -4,7 +4,7 @@ use serde_json::Value;
 use sqlx::Connection;
 use tenantry::db::Db;
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, Listed, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -30,7 +30,7 @@ async fn creation_is_audited_with_request_facts(backend: Backend) {
     assert_eq!(res.status(), 201);
     let org: Value = res.json().await.unwrap();
     let id = org["id"].as_str().unwrap();
-    let events: Vec<Value> = app
+    let events: Listed = app
         .admin_get(&format!("/v1/admin/orgs/{id}/audit-events"))
         .await
         .json()
@@ -48,7 +48,7 @@ async fn creation_is_audited_with_request_facts(backend: Backend) {
     assert_eq!(event["user_agent"], "audit-test/1.0");
     assert_eq!(event["ip"], "127.0.0.1");
     assert_eq!(event["prev_hash"], "0".repeat(64));
-    let filtered: Vec<Value> = app
+    let filtered: Listed = app
         .admin_get(&format!(
             "/v1/admin/orgs/{id}/audit-events?action=workspace.created"
         ))
@@ -82,7 +82,7 @@ async fn chain_verifies_and_detects_tampering(backend: Backend) {
         .unwrap();
     assert_eq!(report["valid"], true, "{report}");
     assert_eq!(report["checked"], 4);
-    let events: Vec<Value> = app
+    let events: Listed = app
         .admin_get(&format!("/v1/admin/orgs/{id}/audit-events"))
         .await
         .json()

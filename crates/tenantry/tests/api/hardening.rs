@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tenantry::db::{Access, Scope};
 
-use crate::helpers::{assert_problem, Backend, TestApp};
+use crate::helpers::{assert_problem, Backend, Listed, TestApp};
 use crate::keys::key_with;
 use crate::on_both_backends;
 use crate::tenancy::{call, member, org, user};
@@ -443,7 +443,7 @@ async fn operators_read_the_platform_audit_chain(backend: Backend) {
     assert_eq!(failed.status(), 401);
     let res = app.admin_get("/v1/admin/audit-events?limit=200").await;
     assert_eq!(res.status(), 200);
-    let events: Vec<Value> = res.json().await.unwrap();
+    let events: Listed = res.json().await.unwrap();
     let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
     assert!(actions.contains(&"user.registered"), "{actions:?}");
     assert!(actions.iter().any(|a| a.contains("fail")), "{actions:?}");

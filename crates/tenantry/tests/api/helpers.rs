@@ -258,3 +258,22 @@ impl Drop for Proxy {
         }
     }
 }
+
+/// A list response: the one envelope `{"data": [...], "next_cursor": …}` and nothing else;
+/// derefs to its items.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listed {
+    /// The items.
+    pub data: Vec<Value>,
+    /// Cursor of the next page (`null` on the last).
+    pub next_cursor: Option<String>,
+}
+
+impl std::ops::Deref for Listed {
+    type Target = Vec<Value>;
+
+    fn deref(&self) -> &Vec<Value> {
+        &self.data
+    }
+}

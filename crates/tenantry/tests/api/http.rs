@@ -136,7 +136,7 @@ async fn malformed_and_mistyped_json_are_4xx_problems(backend: Backend) {
     let body = assert_problem(res, 422, "validation_failed").await;
     assert_eq!(body["errors"][0]["field"], "slug");
     // Nothing was written by any of these.
-    let orgs: Vec<serde_json::Value> = app.admin_get("/v1/admin/orgs").await.json().await.unwrap();
+    let orgs: crate::helpers::Listed = app.admin_get("/v1/admin/orgs").await.json().await.unwrap();
     assert!(orgs.is_empty());
 }
 

@@ -6,7 +6,7 @@ use tenantry::auth::TenantCtx;
 use tenantry::ids::OrgId;
 use tenantry::store::audit::AuditFilter;
 
-use crate::helpers::{assert_problem, Backend, TestApp};
+use crate::helpers::{assert_problem, Backend, Listed, TestApp};
 use crate::on_both_backends;
 use crate::smtp::{token_in, SmtpSink};
 
@@ -251,7 +251,7 @@ async fn cookie_sessions_need_csrf_and_are_capped(backend: Backend) {
     assert_problem(get_me(oldest).await.unwrap(), 401, "invalid_token").await;
     assert_eq!(get_me(middle.clone()).await.unwrap().status(), 200);
 
-    let sessions: Vec<Value> = app
+    let sessions: Listed = app
         .client
         .get(app.url("/v1/me/sessions"))
         .header(COOKIE, &newest)
@@ -295,7 +295,7 @@ async fn cookie_sessions_need_csrf_and_are_capped(backend: Backend) {
 
     // Revoking a session by id, and logout through the cookie.
     let (other, _) = start_session(&app, "ann@example.com").await;
-    let list: Vec<Value> = app
+    let list: Listed = app
         .client
         .get(app.url("/v1/me/sessions"))
         .header(COOKIE, &other)

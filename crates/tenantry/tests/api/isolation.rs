@@ -6,7 +6,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, Backend, TestApp};
+use crate::helpers::{assert_problem, Backend, Listed, TestApp};
 use crate::on_both_backends;
 use crate::tenancy::{call, member, org, user};
 
@@ -47,7 +47,7 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
     .json()
     .await
     .unwrap();
-    let members: Vec<Value> = call(
+    let members: Listed = call(
         &app,
         Some(&owner_a),
         Method::GET,
@@ -331,7 +331,7 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
         assert_problem(res, 404, "not_found").await;
     }
     // Everything of A is intact after the whole matrix.
-    let ws_list: Vec<Value> = call(
+    let ws_list: Listed = call(
         &app,
         Some(&owner_a),
         Method::GET,
@@ -343,7 +343,7 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(ws_list.len(), 1);
-    let mine: Vec<Value> = call(&app, Some(&owner_b), Method::GET, "/v1/orgs", None)
+    let mine: Listed = call(&app, Some(&owner_b), Method::GET, "/v1/orgs", None)
         .await
         .json()
         .await

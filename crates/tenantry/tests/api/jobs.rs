@@ -14,7 +14,7 @@ use tenantry::store::jobs::{Enqueued, Job, NewJob};
 use tenantry::store::Store;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{assert_problem, Backend, TestApp, TestDatabase};
+use crate::helpers::{assert_problem, Backend, Listed, TestApp, TestDatabase};
 use crate::on_both_backends;
 use crate::tenancy::{call, member, org, user};
 
@@ -154,7 +154,7 @@ async fn enqueue_run_and_idempotency(backend: Backend) {
         &app,
         Some(&owner),
         Method::GET,
-        format!("{path}?limit=3&before={cursor}"),
+        format!("{path}?limit=3&cursor={cursor}"),
         None,
     )
     .await
@@ -184,7 +184,7 @@ async fn enqueue_run_and_idempotency(backend: Backend) {
     )
     .await;
     assert_problem(res, 422, "validation_failed").await;
-    let audit: Vec<Value> = call(
+    let audit: Listed = call(
         &app,
         Some(&owner),
         Method::GET,
@@ -245,7 +245,7 @@ async fn retries_dead_letters_cancel_and_retry(backend: Backend) {
             .contains("failing on purpose"),
         "{dead}"
     );
-    let audit: Vec<Value> = call(
+    let audit: Listed = call(
         &app,
         Some(&owner),
         Method::GET,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, Backend, TestApp};
+use crate::helpers::{assert_problem, Backend, Listed, TestApp};
 use crate::on_both_backends;
 use crate::tenancy::{call, member, org, user};
 
@@ -58,7 +58,7 @@ async fn audited(app: &TestApp, token: &str, org: &str, action: &str) -> usize {
     .json()
     .await
     .unwrap();
-    events
+    events["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -88,7 +88,7 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     assert_eq!(created["org_id"], acme.as_str());
 
     // The secret is never shown again, nor stored.
-    let listed: Vec<Value> = call(
+    let listed: Listed = call(
         &app,
         Some(&owner),
         Method::GET,
@@ -263,7 +263,7 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     .json()
     .await
     .unwrap();
-    let events = events.as_array().unwrap();
+    let events = events["data"].as_array().unwrap();
     let find = |action: &str| {
         events
             .iter()
@@ -335,7 +335,7 @@ async fn invalid_revoked_expired_and_foreign_keys_are_refused(backend: Backend) 
     let absent = assert_problem(res, 404, "not_found").await;
     assert_eq!(body["detail"], absent["detail"]);
     // A key id of another organization is missing here too.
-    let foreign_keys: Vec<Value> = call(
+    let foreign_keys: Listed = call(
         &app,
         Some(&other_owner),
         Method::GET,
@@ -369,7 +369,7 @@ async fn invalid_revoked_expired_and_foreign_keys_are_refused(backend: Backend) 
     assert_eq!(res.status(), 200, "the foreign key still works at home");
 
     // Revoked: refused at once, even though verified keys are cached.
-    let keys: Vec<Value> = call(
+    let keys: Listed = call(
         &app,
         Some(&owner),
         Method::GET,

@@ -201,7 +201,7 @@ async fn two_instances_share_limits_through_redis(backend: Backend) {
         assert_problem(res, 429, "rate_limited").await;
     }
     // Revocation on one instance holds on the other (no key cache in this test).
-    let keys: Vec<serde_json::Value> = call(
+    let keys: crate::helpers::Listed = call(
         &app,
         Some(&owner),
         Method::GET,

@@ -50,7 +50,7 @@ async fn database_outage_is_503_and_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(recovered, "ready again without restart");
-    let orgs: Vec<serde_json::Value> = app.admin_get("/v1/admin/orgs").await.json().await.unwrap();
+    let orgs: crate::helpers::Listed = app.admin_get("/v1/admin/orgs").await.json().await.unwrap();
     assert_eq!(orgs.len(), 1, "data intact");
 }
 

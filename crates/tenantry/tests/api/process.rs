@@ -152,7 +152,7 @@ async fn list_orgs(config: &tenantry::config::Config) -> Vec<String> {
     let addr = app.local_addr().unwrap();
     let token = app.shutdown_token();
     let server = tokio::spawn(app.run());
-    let orgs: Vec<serde_json::Value> = reqwest::Client::new()
+    let orgs: crate::helpers::Listed = reqwest::Client::new()
         .get(format!("http://{addr}/v1/admin/orgs"))
         .bearer_auth(config.internal_admin_token.expose())
         .send()

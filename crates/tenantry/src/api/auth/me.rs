@@ -14,6 +14,7 @@ use crate::auth::user::{csrf_token, session_cookie_name};
 use crate::auth::{CurrentUser, Via};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
+use crate::http::list::List;
 use crate::http::meta::request_meta;
 use crate::ids::SessionId;
 use crate::secrets::{random_token, token_hash};
@@ -159,17 +160,17 @@ pub struct SessionItem {
 /// The signed-in user's live sessions.
 #[utoipa::path(get, path = "/v1/me/sessions", tag = "auth",
     security(("bearer" = []), ("session" = [])),
-    responses((status = 200, description = "Sessions, newest first", body = [SessionItem])))]
+    responses((status = 200, description = "Sessions, newest first", body = List<SessionItem>)))]
 pub(super) async fn list_sessions(
     State(state): State<AppState>,
     user: CurrentUser,
-) -> Result<Json<Vec<SessionItem>>, ApiError> {
+) -> Result<Json<List<SessionItem>>, ApiError> {
     let sessions = state.store.list_sessions(user.id).await?;
     let current = match user.via {
         Via::Session(id) => Some(id),
         Via::Token { .. } => None,
     };
-    Ok(Json(
+    Ok(Json(List::all(
         sessions
             .into_iter()
             .map(|s| SessionItem {
@@ -177,7 +178,7 @@ pub(super) async fn list_sessions(
                 session: s,
             })
             .collect(),
-    ))
+    )))
 }
 
 /// Revokes one of the signed-in user's sessions.

@@ -13,6 +13,7 @@ use crate::auth::{api_key, OrgMember};
 use crate::domain::DisplayName;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
+use crate::http::list::List;
 use crate::ids::{ApiKeyId, OrgId};
 use crate::rbac;
 use crate::state::AppState;
@@ -186,13 +187,15 @@ pub(super) async fn create_api_key(
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/api-keys", tag = "api-keys",
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
-    responses((status = 200, description = "Keys, newest first", body = [ApiKey])))]
+    responses((status = 200, description = "Keys, newest first", body = List<ApiKey>)))]
 pub(super) async fn list_api_keys(
     State(state): State<AppState>,
     member: OrgMember,
-) -> Result<Json<Vec<ApiKey>>, ApiError> {
+) -> Result<Json<List<ApiKey>>, ApiError> {
     member.require("api_keys:read")?;
-    Ok(Json(state.store.list_api_keys(&member.ctx).await?))
+    Ok(Json(List::all(
+        state.store.list_api_keys(&member.ctx).await?,
+    )))
 }
 
 /// One API key (`api_keys:read`).

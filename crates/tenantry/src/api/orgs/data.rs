@@ -7,13 +7,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::OrgMember;
 use crate::domain::DisplayName;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
+use crate::http::list::List;
 use crate::ids::{DataItemId, OrgId};
 use crate::state::AppState;
 use crate::store::data::DataItem;
@@ -61,22 +62,14 @@ pub struct DataItemIn {
     pub value: serde_json::Value,
 }
 
-/// A page of items.
-#[derive(Serialize, ToSchema)]
-pub struct DataPage {
-    /// Items, newest first.
-    pub data: Vec<DataItem>,
-    /// Pass as `before` for the next page; absent on the last page.
-    pub next_cursor: Option<DataItemId>,
-}
-
 /// Listing parameters.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DataQuery {
-    /// Items older than this id (the previous page's `next_cursor`).
-    pub before: Option<DataItemId>,
+    /// The previous page's `next_cursor`: items older than it (`before` is accepted too).
+    #[serde(alias = "before")]
+    pub cursor: Option<DataItemId>,
     /// Page size, 1-200 (default 50).
     pub limit: Option<u32>,
 }
@@ -129,24 +122,21 @@ pub(super) async fn create_item(
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), DataQuery),
     responses(
-        (status = 200, description = "Items", body = DataPage),
+        (status = 200, description = "Items, newest first", body = List<DataItem>),
         (status = 429, description = "`rate_limited` or `quota_exceeded`", body = Problem)))]
 pub(super) async fn list_items(
     State(state): State<AppState>,
     member: OrgMember,
     AppQuery(q): AppQuery<DataQuery>,
-) -> Result<Json<DataPage>, ApiError> {
+) -> Result<Json<List<DataItem>>, ApiError> {
     member.require("data:read")?;
     metered(&state, &member).await?;
     let limit = crate::store::page_size(q.limit);
     let data = state
         .store
-        .list_data_items(&member.ctx, q.before, q.limit)
+        .list_data_items(&member.ctx, q.cursor, q.limit)
         .await?;
-    let next_cursor = (i64::try_from(data.len()).unwrap_or(0) == limit)
-        .then(|| data.last().map(|i| i.id))
-        .flatten();
-    Ok(Json(DataPage { data, next_cursor }))
+    Ok(Json(List::page(data, limit, |i| i.id.to_string())))
 }
 
 /// One item (`data:read`; metered).

@@ -11,6 +11,7 @@ use crate::auth::{CurrentUser, OrgMember};
 use crate::domain::Email;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
+use crate::http::list::List;
 use crate::ids::{InvitationId, OrgId};
 use crate::secrets::{random_token, token_hash};
 use crate::state::AppState;
@@ -114,13 +115,15 @@ pub(super) async fn create_invitation(
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/invitations", tag = "members",
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
-    responses((status = 200, description = "Invitations", body = [Invitation])))]
+    responses((status = 200, description = "Invitations", body = List<Invitation>)))]
 pub(super) async fn list_invitations(
     State(state): State<AppState>,
     member: OrgMember,
-) -> Result<Json<Vec<Invitation>>, ApiError> {
+) -> Result<Json<List<Invitation>>, ApiError> {
     member.require("members:invite")?;
-    Ok(Json(state.store.list_invitations(&member.ctx).await?))
+    Ok(Json(List::all(
+        state.store.list_invitations(&member.ctx).await?,
+    )))
 }
 
 /// Revokes a pending invitation (`members:invite`).

@@ -4,12 +4,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::OrgMember;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
+use crate::http::list::List;
 use crate::ids::{JobId, OrgId};
 use crate::state::AppState;
 use crate::store::jobs::{Enqueued, Job, JobFilter, NewJob};
@@ -39,14 +40,6 @@ pub struct JobIn {
 }
 
 /// A page of jobs.
-#[derive(Serialize, ToSchema)]
-pub struct JobPage {
-    /// Jobs, newest first.
-    pub data: Vec<Job>,
-    /// Pass as `before` for the next page; absent on the last page.
-    pub next_cursor: Option<JobId>,
-}
-
 /// Listing filters.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -54,8 +47,9 @@ pub struct JobPage {
 pub struct JobQuery {
     /// Only jobs in this status.
     pub status: Option<String>,
-    /// Jobs older than this id (the previous page's `next_cursor`).
-    pub before: Option<JobId>,
+    /// The previous page's `next_cursor`: jobs older than it (`before` is accepted too).
+    #[serde(alias = "before")]
+    pub cursor: Option<JobId>,
     /// Page size, 1-200 (default 50).
     pub limit: Option<u32>,
 }
@@ -149,12 +143,12 @@ pub(super) async fn enqueue_job(
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/jobs", tag = "jobs",
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), JobQuery),
-    responses((status = 200, description = "A page of jobs", body = JobPage)))]
+    responses((status = 200, description = "A page of jobs, newest first", body = List<Job>)))]
 pub(super) async fn list_jobs(
     State(state): State<AppState>,
     member: OrgMember,
     AppQuery(q): AppQuery<JobQuery>,
-) -> Result<Json<JobPage>, ApiError> {
+) -> Result<Json<List<Job>>, ApiError> {
     member.require("jobs:read")?;
     if let Some(status) = &q.status {
         if !STATUSES.contains(&status.as_str()) {
@@ -167,14 +161,11 @@ pub(super) async fn list_jobs(
     let limit = crate::store::page_size(q.limit);
     let filter = JobFilter {
         status: q.status,
-        before: q.before,
+        before: q.cursor,
         limit: q.limit,
     };
     let data = state.store.list_jobs(&member.ctx, &filter).await?;
-    let next_cursor = (i64::try_from(data.len()).unwrap_or(0) == limit)
-        .then(|| data.last().map(|j| j.id))
-        .flatten();
-    Ok(Json(JobPage { data, next_cursor }))
+    Ok(Json(List::page(data, limit, |j| j.id.to_string())))
 }
 
 /// One job (`jobs:read`).

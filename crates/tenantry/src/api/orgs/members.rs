@@ -10,6 +10,7 @@ use super::{ensure_grantable, parse_role};
 use crate::auth::OrgMember;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
+use crate::http::list::List;
 use crate::ids::{OrgId, UserId};
 use crate::state::AppState;
 use crate::store::members::Member;
@@ -32,13 +33,15 @@ impl MemberPath {
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/members", tag = "members",
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
-    responses((status = 200, description = "Members", body = [Member])))]
+    responses((status = 200, description = "Members", body = List<Member>)))]
 pub(super) async fn list_members(
     State(state): State<AppState>,
     member: OrgMember,
-) -> Result<Json<Vec<Member>>, ApiError> {
+) -> Result<Json<List<Member>>, ApiError> {
     member.require("members:read")?;
-    Ok(Json(state.store.list_members(&member.ctx).await?))
+    Ok(Json(List::all(
+        state.store.list_members(&member.ctx).await?,
+    )))
 }
 
 /// Changes a member's role (`members:update`; only owners touch the owner role; a role

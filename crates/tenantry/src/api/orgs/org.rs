@@ -11,6 +11,7 @@ use crate::auth::{CurrentUser, OrgMember};
 use crate::domain::{DisplayName, Slug};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
+use crate::http::list::List;
 use crate::ids::OrgId;
 use crate::rbac::{self, CatalogOut};
 use crate::state::AppState;
@@ -66,12 +67,12 @@ pub(super) async fn create_org(
 /// The organizations the caller belongs to, with their role in each.
 #[utoipa::path(get, path = "/v1/orgs", tag = "organizations",
     security(("bearer" = []), ("session" = [])),
-    responses((status = 200, description = "Organizations", body = [MyOrganization])))]
+    responses((status = 200, description = "Organizations", body = List<MyOrganization>)))]
 pub(super) async fn list_my_orgs(
     State(state): State<AppState>,
     user: CurrentUser,
-) -> Result<Json<Vec<MyOrganization>>, ApiError> {
-    Ok(Json(state.store.my_orgs(user.id).await?))
+) -> Result<Json<List<MyOrganization>>, ApiError> {
+    Ok(Json(List::all(state.store.my_orgs(user.id).await?)))
 }
 
 /// One organization (`org:read`).
@@ -194,16 +195,15 @@ pub(super) async fn change_plan(
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), AuditQuery),
     responses(
-        (status = 200, description = "Audit records", body = [AuditEvent]),
+        (status = 200, description = "A page of audit records, oldest first", body = List<AuditEvent>),
         (status = 403, description = "Missing permission", body = Problem)))]
 pub(super) async fn list_audit_events(
     State(state): State<AppState>,
     member: OrgMember,
     AppQuery(q): AppQuery<AuditQuery>,
-) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+) -> Result<Json<List<AuditEvent>>, ApiError> {
     member.require("audit:read")?;
     let filter = AuditFilter::from(q);
-    Ok(Json(
-        state.store.list_audit_events(&member.ctx, &filter).await?,
-    ))
+    let events = state.store.list_audit_events(&member.ctx, &filter).await?;
+    Ok(Json(crate::api::admin::audit_page(events, &filter)))
 }

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::auth::OrgMember;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
+use crate::http::list::List;
 use crate::ids::{OrgId, RoleId};
 use crate::rbac;
 use crate::state::AppState;
@@ -120,13 +121,13 @@ pub(super) async fn create_role(
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/roles", tag = "roles",
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
-    responses((status = 200, description = "Custom roles", body = [Role])))]
+    responses((status = 200, description = "Custom roles", body = List<Role>)))]
 pub(super) async fn list_roles(
     State(state): State<AppState>,
     member: OrgMember,
-) -> Result<Json<Vec<Role>>, ApiError> {
+) -> Result<Json<List<Role>>, ApiError> {
     member.require("roles:read")?;
-    Ok(Json(state.store.list_roles(&member.ctx).await?))
+    Ok(Json(List::all(state.store.list_roles(&member.ctx).await?)))
 }
 
 /// One custom role (`roles:read`).

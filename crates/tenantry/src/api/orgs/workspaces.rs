@@ -11,6 +11,7 @@ use crate::auth::OrgMember;
 use crate::domain::{DisplayName, Slug};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
+use crate::http::list::List;
 use crate::ids::{OrgId, UserId, WorkspaceId};
 use crate::state::AppState;
 use crate::store::workspaces::Workspace;
@@ -79,13 +80,15 @@ pub(super) async fn create_workspace(
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/workspaces", tag = "workspaces",
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
-    responses((status = 200, description = "Workspaces", body = [Workspace])))]
+    responses((status = 200, description = "Workspaces", body = List<Workspace>)))]
 pub(super) async fn list_workspaces(
     State(state): State<AppState>,
     member: OrgMember,
-) -> Result<Json<Vec<Workspace>>, ApiError> {
+) -> Result<Json<List<Workspace>>, ApiError> {
     member.require("workspaces:read")?;
-    Ok(Json(state.store.list_workspaces(&member.ctx).await?))
+    Ok(Json(List::all(
+        state.store.list_workspaces(&member.ctx).await?,
+    )))
 }
 
 /// One workspace (`workspaces:read`, in the organization or the workspace).
