@@ -263,6 +263,11 @@ pub fn router(state: AppState) -> Router {
                     StatusCode::SERVICE_UNAVAILABLE,
                     timeout,
                 ))
+                // Inside the timeout: a request cut off at commit leaves its key claimed.
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::http::idempotency::idempotent_creates,
+                ))
                 .layer(DefaultBodyLimit::max(body_limit)),
         )
         .with_state(state)

@@ -8,6 +8,7 @@ pub mod member;
 mod operator;
 pub mod password;
 pub mod revocation;
+pub mod sender;
 mod tenant;
 pub mod user;
 

@@ -291,6 +291,7 @@ fn conflict_detail(code: &str) -> &'static str {
         "invitation_not_pending" => "The invitation was already accepted or revoked.",
         "job_state" => "The job is not in a state that allows this.",
         "api_key_inactive" => "The API key is revoked or expired.",
+        "idempotency_key_in_use" => "A request with this Idempotency-Key is being processed, or was processed and its response was not recorded; it will not run twice.",
         _ => "The request conflicts with the current state.",
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod list;
 pub mod meta;
 pub mod middleware;

@@ -116,6 +116,9 @@ pub fn declare_common_responses(spec: &mut utoipa::openapi::OpenApi) {
         let probe = matches!(path.as_str(), "/health" | "/ready" | "/metrics");
         let has_id = path.contains('{');
         let in_org = path.starts_with("/v1/orgs/{org_id}");
+        if let Some(post) = item.post.as_mut().filter(|_| path.starts_with("/v1/")) {
+            declare_idempotency_key(post);
+        }
         for operation in [
             &mut item.get,
             &mut item.put,
@@ -181,6 +184,40 @@ pub fn declare_common_responses(spec: &mut utoipa::openapi::OpenApi) {
             );
         }
     }
+}
+
+/// The optional `Idempotency-Key` header of a creating request, and its outcomes.
+fn declare_idempotency_key(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    let params = operation.parameters.get_or_insert_with(Vec::new);
+    if !params
+        .iter()
+        .any(|p| p.name.eq_ignore_ascii_case("idempotency-key"))
+    {
+        params.push(
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(utoipa::openapi::Required::False)
+                .description(Some(
+                    "Makes the request safe to retry for 24 hours: the same key and request replay \
+                     the first response (`Idempotent-Replayed: true`); a change that committed never runs twice.",
+                ))
+                .schema(Some(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::String)
+                        .max_length(Some(255)),
+                ))
+                .build(),
+        );
+    }
+    let responses = &mut operation.responses.responses;
+    responses.entry("409".to_owned()).or_insert_with(|| {
+        problem_response("`idempotency_key_in_use` (the request with this key runs, or ran without a recorded response) or `idempotent_response_withheld` (its response carried a secret)")
+    });
+    responses.entry("422".to_owned()).or_insert_with(|| {
+        problem_response("`idempotency_key_reused`: the key was used with another request")
+    });
 }
 
 fn problem_response(

@@ -90,7 +90,8 @@ impl JobHandler for EmailDispatchJob {
     }
 }
 
-/// `usage.rollup`: adds usage events to the daily totals. Periodic; internal. Safe to run
+/// `usage.rollup`: adds usage events to the daily totals and forgets idempotency keys older
+/// than 24 hours. Periodic; internal. Safe to run
 /// twice at once: each event is rolled up exactly once.
 pub struct UsageRollupJob;
 
@@ -111,6 +112,12 @@ impl JobHandler for UsageRollupJob {
             .rollup_usage()
             .await
             .map_err(|e| crate::http::error::error_chain(&e))?;
-        Ok(serde_json::json!({ "events": events }))
+        // The same periodic housekeeping forgets idempotency keys past their 24 hours.
+        let keys = ctx
+            .store
+            .prune_idempotency_keys()
+            .await
+            .map_err(|e| crate::http::error::error_chain(&e))?;
+        Ok(serde_json::json!({ "events": events, "idempotency_keys_pruned": keys }))
     }
 }

@@ -192,6 +192,8 @@ pub(crate) async fn append(
     meta: &RequestMeta,
     entry: AuditEntry,
 ) -> Result<AuditEvent, StoreError> {
+    // A request's first audited change also claims its idempotency key, atomically.
+    super::idempotency::claim_in(tx).await?;
     on_conn!(tx.conn(), c => sqlx::query(
         "INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (org_id) DO NOTHING",
     )

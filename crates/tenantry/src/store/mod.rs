@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod data;
 mod error;
+pub mod idempotency;
 pub mod identity;
 pub mod invitations;
 pub mod jobs;

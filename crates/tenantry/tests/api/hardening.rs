@@ -27,6 +27,8 @@ on_both_backends!(
     operators_read_the_platform_audit_chain,
     production_locks_metrics_plans_and_cookies,
     sign_out_and_reuse_revoke_access_tokens_at_once,
+    creating_requests_are_idempotent,
+    concurrent_requests_with_one_key_create_once,
 );
 
 /// An organization with one stored data item; returns (owner token, org id, key, item path).
@@ -612,4 +614,119 @@ async fn sqlite_files_are_private() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{name}");
     }
+}
+
+async fn creating_requests_are_idempotent(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    let post = |path: String, key: &str, body: Value| {
+        app.client
+            .post(app.url(&path))
+            .bearer_auth(&owner)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let workspaces = format!("/v1/orgs/{acme}/workspaces");
+    let first = post(workspaces.clone(), "k1", json!({"name": "W", "slug": "ws"}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let created: Value = first.json().await.unwrap();
+    let again = post(workspaces.clone(), "k1", json!({"name": "W", "slug": "ws"}))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        created,
+        "the same response"
+    );
+    let listed: crate::helpers::Listed = call(&app, Some(&owner), Method::GET, &workspaces, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().filter(|w| w["slug"] == "ws").count(),
+        1,
+        "created once"
+    );
+    // The same key for another request.
+    let other = post(workspaces.clone(), "k1", json!({"name": "X", "slug": "xs"}))
+        .await
+        .unwrap();
+    assert_problem(other, 422, "idempotency_key_reused").await;
+    // Another sender's key space is its own.
+    let bob = user(&app, "bob@example.com").await;
+    let bobs = org(&app, &bob, "bobs").await;
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/orgs/{bobs}/workspaces")))
+        .bearer_auth(&bob)
+        .header("idempotency-key", "k1")
+        .json(&json!({"name": "W", "slug": "ws"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().get("idempotent-replayed").is_none());
+    // A secret is shown once: the replay is withheld, and no second key exists.
+    let keys = format!("/v1/orgs/{acme}/api-keys");
+    let body = json!({"name": "ci", "scopes": ["data:read"]});
+    let res = post(keys.clone(), "k2", body.clone()).await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.json::<Value>().await.unwrap()["secret"].is_string());
+    let res = post(keys.clone(), "k2", body).await.unwrap();
+    assert_problem(res, 409, "idempotent_response_withheld").await;
+    let listed: crate::helpers::Listed = call(&app, Some(&owner), Method::GET, &keys, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let res = post(
+        workspaces,
+        &"k".repeat(256),
+        json!({"name": "Y", "slug": "ys"}),
+    )
+    .await
+    .unwrap();
+    assert_problem(res, 400, "invalid_idempotency_key").await;
+}
+
+async fn concurrent_requests_with_one_key_create_once(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    let path = format!("/v1/orgs/{acme}/data");
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let request = app
+            .client
+            .post(app.url(&path))
+            .bearer_auth(&owner)
+            .header("idempotency-key", "same")
+            .json(&json!({"name": "once"}));
+        requests.spawn(async move { request.send().await.unwrap().status().as_u16() });
+    }
+    let statuses = requests.join_all().await;
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&201), "{statuses:?}");
+    let listed: crate::helpers::Listed = call(&app, Some(&owner), Method::GET, &path, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "one item whatever the interleaving");
 }
