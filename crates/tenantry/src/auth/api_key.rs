@@ -211,56 +211,28 @@ impl KeyCache {
 }
 
 /// On PostgreSQL, drops cached keys as soon as any instance revokes or rotates them
-/// (`NOTIFY tenantry_api_keys`); reconnects after errors until `stop`. Without it (or
-/// while reconnecting) the cache time bounds how long another instance trusts a key.
+/// (`NOTIFY tenantry_api_keys`), until `stop`. Without it (or while reconnecting) the cache
+/// time bounds how long another instance trusts a key; anything revoked while no one
+/// listened is forgotten wholesale on every (re)connection.
 pub fn follow_key_changes(
     db: crate::db::Db,
     cache: KeyCache,
     stop: tokio_util::sync::CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let crate::db::Db::Postgres(service) = db else {
-        return None;
-    };
     if cache.ttl.is_zero() {
         return None;
     }
-    // A connection of its own, outside the service pool, which it would otherwise hold
-    // for good (LISTEN needs no row access, so no role switch either).
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_lazy_with((*service.connect_options()).clone());
-    Some(tokio::spawn(async move {
-        while !stop.is_cancelled() {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                Err(err) = listen_for_changes(&pool, &cache) => {
-                    tracing::warn!(error = %err, "API key change notifications interrupted; reconnecting");
-                }
-            }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-        pool.close().await;
-    }))
-}
-
-/// Forgets each announced key until the connection fails.
-async fn listen_for_changes(
-    pool: &sqlx::PgPool,
-    cache: &KeyCache,
-) -> Result<std::convert::Infallible, sqlx::Error> {
-    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-    listener
-        .listen(crate::store::api_keys::KEY_CHANGES_CHANNEL)
-        .await?;
-    // Anything revoked while no one listened is forgotten wholesale.
-    cache.forget_all();
-    loop {
-        let change = listener.recv().await?;
-        cache.forget(change.payload());
-    }
+    let forget = cache.clone();
+    crate::db::notify::follow(
+        &db,
+        crate::store::api_keys::KEY_CHANGES_CHANNEL,
+        stop,
+        move || {
+            forget.forget_all();
+            std::future::ready(Ok(()))
+        },
+        move |prefix| cache.forget(prefix),
+    )
 }
 
 #[cfg(test)]

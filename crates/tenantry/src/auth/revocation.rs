@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::db::Db;
 use crate::store::{Store, StoreError};
 
 /// `NOTIFY` channel announcing a revoked family (payload: its id, 32 hex digits).
@@ -73,51 +72,25 @@ impl RevokedFamilies {
         Ok(())
     }
 
-    /// On PostgreSQL, adds every family another instance revokes (`NOTIFY`); reconnects
-    /// after errors, re-reading the recent revocations each time, until `stop`.
+    /// On PostgreSQL, adds every family another instance revokes (`NOTIFY`), re-reading
+    /// the recent revocations on every (re)connection, until `stop`.
     pub fn follow(
         &self,
         store: Store,
         stop: tokio_util::sync::CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        let Db::Postgres(service) = store.db() else {
-            return None;
-        };
-        // A connection of its own, outside the service pool (LISTEN needs no row access).
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect_lazy_with((*service.connect_options()).clone());
-        let families = self.clone();
-        Some(tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    Err(err) = families.listen(&pool, &store) => {
-                        tracing::warn!(error = %crate::http::error::error_chain(&err), "revocation notifications interrupted; reconnecting");
-                    }
-                }
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-            pool.close().await;
-        }))
-    }
-
-    async fn listen(
-        &self,
-        pool: &sqlx::PgPool,
-        store: &Store,
-    ) -> Result<std::convert::Infallible, StoreError> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-        listener.listen(REVOKED_FAMILIES_CHANNEL).await?;
-        // Whatever was revoked while no one listened.
-        self.load(store).await?;
-        loop {
-            let revoked = listener.recv().await?;
-            self.revoke(revoked.payload());
-        }
+        let (loader, families) = (self.clone(), self.clone());
+        let db = store.db().clone();
+        crate::db::notify::follow(
+            &db,
+            REVOKED_FAMILIES_CHANNEL,
+            stop,
+            move || {
+                let (loader, store) = (loader.clone(), store.clone());
+                async move { loader.load(&store).await }
+            },
+            move |family| families.revoke(family),
+        )
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod connect;
 mod guard;
+pub mod notify;
 
 use std::time::Duration;
 
@@ -192,7 +193,14 @@ impl Db {
         let probe = async {
             match self {
                 Db::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
-                Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()),
+                // Guarded: a probe abandoned at its timeout must not leave the connection
+                // waiting on a silent peer inside the pool.
+                Db::Postgres(pool) => {
+                    let mut conn = PgConn::dirty(pool.acquire().await?);
+                    sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                    conn.set_clean();
+                    Ok(())
+                }
             }
         };
         match tokio::time::timeout(timeout, probe).await {

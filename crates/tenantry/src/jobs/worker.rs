@@ -367,36 +367,15 @@ async fn enqueue_periodic(store: &Store, config: &WorkerConfig) {
 }
 
 /// On PostgreSQL, forwards `NOTIFY tenantry_jobs` to `wake` so enqueues anywhere start
-/// work at once.
+/// work at once (the poll interval covers any notification missed while reconnecting).
 fn listen(db: Db, wake: Arc<Notify>, stop: CancellationToken) -> Option<JoinHandle<()>> {
-    let Db::Postgres(pool) = db else { return None };
-    Some(tokio::spawn(async move {
-        while !stop.is_cancelled() {
-            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-                Ok(l) => l,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot LISTEN for jobs; polling");
-                    tokio::select! { () = stop.cancelled() => return, () = tokio::time::sleep(Duration::from_secs(5)) => continue }
-                }
-            };
-            if let Err(err) = listener.listen(NOTIFY_CHANNEL).await {
-                tracing::warn!(error = %err, "cannot LISTEN for jobs; polling");
-                tokio::select! { () = stop.cancelled() => return, () = tokio::time::sleep(Duration::from_secs(5)) => continue }
-            }
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    msg = listener.recv() => match msg {
-                        Ok(_) => wake.notify_one(),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "job notifications interrupted; reconnecting");
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }))
+    crate::db::notify::follow(
+        &db,
+        NOTIFY_CHANNEL,
+        stop,
+        || std::future::ready(Ok(())),
+        move |_| wake.notify_one(),
+    )
 }
 
 #[cfg(test)]
