@@ -237,6 +237,7 @@ pub fn api_parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The complete router with every layer.
 pub fn router(state: AppState) -> Router {
     let (api, spec) = api_parts();
+    let declared = crate::http::query::DeclaredQueries::from_spec(&spec);
     let request_id = HeaderName::from_static(crate::http::meta::REQUEST_ID);
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit_bytes;
@@ -254,6 +255,9 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::middleware::from_fn(middleware::render_problems))
                 .layer(axum::middleware::from_fn(middleware::no_store))
                 .layer(axum::middleware::from_fn(middleware::track_metrics))
+                .layer(axum::middleware::from_fn(move |req, next| {
+                    crate::http::query::refuse_unknown_query(declared.clone(), req, next)
+                }))
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     middleware::limit_requests,

@@ -7,3 +7,4 @@ pub mod list;
 pub mod meta;
 pub mod middleware;
 pub mod openapi;
+pub mod query;

@@ -29,6 +29,7 @@ on_both_backends!(
     sign_out_and_reuse_revoke_access_tokens_at_once,
     creating_requests_are_idempotent,
     concurrent_requests_with_one_key_create_once,
+    unknown_query_parameters_are_refused,
 );
 
 /// An organization with one stored data item; returns (owner token, org id, key, item path).
@@ -729,4 +730,41 @@ async fn concurrent_requests_with_one_key_create_once(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(listed.len(), 1, "one item whatever the interleaving");
+}
+
+async fn unknown_query_parameters_are_refused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let owner = user(&app, "owner@example.com").await;
+    let acme = org(&app, &owner, "acme").await;
+    let get = |path: String| call(&app, Some(&owner), Method::GET, path, None);
+    // An operation without query parameters, and a list with its own.
+    let body = assert_problem(
+        get(format!("/v1/orgs/{acme}/members?role=admin")).await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("`role`"),
+        "{body}"
+    );
+    let body = assert_problem(
+        get(format!("/v1/orgs/{acme}/audit-events?actor=x&limit=5")).await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("`actor`"),
+        "{body}"
+    );
+    assert_eq!(
+        get(format!("/v1/orgs/{acme}/audit-events?limit=5"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(get(format!("/v1/orgs/{acme}/members")).await.status(), 200);
 }
