@@ -109,8 +109,8 @@ impl Modify for SecuritySchemes {
 /// Declares on every operation the errors the shared layers can answer, where the
 /// operation does not declare them itself: 503 (a dependency is down) and 429 (rate
 /// limits) everywhere but the probes; 401 where credentials are required; 403 and 404
-/// under an organization or an id in the path; 400, 413, 415 and 422 where there is a body
-/// or a query. Each with the problem details body.
+/// under an organization or an id in the path; 400 everywhere (unknown query parameters);
+/// 413 and 415 where there is a body, 422 where there is a body or a query. Each with the problem details body.
 pub fn declare_common_responses(spec: &mut utoipa::openapi::OpenApi) {
     for (path, item) in spec.paths.paths.iter_mut() {
         let probe = matches!(path.as_str(), "/health" | "/ready" | "/metrics");
@@ -168,8 +168,9 @@ pub fn declare_common_responses(spec: &mut utoipa::openapi::OpenApi) {
             );
             declare(
                 "400",
-                "`malformed_json`, `invalid_query` or `invalid_characters` (NUL)",
-                has_body || has_query,
+                "`invalid_query` (a query parameter the operation does not declare), `malformed_json`, \
+                 `invalid_characters` (NUL) or `invalid_idempotency_key`",
+                !probe,
             );
             declare("413", "`payload_too_large`", has_body);
             declare(
@@ -179,9 +180,11 @@ pub fn declare_common_responses(spec: &mut utoipa::openapi::OpenApi) {
             );
             declare(
                 "422",
-                "`invalid_body` or `validation_failed` (with `errors`)",
-                has_body,
+                "`invalid_body` or `validation_failed` (with `errors`): a body or query value \
+                 breaks a rule",
+                has_body || has_query,
             );
+            problems_as_problem_json(&mut operation.responses);
         }
     }
 }
@@ -218,6 +221,24 @@ fn declare_idempotency_key(operation: &mut utoipa::openapi::path::Operation) {
     responses.entry("422".to_owned()).or_insert_with(|| {
         problem_response("`idempotency_key_reused`: the key was used with another request")
     });
+}
+
+/// Error responses declared by handlers (`body = Problem`) are served as
+/// `application/problem+json`, and declared so.
+fn problems_as_problem_json(responses: &mut utoipa::openapi::Responses) {
+    for (status, response) in responses.responses.iter_mut() {
+        let utoipa::openapi::RefOr::T(response) = response else {
+            continue;
+        };
+        if !(status.starts_with('4') || status.starts_with('5')) {
+            continue;
+        }
+        if let Some(content) = response.content.shift_remove("application/json") {
+            response
+                .content
+                .insert(super::error::PROBLEM_JSON.to_owned(), content);
+        }
+    }
 }
 
 fn problem_response(
