@@ -10,7 +10,10 @@ use crate::helpers::{assert_problem, Backend, Listed, TestApp};
 use crate::on_both_backends;
 use crate::tenancy::{call, member, org, user};
 
-on_both_backends!(every_org_endpoint_isolates_tenants);
+on_both_backends!(
+    every_org_endpoint_isolates_tenants,
+    every_documented_org_operation_hides_other_tenants,
+);
 
 async fn every_org_endpoint_isolates_tenants(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
@@ -370,4 +373,85 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
             assert_eq!(n, 0, "unscoped read of {table} must see nothing");
         }
     }
+}
+
+/// The two-tenant authorization fuzzer over the OpenAPI document: every operation under
+/// `/v1/orgs/{org_id}`, including ones added later, called by the owner of another
+/// organization and by its all-powerful API key, answers exactly as for an organization
+/// that does not exist (status, code and detail), whatever the ids and the body.
+async fn every_documented_org_operation_hides_other_tenants(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let owner_a = user(&app, "owner-a@example.com").await;
+    let owner_b = user(&app, "owner-b@example.com").await;
+    let a = org(&app, &owner_a, "org-a").await;
+    let b = org(&app, &owner_b, "org-b").await;
+    let all: Vec<&str> = tenantry::rbac::CATALOG.iter().map(|(p, _)| *p).collect();
+    let key_b: Value = call(
+        &app,
+        Some(&owner_b),
+        Method::POST,
+        &format!("/v1/orgs/{b}/api-keys"),
+        Some(json!({"name": "B", "scopes": all})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let key_b = key_b["secret"].as_str().unwrap().to_owned();
+    let missing = format!("org_{}", "0".repeat(32));
+    let spec: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        if !template.starts_with("/v1/orgs/{org_id}") {
+            continue;
+        }
+        for (method, _) in item.as_object().unwrap() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            // Any other id of the right shape: the organization is resolved first.
+            let fill = |org: &str| {
+                template
+                    .replace("{org_id}", org)
+                    .replace("{ws_id}", &format!("ws_{}", "1".repeat(32)))
+                    .replace("{user_id}", &format!("usr_{}", "2".repeat(32)))
+                    .replace("{role_id}", &format!("rol_{}", "3".repeat(32)))
+                    .replace("{invitation_id}", &format!("inv_{}", "4".repeat(32)))
+                    .replace("{job_id}", &format!("job_{}", "5".repeat(32)))
+                    .replace("{key_id}", &format!("key_{}", "6".repeat(32)))
+                    .replace("{item_id}", &format!("item_{}", "7".repeat(32)))
+            };
+            let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
+            for token in [&owner_b, &key_b] {
+                let send =
+                    |org: &str| call(&app, Some(token), method.clone(), fill(org), body.clone());
+                let foreign = send(&a).await;
+                let absent = send(&missing).await;
+                let what = format!("{method} {template}");
+                assert_eq!(foreign.status(), 404, "{what}");
+                assert_eq!(absent.status(), 404, "{what}");
+                let (mut foreign, mut absent): (Value, Value) =
+                    (foreign.json().await.unwrap(), absent.json().await.unwrap());
+                foreign.as_object_mut().unwrap().remove("request_id");
+                absent.as_object_mut().unwrap().remove("request_id");
+                assert_eq!(
+                    foreign, absent,
+                    "{what}: another tenant's organization is detectable"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 80,
+        "only {checked} calls: the document lost its organization operations?"
+    );
 }
