@@ -209,7 +209,9 @@ fn declare_idempotency_key(operation: &mut utoipa::openapi::path::Operation) {
                 .schema(Some(
                     utoipa::openapi::ObjectBuilder::new()
                         .schema_type(utoipa::openapi::schema::Type::String)
-                        .max_length(Some(255)),
+                        .min_length(Some(1))
+                        .max_length(Some(255))
+                        .pattern(Some("^[\\x20-\\x7E]+$")),
                 ))
                 .build(),
         );

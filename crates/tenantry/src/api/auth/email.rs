@@ -121,6 +121,7 @@ pub(super) async fn verify_email(
 #[serde(deny_unknown_fields)]
 pub struct ResetRequestIn {
     /// The account's email.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
@@ -176,6 +177,7 @@ pub struct ResetIn {
     /// The token from the link.
     pub token: String,
     /// The new password.
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 

@@ -236,6 +236,7 @@ pub struct ChangePasswordIn {
     /// The current password.
     pub current_password: String,
     /// The new password.
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 

@@ -25,10 +25,17 @@ use crate::store::identity::{LoginAttempt, Refresh, User};
 #[serde(deny_unknown_fields)]
 pub struct RegisterIn {
     /// Email address (unique, case-insensitively).
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// 8-128 characters, not a common password.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// Creates this organization, owned by the new user, in the same transaction.
     pub org: Option<crate::api::orgs::NewOrgIn>,
@@ -41,6 +48,7 @@ pub struct RegisterIn {
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
     /// Email address.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// Password.
     pub password: String,

@@ -30,6 +30,11 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyIn {
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// Permissions of the key: a non-empty subset of the creator's own.
     #[schema(value_type = Vec<String>)]

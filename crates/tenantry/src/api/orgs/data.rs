@@ -56,6 +56,11 @@ pub(crate) async fn metered(state: &AppState, member: &OrgMember) -> Result<(), 
 #[serde(deny_unknown_fields)]
 pub struct DataItemIn {
     /// Name, 1-100 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// Any JSON value, up to 64 KiB.
     #[serde(default)]

@@ -26,6 +26,7 @@ const INVITATION_TTL_DAYS: i64 = 7;
 #[serde(deny_unknown_fields)]
 pub struct InvitationIn {
     /// Address to invite.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// Role on acceptance: built-in name or custom role id.
     pub role: String,

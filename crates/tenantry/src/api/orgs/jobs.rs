@@ -33,9 +33,11 @@ pub struct JobIn {
     /// Earliest start (RFC 3339); default now.
     pub run_at: Option<DateTime<Utc>>,
     /// Runs allowed, 1-100 (default 5).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<i32>,
     /// Idempotency key (or the `Idempotency-Key` header): the same key and request return
     /// the original job; the same key with another request is refused.
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
 }
 

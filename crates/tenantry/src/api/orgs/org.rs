@@ -31,8 +31,18 @@ pub(super) async fn permission_catalog() -> Json<CatalogOut> {
 #[serde(deny_unknown_fields)]
 pub struct NewOrgIn {
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// Unique slug.
+    #[schema(
+        min_length = 2,
+        max_length = 63,
+        pattern = "^[a-z0-9][a-z0-9-]*[a-z0-9]$"
+    )]
     pub slug: String,
 }
 
@@ -95,8 +105,18 @@ pub(super) async fn get_org(
 #[serde(deny_unknown_fields)]
 pub struct OrgPatch {
     /// New name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: Option<String>,
     /// New slug.
+    #[schema(
+        min_length = 2,
+        max_length = 63,
+        pattern = "^[a-z0-9][a-z0-9-]*[a-z0-9]$"
+    )]
     pub slug: Option<String>,
 }
 
@@ -158,6 +178,7 @@ pub(super) async fn delete_org(
 #[serde(deny_unknown_fields)]
 pub struct PlanIn {
     /// `free`, `pro` or `enterprise`.
+    #[schema(pattern = "^(free|pro|enterprise|FREE|PRO|ENTERPRISE)$")]
     pub plan: String,
 }
 

@@ -20,6 +20,11 @@ use crate::store::roles::Role;
 #[serde(deny_unknown_fields)]
 pub struct RoleDefIn {
     /// Name, unique in the organization.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: String,
     /// Description.
     #[serde(default)]
@@ -33,6 +38,11 @@ pub struct RoleDefIn {
 #[serde(deny_unknown_fields)]
 pub struct RolePatch {
     /// New name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub name: Option<String>,
     /// New description.
     pub description: Option<String>,

@@ -33,6 +33,7 @@ const MAX_RANGE_DAYS: i64 = 366;
 #[serde(deny_unknown_fields)]
 pub struct UsageEventsIn {
     /// 1-1000 events.
+    #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<UsageEventIn>,
 }
 
@@ -42,14 +43,17 @@ pub struct UsageEventsIn {
 pub struct UsageEventIn {
     /// Meter name: lowercase letters, digits, `_ . : -`, starting with a letter, at most 64
     /// characters. `api_calls` is reserved for the service's own metering.
+    #[schema(pattern = "^[a-z][a-z0-9_.:-]{0,63}$")]
     pub meter: String,
     /// Amount, 0 to 10^12 (default 1).
     #[serde(default = "one")]
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub quantity: i64,
     /// When it happened (RFC 3339; default now): at most 35 days ago, not in the future.
     pub timestamp: Option<DateTime<Utc>>,
     /// Unique per organization, 1-255 characters: an event whose key was recorded before is
     /// ignored, so a client can retry a batch safely.
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: String,
 }
 
