@@ -67,7 +67,7 @@ pub async fn run() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let org = orgs[0]["id"].as_str().context("no org")?.to_owned();
+    let org = orgs["data"][0]["id"].as_str().context("no org")?.to_owned();
     let key: serde_json::Value = client
         .post(format!("{base}/v1/orgs/{org}/api-keys"))
         .bearer_auth(&access)

@@ -15,6 +15,12 @@ on_both_backends!(
     every_documented_org_operation_hides_other_tenants,
 );
 
+/// An API key of `org` holding every permission of the catalog.
+async fn all_powerful_key(app: &TestApp, owner: &str, org: &str) -> String {
+    let all: Vec<&str> = tenantry::rbac::CATALOG.iter().map(|(p, _)| *p).collect();
+    crate::keys::key_with(app, owner, org, &all).await
+}
+
 async fn every_org_endpoint_isolates_tenants(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
@@ -89,20 +95,7 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
         .json()
         .await
         .unwrap();
-    // An API key of B holding every permission.
-    let all: Vec<&str> = tenantry::rbac::CATALOG.iter().map(|(p, _)| *p).collect();
-    let key_b: Value = call(
-        &app,
-        Some(&owner_b),
-        Method::POST,
-        &format!("/v1/orgs/{b}/api-keys"),
-        Some(json!({"name": "B", "scopes": all})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let key_b = key_b["secret"].as_str().unwrap();
+    let key_b = &all_powerful_key(&app, &owner_b, &b).await;
     let (ws, role, inv, key, item) = (
         ws["id"].as_str().unwrap(),
         role["id"].as_str().unwrap(),
@@ -387,19 +380,7 @@ async fn every_documented_org_operation_hides_other_tenants(backend: Backend) {
     let owner_b = user(&app, "owner-b@example.com").await;
     let a = org(&app, &owner_a, "org-a").await;
     let b = org(&app, &owner_b, "org-b").await;
-    let all: Vec<&str> = tenantry::rbac::CATALOG.iter().map(|(p, _)| *p).collect();
-    let key_b: Value = call(
-        &app,
-        Some(&owner_b),
-        Method::POST,
-        &format!("/v1/orgs/{b}/api-keys"),
-        Some(json!({"name": "B", "scopes": all})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let key_b = key_b["secret"].as_str().unwrap().to_owned();
+    let key_b = all_powerful_key(&app, &owner_b, &b).await;
     let missing = format!("org_{}", "0".repeat(32));
     let spec: Value = app
         .client
