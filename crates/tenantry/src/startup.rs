@@ -253,7 +253,6 @@ pub fn router(state: AppState) -> Router {
                 .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(axum::middleware::from_fn(middleware::render_problems))
-                .layer(axum::middleware::from_fn(middleware::no_store))
                 .layer(axum::middleware::from_fn(middleware::track_metrics))
                 .layer(axum::middleware::from_fn(move |req, next| {
                     crate::http::query::refuse_unknown_query(declared.clone(), req, next)

@@ -17,7 +17,22 @@ const MAX_DETAIL_BYTES: usize = 2048;
 
 /// Writes every error response as problem+json: [`ApiError`]s from handlers and
 /// extractors, and bare error statuses from the framework (404, 405, 408, panics).
+///
+/// It also sets `Cache-Control: no-store` on every API response (`/v1/…`) that sets no
+/// policy of its own: they carry tokens, secrets shown once and tenant data, which no
+/// shared or browser cache may keep. (One layer for both: this one sees every response.)
 pub async fn render_problems(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/v1/");
+    let mut response = render(req, next).await;
+    if api && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn render(req: Request, next: Next) -> Response {
     let request_id = req
         .headers()
         .get(REQUEST_ID)
@@ -76,20 +91,6 @@ fn problem_response(err: &ApiError, request_id: Option<String>, original: Respon
     }
     parts.extensions.remove::<ApiError>();
     Response::from_parts(parts, Body::from(body))
-}
-
-/// `Cache-Control: no-store` on every API response (`/v1/…`) that sets no policy of its
-/// own: they carry tokens, secrets shown once and tenant data, which no shared or browser
-/// cache may keep.
-pub async fn no_store(req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/v1/");
-    let mut response = next.run(req).await;
-    if api && !response.headers().contains_key(header::CACHE_CONTROL) {
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    response
 }
 
 /// Records `http_requests_total` and `http_request_duration_seconds` per route template
