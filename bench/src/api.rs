@@ -27,7 +27,7 @@ const CLIENTS: usize = 16;
 const CONNECTIONS: u32 = 16;
 const SECS: u64 = 10;
 
-pub async fn run() -> anyhow::Result<()> {
+pub(crate) async fn run() -> anyhow::Result<()> {
     let pgbench = pgbench_select_only()?;
     let db = TestDatabase::create(Backend::Postgres)
         .await

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tenantry::config::Config;
-use tenantry::jobs::{Registry, Worker};
-use tenantry::store::jobs::NewJob;
+use tenantry::jobs::{EchoJob, JobHandler as _, Registry, Worker};
 use tenantry::store::Store;
 use tenantry::testing::{Backend, TestDatabase};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 const JOBS: i64 = 100_000;
 const CONNECTIONS: u32 = 16;
 
-pub async fn run() -> anyhow::Result<()> {
+pub(crate) async fn run() -> anyhow::Result<()> {
     let db = TestDatabase::create(Backend::Postgres)
         .await
         .ok_or_else(|| anyhow::anyhow!("PostgreSQL unreachable"))?;
@@ -157,13 +156,8 @@ async fn latency(owner: &sqlx::PgPool, store: &Store, config: &Config) -> anyhow
     tokio::time::sleep(Duration::from_millis(500)).await;
     let n = 2_000;
     for i in 0..n {
-        let job = NewJob {
-            kind: "echo".into(),
-            payload: serde_json::json!({"message": i.to_string()}),
-            run_at: None,
-            max_attempts: 3,
-            idempotency_key: None,
-        };
+        let mut job = EchoJob::job(serde_json::json!({"message": i.to_string()}));
+        job.max_attempts = 3;
         store.enqueue_system_job(&job).await?;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -7,6 +7,11 @@
 //! 2. Latency of an authenticated read (`GET /v1/me`) without and during a login storm
 //!    (argon2id at OWASP cost on every attempt): p50/p99 and the ratio.
 
+#![expect(
+    clippy::as_conversions,
+    reason = "statistics: counts and indexes of samples as f64 and back"
+)]
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{read_environment, Config, Mode};
+use crate::config::{read_environment, Config};
 use crate::startup::{api_parts, connect_and_migrate, Application};
 
 /// Tenantry: the multi-tenant SaaS backend in one binary.
@@ -186,11 +186,6 @@ fn cancel_on_signal(token: CancellationToken) {
         tracing::info!("shutdown signal received");
         token.cancel();
     });
-}
-
-/// True when demo data may be created.
-pub fn seeding_allowed(config: &Config) -> bool {
-    config.mode != Mode::Production
 }
 
 #[cfg(test)]

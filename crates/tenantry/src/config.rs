@@ -8,7 +8,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::rbac::Plan;
 use crate::secrets;
+pub use crate::secrets::Secret;
 
 /// Whether the process runs as a developer convenience or as a production service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,28 +28,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// A secret string: never printed by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is used.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
 }
 
 /// The validated configuration of one process.
@@ -433,7 +413,7 @@ impl Config {
             }
         }
         let mut problems = r.problems;
-        let config = secrets::resolve(config, vars, &mut problems);
+        let config = resolve_secrets(config, vars, &mut problems);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -500,13 +480,13 @@ fn read_limits(r: &mut Reader<'_>) -> LimitsConfig {
 
 impl LimitsConfig {
     /// The organization rate of `plan`.
-    pub fn org_rate(&self, plan: &str) -> Rate {
-        self.org[crate::rbac::plans::index(plan)]
+    pub fn org_rate(&self, plan: Plan) -> Rate {
+        self.org[plan.index()]
     }
 
     /// Monthly API calls allowed on `plan` (`None` = unlimited).
-    pub fn api_calls_quota(&self, plan: &str) -> Option<u64> {
-        Some(self.api_calls_quota[crate::rbac::plans::index(plan)]).filter(|q| *q > 0)
+    pub fn api_calls_quota(&self, plan: Plan) -> Option<u64> {
+        Some(self.api_calls_quota[plan.index()]).filter(|q| *q > 0)
     }
 }
 
@@ -585,9 +565,72 @@ fn parse_db_url(r: &mut Reader<'_>, key: &str, default: Option<&str>) -> Option<
     }
 }
 
+/// Fills the config's secrets from `vars`, generating missing ones in development mode.
+/// Problems are appended to `problems`, one per variable.
+fn resolve_secrets(
+    mut config: Config,
+    vars: &HashMap<String, String>,
+    problems: &mut Vec<String>,
+) -> Config {
+    let mut stored = HashMap::new();
+    if config.mode == Mode::Development
+        && secrets::REQUIRED
+            .iter()
+            .any(|k| vars.get(*k).is_none_or(|v| v.trim().is_empty()))
+    {
+        match secrets::load_or_create(&config.data_dir) {
+            Ok(values) => stored = values,
+            Err(e) => problems.push(format!(
+                "DATA_DIR: cannot keep generated secrets in {}: {e}",
+                config.data_dir.display()
+            )),
+        }
+    }
+    let mut pick = |key: &str| -> Secret {
+        let value = vars
+            .get(key)
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| stored.get(key))
+            .cloned()
+            .unwrap_or_default();
+        if let Some(why) = secrets::weakness(&value) {
+            problems.push(format!("{key}: {why}"));
+        }
+        Secret::new(value)
+    };
+    config.session_secret = pick("SESSION_SECRET");
+    config.internal_admin_token = pick("INTERNAL_ADMIN_TOKEN");
+    config.auth.jwt_signing_secret = pick("JWT_SIGNING_SECRET");
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn development_generates_once_with_private_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let vars: HashMap<String, String> = [(
+            "DATA_DIR".to_owned(),
+            dir.path().to_str().unwrap().to_owned(),
+        )]
+        .into();
+        let first = Config::from_vars(&vars).unwrap();
+        let second = Config::from_vars(&vars).unwrap();
+        assert_eq!(first.session_secret, second.session_secret);
+        assert_ne!(first.session_secret, first.internal_admin_token);
+        assert_eq!(first.session_secret.expose().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(secrets::DEV_SECRETS_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -35,11 +35,6 @@ macro_rules! id_type {
                 Self(Uuid::now_v7())
             }
 
-            /// Wraps an existing UUID.
-            pub fn from_uuid(uuid: Uuid) -> Self {
-                Self(uuid)
-            }
-
             /// The underlying UUID.
             pub fn as_uuid(&self) -> Uuid {
                 self.0

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::state::RedisHandle;
+use crate::db::cache::RedisHandle;
 
 /// A rate: `limit` requests per `window`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +82,8 @@ fn gcra(rate: Rate, tat: Duration) -> (Decision, Option<Duration>) {
         };
         return (decision, None);
     }
-    let remaining = (burst.saturating_sub(new_tat).as_nanos() / interval.as_nanos()) as u32;
+    let remaining = u32::try_from(burst.saturating_sub(new_tat).as_nanos() / interval.as_nanos())
+        .unwrap_or(u32::MAX);
     let decision = Decision {
         allowed: true,
         limit: rate.limit,
@@ -164,7 +165,7 @@ impl RateLimiter {
         if let Some((redis, prefix)) = &self.redis {
             // After a failure Redis is left alone for a while: an unreachable Redis must
             // not add its timeouts to every request.
-            let now = self.started.elapsed().as_millis() as u64;
+            let now = whole_units(self.started.elapsed().as_millis());
             if now
                 >= self
                     .redis_retry_at
@@ -174,7 +175,7 @@ impl RateLimiter {
                     Ok(decision) => return Some(decision),
                     Err(err) => {
                         self.redis_retry_at.store(
-                            now + REDIS_BACKOFF.as_millis() as u64,
+                            now + whole_units(REDIS_BACKOFF.as_millis()),
                             std::sync::atomic::Ordering::Relaxed,
                         );
                         self.warn_once_a_minute(&err);
@@ -207,24 +208,35 @@ impl RateLimiter {
             let (interval, burst) = rate.cells();
             invocation
                 .key(format!("{prefix}rl:{key}"))
-                .arg(interval.as_micros() as u64)
-                .arg(burst.as_micros() as u64);
+                .arg(whole_units(interval.as_micros()))
+                .arg(whole_units(burst.as_micros()));
         }
         let mut conn = redis.connection().await?;
         let out: Vec<i64> = invocation.invoke_async(&mut conn).await?;
         let mut combined: Option<Decision> = None;
         for (i, (_, rate)) in limits.iter().enumerate() {
-            let tat = out.get(i + 1).copied().unwrap_or(0).max(0);
-            let (decision, _) = gcra(*rate, Duration::from_micros(tat as u64));
+            let tat = out.get(i + 1).copied().ok_or_else(|| {
+                redis::RedisError::from((
+                    redis::ErrorKind::TypeError,
+                    "rate-limit script answered fewer values than limits",
+                ))
+            })?;
+            let (decision, _) = gcra(*rate, Duration::from_micros(tat.max(0).unsigned_abs()));
             combined = Some(combined.map_or(decision, |c| c.stricter(decision)));
         }
         combined.ok_or_else(|| (redis::ErrorKind::TypeError, "empty limiter reply").into())
     }
 }
 
+/// A count of milliseconds or microseconds as the `u64` Redis and atomics take, saturating
+/// (`u64` microseconds last 584,000 years).
+fn whole_units(n: u128) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 /// In-process GCRA limiter keyed by string.
 #[derive(Debug, Default)]
-pub struct Limiter {
+pub(crate) struct Limiter {
     state: Mutex<State>,
 }
 
@@ -236,18 +248,19 @@ struct State {
 
 impl Limiter {
     /// A limiter with no history.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Counts one request for `key` against `rate`, at `now`.
-    pub fn check_at(&self, key: &str, rate: Rate, now: Instant) -> Decision {
+    #[cfg(test)]
+    fn check_at(&self, key: &str, rate: Rate, now: Instant) -> Decision {
         self.check_many_at(&[(key, rate)], now)
     }
 
     /// Counts one request against every `(key, rate)` at `now`, or against none of them
     /// when any refuses; returns the decision to report.
-    pub fn check_many_at(&self, limits: &[(&str, Rate)], now: Instant) -> Decision {
+    pub(crate) fn check_many_at(&self, limits: &[(&str, Rate)], now: Instant) -> Decision {
         // A poisoned lock only means another thread panicked mid-check; the map is intact.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.checks_since_sweep += 1;

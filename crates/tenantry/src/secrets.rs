@@ -7,13 +7,11 @@ use std::path::Path;
 
 use rand::RngCore;
 
-use crate::config::{Config, Mode, Secret};
-
 /// File in the data directory holding generated development secrets.
 pub const DEV_SECRETS_FILE: &str = "secrets.env";
 
 /// Secrets the process needs, by variable name.
-const REQUIRED: [&str; 3] = [
+pub(crate) const REQUIRED: [&str; 3] = [
     "SESSION_SECRET",
     "INTERNAL_ADMIN_TOKEN",
     "JWT_SIGNING_SECRET",
@@ -29,47 +27,30 @@ const KNOWN_WEAK: [&str; 6] = [
     "development",
 ];
 
-/// Fills the config's secrets from `vars`, generating missing ones in development mode.
-/// Problems are appended to `problems`, one per variable.
-pub fn resolve(
-    mut config: Config,
-    vars: &HashMap<String, String>,
-    problems: &mut Vec<String>,
-) -> Config {
-    let mut stored = HashMap::new();
-    if config.mode == Mode::Development && REQUIRED.iter().any(|k| blank(vars.get(*k))) {
-        match load_or_create(&config.data_dir) {
-            Ok(values) => stored = values,
-            Err(e) => problems.push(format!(
-                "DATA_DIR: cannot keep generated secrets in {}: {e}",
-                config.data_dir.display()
-            )),
-        }
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
     }
-    let mut pick = |key: &str| -> Secret {
-        let value = vars
-            .get(key)
-            .filter(|v| !v.trim().is_empty())
-            .or_else(|| stored.get(key))
-            .cloned()
-            .unwrap_or_default();
-        if let Some(why) = weakness(&value) {
-            problems.push(format!("{key}: {why}"));
-        }
-        Secret::new(value)
-    };
-    config.session_secret = pick("SESSION_SECRET");
-    config.internal_admin_token = pick("INTERNAL_ADMIN_TOKEN");
-    config.auth.jwt_signing_secret = pick("JWT_SIGNING_SECRET");
-    config
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
-fn blank(value: Option<&String>) -> bool {
-    value.is_none_or(|v| v.trim().is_empty())
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// Why a secret is unacceptable, if it is.
-fn weakness(value: &str) -> Option<&'static str> {
+pub(crate) fn weakness(value: &str) -> Option<&'static str> {
     if value.is_empty() {
         return Some("is required (at least 32 random characters)");
     }
@@ -89,7 +70,8 @@ fn weakness(value: &str) -> Option<&'static str> {
     None
 }
 
-fn load_or_create(dir: &Path) -> std::io::Result<HashMap<String, String>> {
+/// The development secrets kept in `dir`, generating (and keeping) the missing ones.
+pub(crate) fn load_or_create(dir: &Path) -> std::io::Result<HashMap<String, String>> {
     let path = dir.join(DEV_SECRETS_FILE);
     let mut values: HashMap<String, String> = HashMap::new();
     if path.exists() {
@@ -162,30 +144,6 @@ pub fn token_hash(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn development_generates_once_with_private_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let vars: HashMap<String, String> = [(
-            "DATA_DIR".to_owned(),
-            dir.path().to_str().unwrap().to_owned(),
-        )]
-        .into();
-        let first = Config::from_vars(&vars).unwrap();
-        let second = Config::from_vars(&vars).unwrap();
-        assert_eq!(first.session_secret, second.session_secret);
-        assert_ne!(first.session_secret, first.internal_admin_token);
-        assert_eq!(first.session_secret.expose().len(), 64);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(DEV_SECRETS_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-    }
 
     #[test]
     fn weak_values_are_named() {

@@ -21,8 +21,8 @@ const DEMO_PASSWORD: &str = "password123";
 /// Creates organization "Acme" (slug `acme`, workspace "Core") owned by
 /// `owner@example.com`, with `admin@example.com` and `member@example.com` as members, all
 /// with password `password123`. Does nothing if the owner exists.
-pub async fn run(config: &Config) -> anyhow::Result<()> {
-    if !crate::cli::seeding_allowed(config) {
+pub(crate) async fn run(config: &Config) -> anyhow::Result<()> {
+    if config.mode == crate::config::Mode::Production {
         bail!("seed is refused in production mode (TENANTRY_ENV=production)");
     }
     let store = Store::new(connect_and_migrate(config).await?);

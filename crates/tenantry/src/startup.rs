@@ -24,13 +24,14 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::auth::jwt::KeyRing;
 use crate::auth::password::Hasher;
 use crate::config::Config;
+use crate::db::cache::RedisHandle;
 use crate::db::{self, Db};
 use crate::http::error::ApiError;
 use crate::http::middleware;
 use crate::http::openapi::ApiDoc;
 use crate::jobs::{Registry, Worker};
 use crate::ratelimit::RateLimiter;
-use crate::state::{AppState, RedisHandle};
+use crate::state::AppState;
 use crate::store::Store;
 
 /// A built application, bound to its port, not yet serving.
@@ -259,7 +260,7 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
-                    middleware::limit_requests,
+                    crate::http::ratelimit::limit_requests,
                 ))
                 .layer(CatchPanicLayer::custom(middleware::panic_response))
                 .layer(TimeoutLayer::with_status_code(

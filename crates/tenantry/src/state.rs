@@ -1,10 +1,9 @@
 //! The application state shared by every handler.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::Notify;
 
 use crate::auth::jwt::KeyRing;
 use crate::auth::password::Hasher;
@@ -41,7 +40,7 @@ pub struct Shared {
     /// Storage.
     pub store: Store,
     /// Redis, when `REDIS_URL` is set.
-    pub redis: Option<Arc<RedisHandle>>,
+    pub redis: Option<Arc<crate::db::cache::RedisHandle>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// Access-token keys.
@@ -63,49 +62,6 @@ pub struct Shared {
 impl AppState {
     /// Has a worker deliver queued mail now.
     pub async fn request_mail_delivery(&self) {
-        crate::mail::request_delivery(&self.store, &self.job_wake).await;
-    }
-}
-
-/// A lazily connected, self-reconnecting Redis connection.
-pub struct RedisHandle {
-    client: redis::Client,
-    manager: OnceCell<redis::aio::ConnectionManager>,
-}
-
-impl RedisHandle {
-    /// A handle that connects on first use.
-    pub fn new(url: &str) -> redis::RedisResult<Self> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
-            manager: OnceCell::new(),
-        })
-    }
-
-    /// The shared connection, connecting first if needed.
-    pub async fn connection(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
-        self.manager
-            .get_or_try_init(|| async {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Duration::from_secs(2))
-                    .set_response_timeout(Duration::from_secs(2))
-                    .set_number_of_retries(1);
-                redis::aio::ConnectionManager::new_with_config(self.client.clone(), config).await
-            })
-            .await
-            .cloned()
-    }
-
-    /// Checks Redis answers `PING` within `timeout`.
-    pub async fn ping(&self, timeout: Duration) -> Result<(), String> {
-        let probe = async {
-            let mut conn = self.connection().await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        };
-        match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".to_owned()),
-        }
+        crate::jobs::EmailDispatchJob::request_now(&self.store, &self.job_wake).await;
     }
 }

@@ -17,7 +17,7 @@ const BUFFERED_LINES: usize = 16_384;
 /// closed stderr (a pipe nobody reads) never blocks a request, a job or the shutdown: when
 /// the buffer is full, lines are dropped. Keep the guard until exit; dropping it flushes
 /// what is buffered (waiting at most a second).
-pub fn init(level: &str, format: LogFormat) -> Option<WorkerGuard> {
+pub(crate) fn init(level: &str, format: LogFormat) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
@@ -38,4 +38,16 @@ pub fn init(level: &str, format: LogFormat) -> Option<WorkerGuard> {
             .try_init(),
     };
     installed.is_ok().then_some(guard)
+}
+
+/// An error and its causes on one line, for logs.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

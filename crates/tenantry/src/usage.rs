@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::api_key::KeyCache;
 use crate::config::LimitsConfig;
 use crate::ids::OrgId;
+use crate::rbac::Plan;
 use crate::store::usage::MeteredBatch;
 use crate::store::{now, Store, StoreError};
 
@@ -85,7 +86,7 @@ struct State {
 }
 
 struct OrgUsage {
-    plan: String,
+    plan: Plan,
     /// First day of the month the totals are for.
     month: NaiveDate,
     /// Stored total at the last trusted refresh plus what this instance wrote since.
@@ -177,8 +178,9 @@ impl Meter {
         let Some(usage) = state.orgs.get_mut(&org).filter(|o| o.month == month) else {
             return Err(Refusal::Store(StoreError::NotFound));
         };
-        if let Some(limit) = self.inner.limits.api_calls_quota(&usage.plan) {
-            let used = u64::try_from(usage.total()).unwrap_or(0);
+        if let Some(limit) = self.inner.limits.api_calls_quota(usage.plan) {
+            // Totals are never negative (the store refuses to read one).
+            let used = usage.total().max(0).unsigned_abs();
             if used >= limit {
                 return Err(Refusal::Quota(QuotaExceeded {
                     limit,
@@ -207,7 +209,7 @@ impl Meter {
         // Trusted only if no write of this instance overlapped the read.
         let trusted = quiet_before == Some(state.writes_started);
         let usage = state.orgs.entry(org).or_insert_with(|| OrgUsage {
-            plan: plan.clone(),
+            plan,
             month,
             stored,
             inflight: 0,
@@ -314,7 +316,7 @@ impl Meter {
                     () = tokio::time::sleep(every) => false,
                 };
                 if let Err(err) = meter.flush().await {
-                    tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot write usage; will retry");
+                    tracing::warn!(error = %crate::telemetry::error_chain(&err), "cannot write usage; will retry");
                 }
                 if stopping {
                     return;

@@ -32,7 +32,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 /// A new organization.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrgIn {
+pub(crate) struct OrgIn {
     /// Display name, 1-100 characters.
     #[schema(
         min_length = 1,
@@ -76,7 +76,7 @@ async fn create_org(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct OrgPage {
+pub(crate) struct OrgPage {
     /// The previous page's `next_cursor`: organizations after this id (`after` is
     /// accepted too).
     #[serde(alias = "after")]
@@ -221,7 +221,7 @@ async fn verify_platform_audit_chain(
 /// An operator's plan change.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AdminPlanIn {
+pub(crate) struct AdminPlanIn {
     /// `free`, `pro` or `enterprise`.
     #[schema(pattern = "^(free|pro|enterprise)$")]
     pub plan: String,
@@ -247,7 +247,7 @@ async fn set_org_plan(
     OperatorOrg(ctx): OperatorOrg,
     AppJson(body): AppJson<AdminPlanIn>,
 ) -> Result<Json<Organization>, ApiError> {
-    let plan = crate::rbac::plans::parse(&body.plan)
-        .ok_or_else(|| ApiError::validation("plan", "must be free, pro or enterprise"))?;
+    let plan =
+        crate::rbac::Plan::from_input(&body.plan).map_err(|m| ApiError::validation("plan", m))?;
     Ok(Json(state.store.set_plan(&ctx, plan, body.force).await?))
 }

@@ -27,7 +27,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 /// Liveness answer.
 #[derive(Serialize, ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// Always `ok`.
     pub status: &'static str,
     /// Version of the running binary.
@@ -46,7 +46,7 @@ async fn health() -> Json<Health> {
 
 /// Readiness answer.
 #[derive(Serialize, ToSchema)]
-pub struct Ready {
+pub(crate) struct Ready {
     /// `ready`.
     pub status: &'static str,
     /// Result per dependency: `ok`, `not_configured` or the failure.
@@ -55,7 +55,7 @@ pub struct Ready {
 
 /// Result per dependency.
 #[derive(Serialize, ToSchema)]
-pub struct Checks {
+pub(crate) struct Checks {
     /// The database.
     pub database: String,
     /// Redis.
@@ -135,7 +135,7 @@ async fn metrics(
         Db::Postgres(pool) => (pool.size(), pool.num_idle()),
     };
     metrics::gauge!("db_pool_connections").set(f64::from(size));
-    metrics::gauge!("db_pool_idle_connections").set(idle as f64);
+    metrics::gauge!("db_pool_idle_connections").set(u32::try_from(idle).unwrap_or(u32::MAX));
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ids::{ApiKeyId, OrgId};
 use crate::ratelimit::Rate;
-use crate::rbac::{self, Permissions};
+use crate::rbac::{Permissions, Plan};
 use crate::store::api_keys::KeyCredential;
 use crate::store::{now, Store, StoreError};
 
@@ -77,12 +77,13 @@ pub struct VerifiedKey {
     /// Its own rate, if any.
     pub rate: Option<Rate>,
     /// The organization's plan.
-    pub plan: String,
+    pub plan: Plan,
 }
 
 struct Cached {
     credential: KeyCredential,
     scopes: Permissions,
+    rate: Option<Rate>,
     fetched: Instant,
 }
 
@@ -130,14 +131,15 @@ impl KeyCache {
                 let Some(credential) = store.api_key_credential(prefix).await? else {
                     return Ok(None);
                 };
-                let scopes = serde_json::from_str::<Vec<String>>(&credential.scopes)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|s| rbac::permission(s))
-                    .collect();
+                let scopes = credential.scopes.0.clone();
+                let rate = credential.rate_limit()?.map(|r| Rate {
+                    limit: r.limit,
+                    window: Duration::from_secs(u64::from(r.window_sec)),
+                });
                 let entry = Arc::new(Cached {
                     credential,
                     scopes,
+                    rate,
                     fetched: Instant::now(),
                 });
                 if !self.ttl.is_zero() {
@@ -170,19 +172,12 @@ impl KeyCache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.id, at);
-        let rate = match (key.rate_limit, key.rate_window_sec) {
-            (Some(limit), Some(window)) => Some(Rate {
-                limit: u32::try_from(limit).unwrap_or(0),
-                window: Duration::from_secs(u64::try_from(window).unwrap_or(1).max(1)),
-            }),
-            _ => None,
-        };
         Ok(Some(VerifiedKey {
             id: key.id,
             org_id: key.org_id,
             scopes: entry.scopes.clone(),
-            rate,
-            plan: key.plan.clone(),
+            rate: entry.rate,
+            plan: key.plan,
         }))
     }
 
@@ -229,7 +224,7 @@ pub fn follow_key_changes(
         stop,
         move || {
             forget.forget_all();
-            std::future::ready(Ok(()))
+            std::future::ready(Ok::<(), sqlx::Error>(()))
         },
         move |prefix| cache.forget(prefix),
     )

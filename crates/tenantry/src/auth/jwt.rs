@@ -297,7 +297,7 @@ impl KeyRing {
             return;
         }
         if let Err(err) = self.reload(store).await {
-            tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot re-read signing keys; keeping the loaded ones");
+            tracing::warn!(error = %crate::telemetry::error_chain(&err), "cannot re-read signing keys; keeping the loaded ones");
             let mut keys = self.keys.write().await;
             let retry_at = Instant::now()
                 .checked_sub(RELOAD_AFTER.saturating_sub(UNKNOWN_KID_RELOAD))

@@ -10,13 +10,13 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 
-use super::operator::bearer;
+use super::credentials::bearer;
 use super::{api_key, Actor, ActorKind, CurrentUser, TenantCtx};
 use crate::http::error::ApiError;
 use crate::http::meta::request_meta;
-use crate::http::middleware::RateLimitSlot;
+use crate::http::ratelimit::RateLimitSlot;
 use crate::ids::{ApiKeyId, OrgId, UserId, WorkspaceId};
-use crate::rbac::{self, Permissions, RoleRef};
+use crate::rbac::{Permission, Permissions, RoleRef};
 use crate::state::AppState;
 
 /// A caller of the organization in the path, with their effective permissions.
@@ -44,23 +44,10 @@ pub enum Principal {
     ApiKey(ApiKeyId),
 }
 
-/// Permissions of a role, given a custom role's stored permission list.
-pub fn role_permissions(role: RoleRef, custom: Option<&str>) -> Permissions {
-    match role {
-        RoleRef::Builtin(name) => rbac::builtin(name).unwrap_or_default(),
-        RoleRef::Custom(_) => custom
-            .and_then(|json| serde_json::from_str::<Vec<String>>(json).ok())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| rbac::permission(p))
-            .collect(),
-    }
-}
-
 impl OrgMember {
     /// 403 unless the member holds `permission`.
-    pub fn require(&self, permission: &'static str) -> Result<(), ApiError> {
-        if self.permissions.contains(permission) {
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.permissions.contains(&permission) {
             return Ok(());
         }
         Err(forbidden(permission))
@@ -72,14 +59,14 @@ impl OrgMember {
         &self,
         state: &AppState,
         ws: WorkspaceId,
-        permission: &'static str,
+        permission: Permission,
     ) -> Result<(), ApiError> {
-        if self.permissions.contains(permission) {
+        if self.permissions.contains(&permission) {
             return Ok(());
         }
         if let Some(user) = self.user_id() {
-            if let Some((role, custom)) = state.store.workspace_role(&self.ctx, ws, user).await? {
-                if role_permissions(role, custom.as_deref()).contains(permission) {
+            if let Some(role) = state.store.workspace_role(&self.ctx, ws, user).await? {
+                if role.permissions.contains(&permission) {
                     return Ok(());
                 }
             }
@@ -101,7 +88,7 @@ impl OrgMember {
     }
 }
 
-fn forbidden(permission: &str) -> ApiError {
+fn forbidden(permission: Permission) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "forbidden",
@@ -156,8 +143,6 @@ impl FromRequestParts<AppState> for OrgMember {
                     .member_access(org, user.id)
                     .await?
                     .ok_or_else(ApiError::not_found)?;
-                let permissions =
-                    role_permissions(access.role, access.custom_permissions.as_deref());
                 let actor = Actor {
                     kind: ActorKind::User,
                     id: Some(user.id.to_string()),
@@ -168,19 +153,19 @@ impl FromRequestParts<AppState> for OrgMember {
                         id: user.id,
                         role: access.role,
                     },
-                    permissions,
+                    permissions: access.permissions,
                 };
                 (member, access.plan, None)
             }
         };
         let org_key = format!("org:{}", member.ctx.org_id());
-        let mut checks = vec![(org_key.as_str(), limits.org_rate(&plan))];
+        let mut checks = vec![(org_key.as_str(), limits.org_rate(plan))];
         if let Some((key, rate)) = &key_rate {
             checks.push((key.as_str(), *rate));
         }
         if let Some(decision) = state.limiter.check(&checks).await {
             if !decision.allowed {
-                return Err(ApiError::rate_limited(&decision));
+                return Err(crate::http::ratelimit::refused(&decision));
             }
             if let Some(slot) = parts.extensions.get::<RateLimitSlot>() {
                 slot.record(decision);

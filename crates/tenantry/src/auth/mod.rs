@@ -3,17 +3,17 @@
 //! is reachable only after a credential was verified for it.
 
 pub mod api_key;
+pub mod credentials;
 pub mod jwt;
 pub mod member;
 mod operator;
 pub mod password;
-pub mod revocation;
 pub mod sender;
 mod tenant;
 pub mod user;
 
+pub(crate) use credentials::bearer_token;
 pub use member::OrgMember;
-pub(crate) use operator::bearer_token;
 pub use operator::{Operator, OperatorOrg, OperatorPlatform};
 pub use tenant::{Actor, ActorKind, RequestMeta, TenantCtx};
 pub use user::{CurrentUser, Via};

@@ -1,5 +1,6 @@
 //! The operator credential: `Authorization: Bearer $INTERNAL_ADMIN_TOKEN`.
 
+use super::credentials::bearer;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 
@@ -89,22 +90,4 @@ impl FromRequestParts<AppState> for OperatorPlatform {
             operator.meta,
         )))
     }
-}
-
-/// The token of an `Authorization: Bearer` header.
-pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
-    bearer_token(&parts.headers)
-}
-
-/// The token of an `Authorization: Bearer` header in `headers`.
-pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
 }

@@ -3,9 +3,9 @@
 use axum::http::request::Parts;
 use axum_extra::extract::CookieJar;
 
+use super::credentials::bearer;
+use super::credentials::session_cookie_name;
 use super::jwt::TokenError;
-use super::operator::bearer;
-use super::user::session_cookie_name;
 use crate::http::error::ApiError;
 use crate::secrets::token_hash;
 use crate::state::AppState;

@@ -9,8 +9,8 @@ use axum_extra::extract::CookieJar;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::credentials::{bearer, session_cookie_name};
 use super::jwt::TokenError;
-use super::operator::bearer;
 use super::RequestMeta;
 use crate::http::error::ApiError;
 use crate::http::meta::request_meta;
@@ -18,20 +18,6 @@ use crate::ids::{SessionId, UserId};
 use crate::secrets::token_hash;
 use crate::state::AppState;
 
-/// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "tenantry_session";
-/// Its name when the cookie is `Secure` and bound to no domain: the `__Host-` prefix makes
-/// browsers refuse it from a sibling subdomain or over plain HTTP.
-pub const HOST_SESSION_COOKIE: &str = "__Host-tenantry_session";
-
-/// The session cookie's name under this configuration.
-pub fn session_cookie_name(auth: &crate::config::AuthConfig) -> &'static str {
-    if auth.cookie_secure && auth.cookie_domain.is_none() {
-        HOST_SESSION_COOKIE
-    } else {
-        SESSION_COOKIE
-    }
-}
 /// Header carrying the CSRF token of cookie-authenticated requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 

@@ -10,6 +10,7 @@
 //! read, in the same round trip as `BEGIN`. A transaction without a scope sees no tenant
 //! row at all (fail-closed).
 
+pub mod cache;
 mod connect;
 mod guard;
 pub mod notify;
@@ -210,14 +211,6 @@ impl Db {
         }
     }
 
-    /// Name of the backend, for logs and metrics.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Db::Sqlite(_) => "sqlite",
-            Db::Postgres(_) => "postgres",
-        }
-    }
-
     /// Closes every connection.
     pub async fn close(&self) {
         match self {
@@ -310,7 +303,7 @@ impl HotConnections {
         let conn = conn.clean();
         let max = pool.options().get_max_connections();
         let spare = pool.num_idle() > 0 || pool.size() < max;
-        let cap = (max / 2) as usize;
+        let cap = usize::try_from(max / 2).unwrap_or(usize::MAX);
         if !spare {
             return;
         }

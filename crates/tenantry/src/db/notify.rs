@@ -16,7 +16,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Db;
-use crate::store::StoreError;
 
 /// Quiet time after which a listening connection is checked.
 pub const LIVENESS: Duration = Duration::from_secs(30);
@@ -27,7 +26,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// On PostgreSQL, calls `on_notify` with the payload of every notification on `channel`
 /// until `stop`; `None` on SQLite (one process: nothing to hear from).
-pub fn follow<C, F, N>(
+pub fn follow<C, F, E, N>(
     db: &Db,
     channel: &'static str,
     stop: CancellationToken,
@@ -36,7 +35,8 @@ pub fn follow<C, F, N>(
 ) -> Option<JoinHandle<()>>
 where
     C: Fn() -> F + Send + Sync + 'static,
-    F: Future<Output = Result<(), StoreError>> + Send,
+    F: Future<Output = Result<(), E>> + Send,
+    E: From<sqlx::Error> + std::error::Error + Send + 'static,
     N: Fn(&str) + Send + Sync + 'static,
 {
     let Db::Postgres(service) = db else {
@@ -50,7 +50,7 @@ where
             tokio::select! {
                 () = stop.cancelled() => break,
                 Err(err) = listen(&pool, channel, &on_connect, &on_notify) => {
-                    tracing::warn!(channel, error = %crate::http::error::error_chain(&err), "notifications interrupted; reconnecting");
+                    tracing::warn!(channel, error = %crate::telemetry::error_chain(&err), "notifications interrupted; reconnecting");
                 }
             }
             tokio::select! {
@@ -63,15 +63,16 @@ where
 }
 
 /// Listens until the connection fails.
-async fn listen<C, F, N>(
+async fn listen<C, F, E, N>(
     pool: &PgPool,
     channel: &'static str,
     on_connect: &C,
     on_notify: &N,
-) -> Result<std::convert::Infallible, StoreError>
+) -> Result<std::convert::Infallible, E>
 where
     C: Fn() -> F,
-    F: Future<Output = Result<(), StoreError>>,
+    F: Future<Output = Result<(), E>>,
+    E: From<sqlx::Error>,
     N: Fn(&str),
 {
     let mut listener = bounded(PgListener::connect_with(pool)).await?;
@@ -79,7 +80,7 @@ where
     on_connect().await?;
     loop {
         match tokio::time::timeout(LIVENESS, listener.recv()).await {
-            Ok(notification) => on_notify(notification?.payload()),
+            Ok(notification) => on_notify(notification.map_err(E::from)?.payload()),
             Err(_) => {
                 bounded(sqlx::Executor::execute(&mut listener, "SELECT 1")).await?;
             }
@@ -87,9 +88,10 @@ where
     }
 }
 
-async fn bounded<T>(work: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, StoreError> {
+/// `work` within [`CHECK_TIMEOUT`]; past it, a pool timeout.
+async fn bounded<T>(work: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
     match tokio::time::timeout(CHECK_TIMEOUT, work).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+        Ok(result) => result,
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
     }
 }

@@ -10,16 +10,18 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::domain::error::Kind;
+use crate::domain::DomainError;
 use crate::store::StoreError;
 
 /// `WWW-Authenticate` of a 401 without a more specific challenge (RFC 6750).
-pub const BEARER_CHALLENGE: &str = "Bearer realm=\"tenantry\"";
+pub(crate) const BEARER_CHALLENGE: &str = "Bearer realm=\"tenantry\"";
 const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"tenantry\", error=\"invalid_token\"";
 const EXPIRED_TOKEN_CHALLENGE: &str =
     "Bearer realm=\"tenantry\", error=\"invalid_token\", error_description=\"The access token expired\"";
 
 /// Media type of problem details.
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The body of every error response (RFC 9457).
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -168,18 +170,6 @@ impl ApiError {
         }
     }
 
-    /// 429 with `Retry-After` and the IETF `RateLimit` headers.
-    pub fn rate_limited(decision: &crate::ratelimit::Decision) -> Self {
-        let retry = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        let mut err = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("Too many requests; retry in {retry} seconds."),
-        );
-        err.headers = crate::http::middleware::rate_limit_headers(decision);
-        err
-    }
-
     /// Adds a response header.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
@@ -255,55 +245,54 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => Self::not_found(),
-            StoreError::Conflict(code) => Self::conflict(code, conflict_detail(code)),
-            StoreError::Refused(code, detail) => Self::conflict(code, detail),
-            StoreError::Forbidden(code) => {
-                Self::new(StatusCode::FORBIDDEN, code, forbidden_detail(code))
-            }
+            StoreError::Domain(refusal) => refusal.into(),
             StoreError::Invalid(field, why) => Self::validation(field, why),
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::unavailable()
             }
-            other => Self::internal(&error_chain(&other)),
+            other => Self::internal(&crate::telemetry::error_chain(&other)),
         }
     }
 }
 
-fn forbidden_detail(code: &str) -> &'static str {
-    match code {
-        "plan_limit_reached" => "The organization's plan allows no more members; upgrade the plan.",
-        "owner_required" => "Only an owner can change, grant or remove the owner role.",
-        "invitation_email_mismatch" => "The invitation was sent to another email address.",
-        _ => "This action is not allowed.",
+impl From<DomainError> for ApiError {
+    fn from(refusal: DomainError) -> Self {
+        let status = match refusal.kind() {
+            Kind::Forbidden => StatusCode::FORBIDDEN,
+            Kind::Conflict => StatusCode::CONFLICT,
+        };
+        let err = Self::new(status, refusal.code(), refusal.detail());
+        match refusal.permission() {
+            Some(permission) => err.with_extension("permission", serde_json::json!(permission)),
+            None => err,
+        }
     }
 }
 
-fn conflict_detail(code: &str) -> &'static str {
-    match code {
-        "slug_taken" => "The slug is already in use.",
-        "email_taken" => "An account with this email already exists.",
-        "last_owner" => "An organization must keep at least one owner.",
-        "already_member" => "This person is already a member.",
-        "already_invited" => "A pending invitation for this email exists; resend it instead.",
-        "role_in_use" => "Members or invitations still use this role.",
-        "name_taken" => "The name is already in use.",
-        "invitation_not_pending" => "The invitation was already accepted or revoked.",
-        "job_state" => "The job is not in a state that allows this.",
-        "api_key_inactive" => "The API key is revoked or expired.",
-        "idempotency_key_in_use" => "A request with this Idempotency-Key is being processed, or was processed and its response was not recorded; it will not run twice.",
-        _ => "The request conflicts with the current state.",
+impl From<crate::usage::Refusal> for ApiError {
+    #[track_caller]
+    fn from(refusal: crate::usage::Refusal) -> Self {
+        let q = match refusal {
+            crate::usage::Refusal::Store(err) => return err.into(),
+            crate::usage::Refusal::Quota(q) => q,
+        };
+        let wait = (q.resets_at - crate::store::now()).num_seconds().max(1);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota_exceeded",
+            format!(
+                "The plan's {} API calls for this month are used up; upgrade the plan or wait until {}.",
+                q.limit,
+                q.resets_at.to_rfc3339()
+            ),
+        )
+        .with_extension("limit", serde_json::json!(q.limit))
+        .with_extension("used", serde_json::json!(q.used))
+        .with_extension("resets_at", serde_json::json!(q.resets_at))
+        .with_header(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from(wait),
+        )
     }
-}
-
-/// An error and its causes on one line, for logs.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -11,7 +11,7 @@ use super::error::ApiError;
 /// A JSON body: syntax errors are 400 `malformed_json`, wrong shapes 422 `invalid_body`,
 /// a NUL character in any string 400 `invalid_characters` (no backend stores one: PostgreSQL
 /// refuses it, SQLite truncates at it), a missing content type 415, an oversized body 413.
-pub struct AppJson<T>(pub T);
+pub(crate) struct AppJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
@@ -130,7 +130,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 }
 
 /// Query parameters: a bad value is 400 `invalid_query`.
-pub struct AppQuery<T>(pub T);
+pub(crate) struct AppQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
     type Rejection = ApiError;
@@ -155,5 +155,63 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
                 rejection.body_text(),
             )),
         }
+    }
+}
+
+/// The ids after `/v1/orgs/{org_id}/` in the path, typed: a malformed id answers 404, as a
+/// missing one does (the organization itself is checked by
+/// [`OrgMember`](crate::auth::OrgMember)).
+pub(crate) struct OrgPath<T>(pub T);
+
+/// Ids that follow the organization in a path.
+pub(crate) trait OrgSubIds: Sized {
+    /// The whole path's ids, the organization's first.
+    type Full: DeserializeOwned + Send;
+    /// The ids after the organization.
+    fn from_full(full: Self::Full) -> Self;
+}
+
+macro_rules! org_sub_ids {
+    ($($id:ty),* $(,)?) => {
+        $(
+            impl OrgSubIds for $id {
+                type Full = (crate::ids::OrgId, $id);
+                fn from_full((_, id): Self::Full) -> Self {
+                    id
+                }
+            }
+        )*
+    };
+}
+
+org_sub_ids!(
+    crate::ids::ApiKeyId,
+    crate::ids::DataItemId,
+    crate::ids::InvitationId,
+    crate::ids::JobId,
+    crate::ids::RoleId,
+    crate::ids::UserId,
+    crate::ids::WorkspaceId,
+);
+
+impl OrgSubIds for (crate::ids::WorkspaceId, crate::ids::UserId) {
+    type Full = (
+        crate::ids::OrgId,
+        crate::ids::WorkspaceId,
+        crate::ids::UserId,
+    );
+    fn from_full((_, ws, user): Self::Full) -> Self {
+        (ws, user)
+    }
+}
+
+impl<T: OrgSubIds, S: Send + Sync> FromRequestParts<S> for OrgPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T::Full>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(full)| Self(T::from_full(full)))
+            .map_err(|_| ApiError::not_found())
     }
 }

@@ -23,11 +23,12 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use crate::auth::sender::{sender, Sender};
+use crate::domain::DomainError;
 use crate::state::AppState;
 use crate::store::idempotency::{Claim, StoredKey};
 
 /// The request header.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Longest accepted key.
 const MAX_KEY_LEN: usize = 255;
 /// Largest response body recorded for replays.
@@ -43,7 +44,7 @@ const SECRET_FIELDS: [&str; 6] = [
 ];
 
 /// Applies `Idempotency-Key` to creating requests (see the module documentation).
-pub async fn idempotent_creates(
+pub(crate) async fn idempotent_creates(
     State(state): State<AppState>,
     req: Request,
     next: Next,
@@ -149,8 +150,7 @@ fn replay(stored: StoredKey, fingerprint: &str) -> Response {
         .and_then(|s| u16::try_from(s).ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
     else {
-        return ApiError::from(crate::store::StoreError::Conflict("idempotency_key_in_use"))
-            .into_response();
+        return ApiError::from(DomainError::IdempotencyKeyInUse).into_response();
     };
     let Some(body) = stored.body else {
         return ApiError::conflict(
@@ -176,7 +176,7 @@ async fn record(state: &AppState, claim: &Claim, response: Response) -> Response
     let (parts, body) = response.into_parts();
     let small = axum::body::HttpBody::size_hint(&body)
         .upper()
-        .is_some_and(|n| n <= MAX_RECORDED_BODY as u64);
+        .is_some_and(|n| u64::try_from(MAX_RECORDED_BODY).is_ok_and(|max| n <= max));
     if !small {
         // Not kept: the change stays claimed, and a retry gets 409 rather than a rerun.
         return Response::from_parts(parts, body);
@@ -202,7 +202,7 @@ async fn record(state: &AppState, claim: &Claim, response: Response) -> Response
         .await
     {
         // The change is claimed either way; a retry gets 409 instead of the replay.
-        tracing::warn!(error = %super::error::error_chain(&err), "cannot record the response of an idempotent request");
+        tracing::warn!(error = %crate::telemetry::error_chain(&err), "cannot record the response of an idempotent request");
     }
     Response::from_parts(parts, Body::from(bytes))
 }

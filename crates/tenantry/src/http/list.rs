@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 /// A list, or one page of it. Pass `next_cursor` as the `cursor` query parameter for the
 /// next page; it is `null` on the last page (and on lists that are never paged).
 #[derive(Serialize, ToSchema)]
-pub struct List<T: ToSchema> {
+pub(crate) struct List<T: ToSchema> {
     /// The items.
     pub data: Vec<T>,
     /// Cursor of the next page; `null` when there is none.
@@ -15,7 +15,7 @@ pub struct List<T: ToSchema> {
 
 impl<T: ToSchema> List<T> {
     /// A complete list (not paged).
-    pub fn all(data: Vec<T>) -> Self {
+    pub(crate) fn all(data: Vec<T>) -> Self {
         Self {
             data,
             next_cursor: None,
@@ -23,7 +23,7 @@ impl<T: ToSchema> List<T> {
     }
 
     /// A page of at most `limit` items: a full page names its last item's cursor.
-    pub fn page(data: Vec<T>, limit: i64, cursor: impl Fn(&T) -> String) -> Self {
+    pub(crate) fn page(data: Vec<T>, limit: i64, cursor: impl Fn(&T) -> String) -> Self {
         let full = i64::try_from(data.len()).is_ok_and(|n| n >= limit);
         let next_cursor = data.last().filter(|_| full).map(cursor);
         Self { data, next_cursor }

@@ -9,18 +9,18 @@ use axum::http::HeaderMap;
 use crate::auth::RequestMeta;
 
 /// Header carrying the request id.
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// The client's address as limits and audit records see it (set by the
-/// [`limit_requests`](super::middleware::limit_requests) middleware).
+/// [`limit_requests`](super::ratelimit::limit_requests) middleware).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientIp(pub IpAddr);
+pub(crate) struct ClientIp(pub IpAddr);
 
 /// The client address of a request from `peer`: the peer itself, unless it is a trusted
 /// proxy; then `X-Forwarded-For` is read from the right, past trusted proxies, to the
 /// first address no trusted proxy vouches for beyond. A client cannot forge its way
 /// around a limit: entries left of it are its own claims and are ignored.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
     // An IPv4 peer of a dual-stack listener arrives as `::ffff:a.b.c.d`.
     let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
@@ -50,7 +50,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) ->
 
 /// The key a client address is limited under: the address itself for IPv4, its /64 for
 /// IPv6 (one subscriber usually holds a whole /64).
-pub fn limit_key(ip: IpAddr) -> String {
+pub(crate) fn limit_key(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => format!("ip:{v4}"),
         IpAddr::V6(v6) => {
@@ -61,7 +61,7 @@ pub fn limit_key(ip: IpAddr) -> String {
 }
 
 /// Client address, user agent (at most 256 characters) and request id of a request.
-pub fn request_meta(parts: &Parts) -> RequestMeta {
+pub(crate) fn request_meta(parts: &Parts) -> RequestMeta {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     RequestMeta {
         ip: parts

@@ -21,7 +21,7 @@ const MAX_DETAIL_BYTES: usize = 2048;
 /// It also sets `Cache-Control: no-store` on every API response (`/v1/…`) that sets no
 /// policy of its own: they carry tokens, secrets shown once and tenant data, which no
 /// shared or browser cache may keep. (One layer for both: this one sees every response.)
-pub async fn render_problems(req: Request, next: Next) -> Response {
+pub(crate) async fn render_problems(req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/v1/");
     let mut response = render(req, next).await;
     if api && !response.headers().contains_key(header::CACHE_CONTROL) {
@@ -95,7 +95,7 @@ fn problem_response(err: &ApiError, request_id: Option<String>, original: Respon
 
 /// Records `http_requests_total` and `http_request_duration_seconds` per route template
 /// (never the raw path, which would carry ids).
-pub async fn track_metrics(req: Request, next: Next) -> Response {
+pub(crate) async fn track_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req
         .extensions()
@@ -112,7 +112,7 @@ pub async fn track_metrics(req: Request, next: Next) -> Response {
 }
 
 /// The tracing span of a request: every log line inside carries the request id.
-pub fn request_span(req: &Request) -> Span {
+pub(crate) fn request_span(req: &Request) -> Span {
     let request_id = req
         .headers()
         .get(REQUEST_ID)
@@ -127,97 +127,7 @@ pub fn request_span(req: &Request) -> Span {
 }
 
 /// Response for a panicking handler; the panic itself is logged by the hook below.
-pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
-}
-
-/// `RateLimit-Policy`, `RateLimit` and (when refused) `Retry-After` headers.
-pub fn rate_limit_headers(
-    d: &crate::ratelimit::Decision,
-) -> Vec<(axum::http::HeaderName, HeaderValue)> {
-    // Refused, the limit is usable again when the client may retry: both headers say so.
-    let reset = if d.allowed {
-        d.reset.as_secs_f64().ceil() as u64
-    } else {
-        d.retry_after.as_secs_f64().ceil().max(1.0) as u64
-    };
-    let mut headers = Vec::new();
-    let mut push = |name: &'static str, value: String| {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.push((axum::http::HeaderName::from_static(name), value));
-        }
-    };
-    push("ratelimit-limit", d.limit.to_string());
-    push("ratelimit-remaining", d.remaining.to_string());
-    push("ratelimit-reset", reset.to_string());
-    if !d.allowed {
-        push(
-            "retry-after",
-            (d.retry_after.as_secs_f64().ceil().max(1.0) as u64).to_string(),
-        );
-    }
-    headers
-}
-
-/// Where the rate-limit decisions of a request are collected, so a successful response
-/// carries the `RateLimit` headers of its strictest limit.
-#[derive(Clone, Default)]
-pub struct RateLimitSlot(std::sync::Arc<std::sync::Mutex<Option<crate::ratelimit::Decision>>>);
-
-impl RateLimitSlot {
-    /// Adds a decision; the stricter one is reported.
-    pub fn record(&self, decision: crate::ratelimit::Decision) {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *slot = Some(slot.map_or(decision, |d| d.stricter(decision)));
-    }
-
-    fn get(&self) -> Option<crate::ratelimit::Decision> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Paths never limited per address: probes and scrapes.
-const UNLIMITED_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
-
-/// The per-address limit (`IP_RATE_LIMIT`) on every request, and the `RateLimit` headers
-/// of the strictest limit a request was counted against.
-pub async fn limit_requests(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let slot = RateLimitSlot::default();
-    req.extensions_mut().insert(slot.clone());
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let client =
-        peer.map(|peer| super::meta::client_ip(peer, req.headers(), &state.config.trusted_proxies));
-    if let Some(ip) = client {
-        req.extensions_mut().insert(super::meta::ClientIp(ip));
-    }
-    if !UNLIMITED_PATHS.contains(&req.uri().path()) {
-        let key = client.map_or_else(|| "ip:unknown".to_owned(), super::meta::limit_key);
-        if let Some(decision) = state
-            .limiter
-            .check(&[(key.as_str(), state.config.limits.ip)])
-            .await
-        {
-            if !decision.allowed {
-                return ApiError::rate_limited(&decision).into_response();
-            }
-            slot.record(decision);
-        }
-    }
-    let mut response = next.run(req).await;
-    if let Some(decision) = slot.get() {
-        if !response.headers().contains_key("ratelimit-limit") {
-            for (name, value) in rate_limit_headers(&decision) {
-                response.headers_mut().insert(name, value);
-            }
-        }
-    }
-    response
 }

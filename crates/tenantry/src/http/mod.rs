@@ -1,10 +1,11 @@
 //! Cross-cutting HTTP concerns: errors, extractors, middleware, OpenAPI.
 
-pub mod error;
-pub mod extract;
-pub mod idempotency;
-pub mod list;
-pub mod meta;
-pub mod middleware;
-pub mod openapi;
-pub mod query;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod idempotency;
+pub(crate) mod list;
+pub(crate) mod meta;
+pub(crate) mod middleware;
+pub(crate) mod openapi;
+pub(crate) mod query;
+pub(crate) mod ratelimit;

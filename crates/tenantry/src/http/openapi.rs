@@ -31,7 +31,7 @@ use super::error::Problem;
         (name = "data", description = "The example tenant resource, metered per request")
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct SecuritySchemes;
 
@@ -39,7 +39,10 @@ impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         // The permission catalog, so clients can validate role definitions offline.
-        let names: Vec<&str> = crate::rbac::CATALOG.iter().map(|(name, _)| *name).collect();
+        let names: Vec<&str> = crate::rbac::Permission::ALL
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
         components.schemas.insert(
             "Permission".to_owned(),
             utoipa::openapi::ObjectBuilder::new()
@@ -111,7 +114,7 @@ impl Modify for SecuritySchemes {
 /// limits) everywhere but the probes; 401 where credentials are required; 403 and 404
 /// under an organization or an id in the path; 400 everywhere (unknown query parameters);
 /// 413 and 415 where there is a body, 422 where there is a body or a query. Each with the problem details body.
-pub fn declare_common_responses(spec: &mut utoipa::openapi::OpenApi) {
+pub(crate) fn declare_common_responses(spec: &mut utoipa::openapi::OpenApi) {
     for (path, item) in spec.paths.paths.iter_mut() {
         let probe = matches!(path.as_str(), "/health" | "/ready" | "/metrics");
         let has_id = path.contains('{');

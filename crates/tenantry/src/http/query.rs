@@ -16,11 +16,11 @@ const CURSOR_ALIASES: [&str; 2] = ["before", "after"];
 
 /// The query parameters each operation declares: (method, path template) → names.
 #[derive(Debug, Default)]
-pub struct DeclaredQueries(HashMap<(String, String), HashSet<String>>);
+pub(crate) struct DeclaredQueries(HashMap<(String, String), HashSet<String>>);
 
 impl DeclaredQueries {
     /// Reads the declared query parameters of every operation of `spec`.
-    pub fn from_spec(spec: &utoipa::openapi::OpenApi) -> Arc<Self> {
+    pub(crate) fn from_spec(spec: &utoipa::openapi::OpenApi) -> Arc<Self> {
         use utoipa::openapi::path::ParameterIn;
         let mut map = HashMap::new();
         for (path, item) in &spec.paths.paths {
@@ -53,7 +53,7 @@ impl DeclaredQueries {
 
 /// Answers 400 `invalid_query` naming a query parameter the operation does not declare.
 /// Routes outside the document (the Swagger UI) are left alone.
-pub async fn refuse_unknown_query(
+pub(crate) async fn refuse_unknown_query(
     declared: Arc<DeclaredQueries>,
     req: Request,
     next: Next,

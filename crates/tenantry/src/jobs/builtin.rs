@@ -90,6 +90,20 @@ impl JobHandler for EmailDispatchJob {
     }
 }
 
+impl EmailDispatchJob {
+    /// Asks a worker to deliver queued mail now (enqueues `email.dispatch`). A failure only
+    /// delays delivery until the periodic run, so it is logged, not returned.
+    pub(crate) async fn request_now(store: &crate::store::Store, wake: &tokio::sync::Notify) {
+        let job = Self::job(serde_json::json!({}));
+        match store.enqueue_system_job(&job).await {
+            Ok(_) => wake.notify_one(),
+            Err(err) => {
+                tracing::warn!(error = %crate::telemetry::error_chain(&err), "cannot request email delivery; the periodic run will send it")
+            }
+        }
+    }
+}
+
 /// `usage.rollup`: adds usage events to the daily totals and forgets idempotency keys older
 /// than 24 hours. Periodic; internal. Safe to run
 /// twice at once: each event is rolled up exactly once.
@@ -111,13 +125,13 @@ impl JobHandler for UsageRollupJob {
             .store
             .rollup_usage()
             .await
-            .map_err(|e| crate::http::error::error_chain(&e))?;
+            .map_err(|e| crate::telemetry::error_chain(&e))?;
         // The same periodic housekeeping forgets idempotency keys past their 24 hours.
         let keys = ctx
             .store
             .prune_idempotency_keys()
             .await
-            .map_err(|e| crate::http::error::error_chain(&e))?;
+            .map_err(|e| crate::telemetry::error_chain(&e))?;
         Ok(serde_json::json!({ "events": events, "idempotency_keys_pruned": keys }))
     }
 }

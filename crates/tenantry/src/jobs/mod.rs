@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 pub use builtin::{EchoJob, EmailDispatchJob, UsageRollupJob};
 pub use worker::{Worker, WorkerHandle};
 
+use crate::store::jobs::NewJob;
 use crate::store::Store;
 
 /// What a running job can use.
@@ -48,6 +49,18 @@ pub trait JobHandler: Send + Sync + 'static {
         ctx: &JobContext,
         payload: Self::Payload,
     ) -> Result<serde_json::Value, String>;
+
+    /// A job of this type with `payload`, run once as soon as possible; adjust the other
+    /// fields before enqueueing.
+    fn job(payload: serde_json::Value) -> NewJob {
+        NewJob {
+            kind: Self::KIND,
+            payload,
+            run_at: None,
+            max_attempts: 1,
+            idempotency_key: None,
+        }
+    }
 }
 
 /// A handler with its payload type erased, as the worker calls it.
@@ -113,16 +126,17 @@ impl Registry {
         self.handlers.insert(H::KIND, Arc::new(Erased(handler)));
     }
 
-    /// Validates an API enqueue: a public kind and a payload it accepts.
-    pub fn check_public(
+    /// A job an API caller asked for: a public kind and a payload it accepts, or the
+    /// field at fault and why.
+    pub fn public_job(
         &self,
         kind: &str,
-        payload: &serde_json::Value,
-    ) -> Result<(), (&'static str, String)> {
-        let handler = self
+        payload: serde_json::Value,
+    ) -> Result<NewJob, (&'static str, String)> {
+        let (&kind, handler) = self
             .handlers
-            .get(kind)
-            .filter(|h| h.public())
+            .get_key_value(kind)
+            .filter(|(_, h)| h.public())
             .ok_or_else(|| {
                 let mut kinds: Vec<&str> = self
                     .handlers
@@ -136,7 +150,14 @@ impl Registry {
                     format!("unknown job type; available: {}", kinds.join(", ")),
                 )
             })?;
-        handler.check(payload).map_err(|e| ("payload", e))
+        handler.check(&payload).map_err(|e| ("payload", e))?;
+        Ok(NewJob {
+            kind,
+            payload,
+            run_at: None,
+            max_attempts: 1,
+            idempotency_key: None,
+        })
     }
 
     fn get(&self, kind: &str) -> Option<Arc<dyn ErasedHandler>> {

@@ -11,7 +11,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{JobContext, Registry};
+use super::{EmailDispatchJob, JobContext, JobHandler as _, Registry, UsageRollupJob};
 use crate::config::WorkerConfig;
 use crate::db::Db;
 use crate::ids::JobId;
@@ -19,10 +19,11 @@ use crate::store::jobs::{Claimed, NewJob, NOTIFY_CHANNEL};
 use crate::store::{now, Store};
 
 /// Periodic maintenance: (kind, every).
-fn periodic(config: &WorkerConfig) -> [(&'static str, Duration); 2] {
+fn periodic(config: &WorkerConfig) -> [(NewJob, Duration); 2] {
+    let empty = || serde_json::json!({});
     [
-        ("email.dispatch", Duration::from_secs(5)),
-        ("usage.rollup", config.usage_rollup),
+        (EmailDispatchJob::job(empty()), Duration::from_secs(5)),
+        (UsageRollupJob::job(empty()), config.usage_rollup),
     ]
 }
 
@@ -142,7 +143,7 @@ impl Worker {
             {
                 Ok(jobs) => jobs,
                 Err(err) => {
-                    tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot claim jobs");
+                    tracing::warn!(error = %crate::telemetry::error_chain(&err), "cannot claim jobs");
                     Vec::new()
                 }
             };
@@ -210,7 +211,7 @@ async fn execute(
                 mailer: shared.mailer.clone(),
                 attempt: job.attempts,
             };
-            let payload = serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null);
+            let payload = job.payload.0.clone();
             let timeout = handler.timeout();
             // Its own task, so a panicking handler fails the job instead of the worker.
             let run = tokio::spawn(async move { handler.run(&ctx, payload).await });
@@ -247,7 +248,7 @@ async fn execute(
                 .fail_job(&shared.id, &job, &error, retry_at)
                 .await
             {
-                tracing::warn!(job_id = %job.id, error = %crate::http::error::error_chain(&err), "cannot record job outcome; the lease will expire and it will run again");
+                tracing::warn!(job_id = %job.id, error = %crate::telemetry::error_chain(&err), "cannot record job outcome; the lease will expire and it will run again");
             }
             shared
                 .running
@@ -282,7 +283,7 @@ async fn completer(
             .bounded(shared.store.complete_jobs(&shared.id, &batch))
             .await
         {
-            tracing::warn!(error = %crate::http::error::error_chain(&err), jobs = batch.len(), "cannot record finished jobs; their leases will expire and they will run again");
+            tracing::warn!(error = %crate::telemetry::error_chain(&err), jobs = batch.len(), "cannot record finished jobs; their leases will expire and they will run again");
         }
         let mut running = shared.running.lock().unwrap_or_else(|e| e.into_inner());
         for (id, _) in batch.drain(..) {
@@ -322,7 +323,7 @@ async fn upkeep(shared: Arc<Shared>, stop: CancellationToken) {
                 .bounded(shared.store.extend_leases(&shared.id, &ids, until))
                 .await
             {
-                tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot renew job leases");
+                tracing::warn!(error = %crate::telemetry::error_chain(&err), "cannot renew job leases");
             }
         }
         match shared
@@ -333,7 +334,7 @@ async fn upkeep(shared: Arc<Shared>, stop: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::warn!(reclaimed = n, "reclaimed jobs whose worker stopped"),
             Err(err) => {
-                tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot reclaim jobs")
+                tracing::warn!(error = %crate::telemetry::error_chain(&err), "cannot reclaim jobs")
             }
         }
         if last_periodic.elapsed() >= Duration::from_secs(5) {
@@ -351,17 +352,12 @@ async fn upkeep(shared: Arc<Shared>, stop: CancellationToken) {
 /// its idempotency key).
 async fn enqueue_periodic(store: &Store, config: &WorkerConfig) {
     let secs = now().timestamp();
-    for (kind, every) in periodic(config) {
-        let period = i64::try_from(every.as_secs()).unwrap_or(60).max(1);
-        let job = NewJob {
-            kind: kind.to_owned(),
-            payload: serde_json::json!({}),
-            run_at: None,
-            max_attempts: 1,
-            idempotency_key: Some(format!("periodic:{kind}:{}", secs / period)),
-        };
+    for (mut job, every) in periodic(config) {
+        let period = i64::try_from(every.as_secs()).unwrap_or(i64::MAX).max(1);
+        let kind = job.kind;
+        job.idempotency_key = Some(format!("periodic:{kind}:{}", secs / period));
         if let Err(err) = store.bounded(store.enqueue_system_job(&job)).await {
-            tracing::warn!(kind, error = %crate::http::error::error_chain(&err), "cannot enqueue periodic job");
+            tracing::warn!(kind, error = %crate::telemetry::error_chain(&err), "cannot enqueue periodic job");
         }
     }
 }
@@ -373,7 +369,7 @@ fn listen(db: Db, wake: Arc<Notify>, stop: CancellationToken) -> Option<JoinHand
         &db,
         NOTIFY_CHANNEL,
         stop,
-        || std::future::ready(Ok(())),
+        || std::future::ready(Ok::<(), sqlx::Error>(())),
         move |_| wake.notify_one(),
     )
 }
@@ -387,7 +383,7 @@ mod tests {
         let base = Duration::from_millis(1000);
         for attempt in 1..=5 {
             let expected = 1000.0 * 2f64.powi(attempt - 1);
-            let got = backoff(base, attempt).num_milliseconds() as f64;
+            let got = f64::from(i32::try_from(backoff(base, attempt).num_milliseconds()).unwrap());
             assert!(
                 got >= expected * 0.75 - 1.0 && got <= expected * 1.25 + 1.0,
                 "attempt {attempt}: {got}"

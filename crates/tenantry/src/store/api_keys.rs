@@ -5,11 +5,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::audit::{self, AuditEntry};
+use super::audit::AuditEntry;
 use super::{now, Store, StoreError};
 use crate::auth::TenantCtx;
-use crate::db::{on_conn, unique_violation, Access, Scope, Tx};
+use crate::db::{on_conn, Access, Scope, Tx};
+use crate::domain::DomainError;
 use crate::ids::{ApiKeyId, OrgId, UserId};
+use crate::rbac::{Permission, Permissions, Plan};
+use crate::vocab::JsonText;
 
 /// An API key as listed (never with its secret or hash).
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -23,7 +26,8 @@ pub struct ApiKey {
     /// Public start of the secret (`tk_…`), to recognise the key.
     pub prefix: String,
     /// Permissions the key holds.
-    pub scopes: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<Permission>,
     /// The key's own rate limit, when it has one.
     pub rate_limit: Option<KeyRateLimit>,
     /// The user who created it.
@@ -56,7 +60,7 @@ pub struct NewApiKey {
     /// Display name.
     pub name: String,
     /// Permissions.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Permission>,
     /// Expiry.
     pub expires_at: Option<DateTime<Utc>>,
     /// Own rate limit.
@@ -80,8 +84,8 @@ pub struct KeyCredential {
     pub previous_hash: Option<String>,
     /// End of that grace period.
     pub previous_expires_at: Option<DateTime<Utc>>,
-    /// Scopes (JSON array).
-    pub scopes: String,
+    /// Scopes.
+    pub scopes: JsonText<Permissions>,
     /// Own rate limit (requests).
     pub rate_limit: Option<i32>,
     /// Own rate window (seconds).
@@ -91,7 +95,32 @@ pub struct KeyCredential {
     /// Revocation.
     pub revoked_at: Option<DateTime<Utc>>,
     /// The organization's plan.
-    pub plan: String,
+    pub plan: Plan,
+}
+
+impl KeyCredential {
+    /// The key's own rate limit, when it has one.
+    pub fn rate_limit(&self) -> Result<Option<KeyRateLimit>, StoreError> {
+        rate_limit_of(self.rate_limit, self.rate_window_sec)
+    }
+}
+
+/// The stored rate columns as a limit; negative values are corrupt, not defaults.
+fn rate_limit_of(
+    limit: Option<i32>,
+    window: Option<i32>,
+) -> Result<Option<KeyRateLimit>, StoreError> {
+    let (Some(limit), Some(window)) = (limit, window) else {
+        return Ok(None);
+    };
+    match (u32::try_from(limit), u32::try_from(window)) {
+        (Ok(limit), Ok(window_sec)) if window_sec > 0 => {
+            Ok(Some(KeyRateLimit { limit, window_sec }))
+        }
+        _ => Err(StoreError::Corrupt(format!(
+            "api key rate limit {limit} per {window} s"
+        ))),
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -100,7 +129,7 @@ struct Row {
     org_id: OrgId,
     name: String,
     prefix: String,
-    scopes: String,
+    scopes: JsonText<Vec<Permission>>,
     rate_limit: Option<i32>,
     rate_window_sec: Option<i32>,
     created_by: Option<UserId>,
@@ -112,28 +141,21 @@ struct Row {
 }
 
 impl Row {
-    fn into_key(self) -> ApiKey {
-        let rate_limit = match (self.rate_limit, self.rate_window_sec) {
-            (Some(limit), Some(window)) => Some(KeyRateLimit {
-                limit: u32::try_from(limit).unwrap_or(0),
-                window_sec: u32::try_from(window).unwrap_or(1),
-            }),
-            _ => None,
-        };
-        ApiKey {
+    fn into_key(self) -> Result<ApiKey, StoreError> {
+        Ok(ApiKey {
             id: self.id,
             org_id: self.org_id,
             name: self.name,
             prefix: self.prefix,
-            scopes: serde_json::from_str(&self.scopes).unwrap_or_default(),
-            rate_limit,
+            scopes: self.scopes.0,
+            rate_limit: rate_limit_of(self.rate_limit, self.rate_window_sec)?,
             created_by: self.created_by,
             created_at: self.created_at,
             expires_at: self.expires_at,
             last_used_at: self.last_used_at,
             revoked_at: self.revoked_at,
             previous_secret_expires_at: self.previous_expires_at,
-        }
+        })
     }
 }
 
@@ -165,11 +187,7 @@ impl Store {
         created_by: Option<UserId>,
         new: &NewApiKey,
     ) -> Result<ApiKey, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
-        let scopes = serde_json::to_string(&new.scopes).unwrap_or_else(|_| "[]".to_owned());
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let (limit, window) = new.rate_limit.map_or((None, None), |r| {
             (
                 Some(i32::try_from(r.limit).unwrap_or(i32::MAX)),
@@ -186,7 +204,7 @@ impl Store {
             .bind(&new.name)
             .bind(&new.prefix)
             .bind(&new.secret_hash)
-            .bind(&scopes)
+            .bind(JsonText(&new.scopes))
             .bind(limit)
             .bind(window)
             .bind(created_by)
@@ -194,40 +212,31 @@ impl Store {
             .bind(new.expires_at)
             .fetch_one(&mut *c)
             .await)
-        .map_err(|e| match unique_violation(&e) {
-            Some(_) => StoreError::Conflict("api_key_prefix_taken"),
-            None => e.into(),
-        })?;
-        let key = row.into_key();
+        .map_err(|e| StoreError::unique(e, DomainError::ApiKeyPrefixTaken))?;
+        let key = row.into_key()?;
         let entry = AuditEntry::new("api_key.created", "api_key", key.id).with_metadata(
             serde_json::json!({ "name": key.name, "prefix": key.prefix, "scopes": key.scopes, "expires_at": key.expires_at }),
         );
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(key)
     }
 
     /// The caller's organization's keys, newest first (revoked ones included).
     pub async fn list_api_keys(&self, ctx: &TenantCtx) -> Result<Vec<ApiKey>, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY id DESC");
         let rows: Vec<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(ctx.org_id())
             .fetch_all(&mut *c)
             .await)?;
         tx.commit().await?;
-        Ok(rows.into_iter().map(Row::into_key).collect())
+        rows.into_iter().map(Row::into_key).collect()
     }
 
     /// One key of the caller's organization.
     pub async fn get_api_key(&self, ctx: &TenantCtx, id: ApiKeyId) -> Result<ApiKey, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let key = fetch(&mut tx, ctx.org_id(), id).await?;
         tx.commit().await?;
         key.ok_or(StoreError::NotFound)
@@ -239,10 +248,7 @@ impl Store {
         ctx: &TenantCtx,
         id: ApiKeyId,
     ) -> Result<ApiKey, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let at = now();
         let n = on_conn!(tx.conn(), c => sqlx::query(
             "UPDATE api_keys SET revoked_at = $3, previous_hash = NULL, previous_expires_at = NULL \
@@ -260,7 +266,7 @@ impl Store {
         if n == 1 {
             let entry = AuditEntry::new("api_key.revoked", "api_key", id)
                 .with_metadata(serde_json::json!({ "name": key.name, "prefix": key.prefix }));
-            audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+            tx.audit(entry).await?;
             announce(&mut tx, &key.prefix).await?;
         }
         tx.commit().await?;
@@ -276,10 +282,7 @@ impl Store {
         secret_hash: &str,
         grace_until: DateTime<Utc>,
     ) -> Result<ApiKey, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let at = now();
         let n = on_conn!(tx.conn(), c => sqlx::query(
             "UPDATE api_keys SET previous_hash = secret_hash, previous_expires_at = $4, secret_hash = $3 \
@@ -297,12 +300,12 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         if n == 0 {
-            return Err(StoreError::Conflict("api_key_inactive"));
+            return Err(DomainError::ApiKeyInactive.into());
         }
         let entry = AuditEntry::new("api_key.rotated", "api_key", id).with_metadata(
             serde_json::json!({ "name": key.name, "prefix": key.prefix, "previous_secret_expires_at": grace_until }),
         );
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         announce(&mut tx, &key.prefix).await?;
         tx.commit().await?;
         Ok(key)
@@ -358,5 +361,5 @@ async fn fetch(tx: &mut Tx, org: OrgId, id: ApiKeyId) -> Result<Option<ApiKey>, 
         .bind(id)
         .fetch_optional(&mut *c)
         .await)?;
-    Ok(row.map(Row::into_key))
+    row.map(Row::into_key).transpose()
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::{now, page_size, Store, StoreError};
 use crate::auth::{Actor, ActorKind, RequestMeta, TenantCtx};
-use crate::db::{on_conn, Access, Scope, Tx};
+use crate::db::{on_conn, Access, Tx};
 use crate::ids::{AuditEventId, OrgId};
 
 /// Hash that precedes the first record of every chain.
@@ -289,10 +289,7 @@ impl Store {
         ctx: &TenantCtx,
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!(
             "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 \
              AND ($3 IS NULL OR action = $3) ORDER BY seq LIMIT $4"
@@ -310,10 +307,7 @@ impl Store {
 
     /// Recomputes an organization's whole chain.
     pub async fn verify_audit_chain(&self, ctx: &TenantCtx) -> Result<ChainReport, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!("SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000");
         let head: Option<(i64, String)> = on_conn!(tx.conn(), c => sqlx::query_as(
             "SELECT seq, hash FROM audit_heads WHERE org_id = $1",

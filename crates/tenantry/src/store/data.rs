@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::audit::{self, AuditEntry};
+use super::audit::AuditEntry;
 use super::{now, page_size, Store, StoreError};
 use crate::auth::TenantCtx;
-use crate::db::{on_conn, single_statement_tenant_read, Access, Db, Scope};
+use crate::db::{on_conn, single_statement_tenant_read, Access, Db};
 use crate::ids::{DataItemId, OrgId};
 
 /// An item.
@@ -64,10 +64,7 @@ impl Store {
         name: &str,
         value: &serde_json::Value,
     ) -> Result<DataItem, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let sql = format!(
             "INSERT INTO data_items (org_id, id, name, value, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $5) RETURNING {COLUMNS}"
@@ -83,7 +80,7 @@ impl Store {
         let item = row.into_item();
         let entry = AuditEntry::new("data_item.created", "data_item", item.id)
             .with_metadata(serde_json::json!({ "name": item.name }));
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(item)
     }
@@ -115,10 +112,7 @@ impl Store {
                 row
             }
             Db::Sqlite(_) => {
-                let mut tx = self
-                    .db()
-                    .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-                    .await?;
+                let mut tx = self.tenant_tx(ctx, Access::Read).await?;
                 let sql = format!("SELECT {COLUMNS} FROM data_items WHERE org_id = $1 AND id = $2");
                 let row = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
                     .bind(ctx.org_id())
@@ -139,10 +133,7 @@ impl Store {
         before: Option<DataItemId>,
         limit: Option<u32>,
     ) -> Result<Vec<DataItem>, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!(
             "SELECT {COLUMNS} FROM data_items WHERE org_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
         );
@@ -162,10 +153,7 @@ impl Store {
         ctx: &TenantCtx,
         id: DataItemId,
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let n = on_conn!(tx.conn(), c => sqlx::query("DELETE FROM data_items WHERE org_id = $1 AND id = $2")
             .bind(ctx.org_id())
             .bind(id)
@@ -176,7 +164,7 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         let entry = AuditEntry::new("data_item.deleted", "data_item", id);
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::{now, Store, StoreError};
 use crate::db::{on_conn, unique_violation, Access, Scope, Tx};
+use crate::domain::DomainError;
 
 /// How long a key is remembered.
 pub const KEEP_HOURS: i64 = 24;
@@ -102,7 +103,7 @@ pub(super) async fn claim_in(tx: &mut Tx) -> Result<(), StoreError> {
     match inserted {
         Ok(_) => Ok(()),
         Err(err) if unique_violation(&err).is_some() => {
-            Err(StoreError::Conflict("idempotency_key_in_use"))
+            Err(DomainError::IdempotencyKeyInUse.into())
         }
         Err(err) => Err(err.into()),
     }

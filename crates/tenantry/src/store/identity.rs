@@ -11,7 +11,8 @@ use super::audit::{self, AuditEntry};
 use super::outbox::{self, OutboundEmail};
 use super::{now, Store, StoreError};
 use crate::auth::{Actor, ActorKind, RequestMeta};
-use crate::db::{on_conn, unique_violation, Access, Scope, Tx};
+use crate::db::{on_conn, Access, Scope, Tx};
+use crate::domain::DomainError;
 use crate::ids::{OrgId, SessionId, UserId};
 
 /// A user as shown to that user.
@@ -145,7 +146,7 @@ pub(super) async fn announce_revoked(
     if let (Tx::Postgres(pg), false) = (&mut *tx, families.is_empty()) {
         let ids: Vec<String> = families.iter().map(|f| f.simple().to_string()).collect();
         sqlx::query("SELECT pg_notify($1, f) FROM unnest($2::text[]) AS f")
-            .bind(crate::auth::revocation::REVOKED_FAMILIES_CHANNEL)
+            .bind(crate::store::revocation::REVOKED_FAMILIES_CHANNEL)
             .bind(ids)
             .execute(&mut **pg)
             .await?;
@@ -212,10 +213,7 @@ impl Store {
             .bind(at)
             .fetch_one(&mut *c)
             .await)
-        .map_err(|e| match unique_violation(&e) {
-            Some(_) => StoreError::Conflict("email_taken"),
-            None => e.into(),
-        })?;
+        .map_err(|e| StoreError::unique(e, DomainError::EmailTaken))?;
         insert_email_token(&mut tx, id, &verify.0).await?;
         outbox::enqueue(&mut tx, &verify.1).await?;
         audit_platform(

@@ -10,6 +10,7 @@ use super::outbox::{self, OutboundEmail};
 use super::{now, Store, StoreError};
 use crate::auth::{Actor, ActorKind, RequestMeta, TenantCtx};
 use crate::db::{on_conn, Access, Scope, Tx};
+use crate::domain::DomainError;
 use crate::ids::{InvitationId, OrgId, RoleId, UserId};
 use crate::rbac::RoleRef;
 
@@ -123,7 +124,7 @@ impl Store {
         .fetch_optional(&mut *c)
         .await)?;
         if member.is_some() {
-            return Err(StoreError::Conflict("already_member"));
+            return Err(DomainError::AlreadyMember.into());
         }
         let pending: Option<i32> = on_conn!(tx.conn(), c => sqlx::query_scalar(
             "SELECT 1 FROM invitations WHERE org_id = $1 AND email = $2 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
@@ -134,9 +135,9 @@ impl Store {
         .fetch_optional(&mut *c)
         .await)?;
         if pending.is_some() {
-            return Err(StoreError::Conflict("already_invited"));
+            return Err(DomainError::AlreadyInvited.into());
         }
-        check_member_limit(&mut tx, org, &plan, true).await?;
+        check_member_limit(&mut tx, org, plan, true).await?;
         let (name, custom) = role.columns();
         let sql = format!(
             "INSERT INTO invitations (org_id, id, email, role, custom_role_id, token_hash, invited_by, created_at, expires_at) \
@@ -170,10 +171,7 @@ impl Store {
 
     /// The organization's invitations, newest first.
     pub async fn list_invitations(&self, ctx: &TenantCtx) -> Result<Vec<Invitation>, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql =
             format!("SELECT {COLUMNS} FROM invitations WHERE org_id = $1 ORDER BY created_at DESC");
         let rows: Vec<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql).bind(ctx.org_id()).fetch_all(&mut *c).await)?;
@@ -188,13 +186,10 @@ impl Store {
         ctx: &TenantCtx,
         id: InvitationId,
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let row = get_row(&mut tx, ctx.org_id(), id).await?;
         if row.status(now()) != "pending" {
-            return Err(StoreError::Conflict("invitation_not_pending"));
+            return Err(DomainError::InvitationNotPending.into());
         }
         on_conn!(tx.conn(), c => sqlx::query("UPDATE invitations SET revoked_at = $3 WHERE org_id = $1 AND id = $2")
             .bind(ctx.org_id())
@@ -203,14 +198,8 @@ impl Store {
             .execute(&mut *c)
             .await
             .map(|_| ()))?;
-        audit::append(
-            &mut tx,
-            ctx.org_id(),
-            ctx.actor(),
-            ctx.meta(),
-            AuditEntry::new("invitation.revoked", "invitation", id),
-        )
-        .await?;
+        tx.audit(AuditEntry::new("invitation.revoked", "invitation", id))
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -222,13 +211,10 @@ impl Store {
         id: InvitationId,
         token: &InvitationToken,
     ) -> Result<Invitation, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let row = get_row(&mut tx, ctx.org_id(), id).await?;
         if matches!(row.status(now()), "accepted" | "revoked") {
-            return Err(StoreError::Conflict("invitation_not_pending"));
+            return Err(DomainError::InvitationNotPending.into());
         }
         let mut email = token.email.clone();
         email.to = row.email.clone();
@@ -241,14 +227,8 @@ impl Store {
             .fetch_one(&mut *c)
             .await)?;
         outbox::enqueue(&mut tx, &email).await?;
-        audit::append(
-            &mut tx,
-            ctx.org_id(),
-            ctx.actor(),
-            ctx.meta(),
-            AuditEntry::new("invitation.resent", "invitation", id),
-        )
-        .await?;
+        tx.audit(AuditEntry::new("invitation.resent", "invitation", id))
+            .await?;
         tx.commit().await?;
         Ok(row.into_invitation(now()))
     }
@@ -311,12 +291,12 @@ pub(super) async fn accept_in(
         ));
     }
     if !row.email.eq_ignore_ascii_case(user_email) {
-        return Err(StoreError::Forbidden("invitation_email_mismatch"));
+        return Err(DomainError::InvitationEmailMismatch.into());
     }
     let role = row
         .role()
         .ok_or_else(|| StoreError::Corrupt("invitation role".to_owned()))?;
-    check_member_limit(tx, org, &plan, false).await?;
+    check_member_limit(tx, org, plan, false).await?;
     insert_membership(tx, org, user, role).await?;
     on_conn!(tx.conn(), c => sqlx::query("UPDATE invitations SET accepted_at = $3, accepted_by = $4 WHERE org_id = $1 AND id = $2")
         .bind(org)

@@ -9,10 +9,28 @@ use super::audit::{self, AuditEntry};
 use super::{now, page_size, Store, StoreError};
 use crate::auth::{Actor, ActorKind, RequestMeta, TenantCtx};
 use crate::db::{on_conn, Access, Scope, Tx};
+use crate::domain::DomainError;
 use crate::ids::{JobId, OrgId};
+use crate::vocab::{text_enum, JsonText};
 
 /// PostgreSQL channel that wakes workers when a job is enqueued.
 pub const NOTIFY_CHANNEL: &str = "tenantry_jobs";
+
+text_enum! {
+    /// Where a job is in its life.
+    pub enum JobStatus {
+        /// Waiting for its `run_at` and a worker.
+        Available => "available",
+        /// Claimed by a worker.
+        Running => "running",
+        /// Finished with a result.
+        Succeeded => "succeeded",
+        /// Failed every allowed attempt.
+        Dead => "dead",
+        /// Cancelled before it started.
+        Cancelled => "cancelled",
+    }
+}
 
 /// A job as shown through the API.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -26,7 +44,8 @@ pub struct Job {
     /// Input.
     pub payload: serde_json::Value,
     /// `available`, `running`, `succeeded`, `dead` or `cancelled`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: JobStatus,
     /// Runs started so far.
     pub attempts: i32,
     /// Runs allowed before the job is dead.
@@ -54,15 +73,15 @@ struct Row {
     id: JobId,
     org_id: OrgId,
     kind: String,
-    payload: String,
-    status: String,
+    payload: JsonText<serde_json::Value>,
+    status: JobStatus,
     attempts: i32,
     max_attempts: i32,
     run_at: DateTime<Utc>,
     idempotency_key: Option<String>,
     request_hash: Option<String>,
     last_error: Option<String>,
-    result: Option<String>,
+    result: Option<JsonText<serde_json::Value>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
@@ -74,20 +93,18 @@ const COLUMNS: &str = "id, org_id, kind, payload, status, attempts, max_attempts
 
 impl Row {
     fn into_job(self) -> Job {
-        let parse =
-            |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.to_owned()));
         Job {
             id: self.id,
             org_id: self.org_id,
             kind: self.kind,
-            payload: parse(&self.payload),
+            payload: self.payload.0,
             status: self.status,
             attempts: self.attempts,
             max_attempts: self.max_attempts,
             run_at: self.run_at,
             idempotency_key: self.idempotency_key,
             last_error: self.last_error,
-            result: self.result.as_deref().map(parse),
+            result: self.result.map(|r| r.0),
             created_at: self.created_at,
             updated_at: self.updated_at,
             started_at: self.started_at,
@@ -96,11 +113,13 @@ impl Row {
     }
 }
 
-/// A job to enqueue.
+/// A job to enqueue, made by its job type
+/// ([`JobHandler::job`](crate::jobs::JobHandler::job)) or, for the API, by the registry from
+/// a public kind ([`Registry::public_job`](crate::jobs::Registry::public_job)).
 #[derive(Clone, Debug)]
 pub struct NewJob {
-    /// Registered job type.
-    pub kind: String,
+    /// Registered job type: the handler's `KIND`.
+    pub kind: &'static str,
     /// Input (already validated for the kind).
     pub payload: serde_json::Value,
     /// Earliest run (default now).
@@ -144,8 +163,8 @@ pub async fn enqueue_in(tx: &mut Tx, org: OrgId, new: &NewJob) -> Result<Enqueue
     let inserted: Option<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
         .bind(org)
         .bind(JobId::new())
-        .bind(&new.kind)
-        .bind(new.payload.to_string())
+        .bind(new.kind)
+        .bind(JsonText(&new.payload))
         .bind(new.max_attempts)
         .bind(new.run_at.unwrap_or(at))
         .bind(&new.idempotency_key)
@@ -207,8 +226,8 @@ pub struct Claimed {
     pub id: JobId,
     /// Kind.
     pub kind: String,
-    /// Input (JSON text).
-    pub payload: String,
+    /// Input.
+    pub payload: JsonText<serde_json::Value>,
     /// This run's number, from 1.
     pub attempts: i32,
     /// Runs allowed.
@@ -219,7 +238,7 @@ pub struct Claimed {
 #[derive(Clone, Debug, Default)]
 pub struct JobFilter {
     /// Only this status.
-    pub status: Option<String>,
+    pub status: Option<JobStatus>,
     /// Jobs older than this id (cursor, newest first).
     pub before: Option<JobId>,
     /// Page size.
@@ -236,15 +255,12 @@ fn system_actor() -> Actor {
 impl Store {
     /// Enqueues a tenant job, audited when created.
     pub async fn enqueue_job(&self, ctx: &TenantCtx, new: &NewJob) -> Result<Enqueued, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let outcome = enqueue_in(&mut tx, ctx.org_id(), new).await?;
         if let Enqueued::Created(job) = &outcome {
             let entry = AuditEntry::new("job.enqueued", "job", job.id)
                 .with_metadata(serde_json::json!({ "kind": job.kind }));
-            audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+            tx.audit(entry).await?;
         }
         tx.commit().await?;
         Ok(outcome)
@@ -263,10 +279,7 @@ impl Store {
 
     /// One job of the organization.
     pub async fn get_job(&self, ctx: &TenantCtx, id: JobId) -> Result<Job, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE org_id = $1 AND id = $2");
         let row: Option<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql).bind(ctx.org_id()).bind(id).fetch_optional(&mut *c).await)?;
         tx.commit().await?;
@@ -279,17 +292,14 @@ impl Store {
         ctx: &TenantCtx,
         filter: &JobFilter,
     ) -> Result<Vec<Job>, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!(
             "SELECT {COLUMNS} FROM jobs WHERE org_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3) \
              ORDER BY id DESC LIMIT $4"
         );
         let rows: Vec<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(ctx.org_id())
-            .bind(&filter.status)
+            .bind(filter.status)
             .bind(filter.before)
             .bind(page_size(filter.limit))
             .fetch_all(&mut *c)
@@ -300,33 +310,42 @@ impl Store {
 
     /// Cancels a job that has not started.
     pub async fn cancel_job(&self, ctx: &TenantCtx, id: JobId) -> Result<Job, StoreError> {
-        self.transition(ctx, id, &["available"], "cancelled", "job.cancelled")
-            .await
+        self.transition(
+            ctx,
+            id,
+            &[JobStatus::Available],
+            JobStatus::Cancelled,
+            "job.cancelled",
+        )
+        .await
     }
 
     /// Puts a dead or cancelled job back in the queue with fresh attempts.
     pub async fn retry_job(&self, ctx: &TenantCtx, id: JobId) -> Result<Job, StoreError> {
-        self.transition(ctx, id, &["dead", "cancelled"], "available", "job.retried")
-            .await
+        self.transition(
+            ctx,
+            id,
+            &[JobStatus::Dead, JobStatus::Cancelled],
+            JobStatus::Available,
+            "job.retried",
+        )
+        .await
     }
 
     async fn transition(
         &self,
         ctx: &TenantCtx,
         id: JobId,
-        from: &[&str],
-        to: &str,
+        from: &[JobStatus],
+        to: JobStatus,
         action: &'static str,
     ) -> Result<Job, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let sql = format!("SELECT {COLUMNS} FROM jobs WHERE org_id = $1 AND id = $2");
         let row: Row = on_conn!(tx.conn(), c => sqlx::query_as(&sql).bind(ctx.org_id()).bind(id).fetch_optional(&mut *c).await)?
             .ok_or(StoreError::NotFound)?;
-        if !from.contains(&row.status.as_str()) {
-            return Err(StoreError::Conflict("job_state"));
+        if !from.contains(&row.status) {
+            return Err(DomainError::JobState.into());
         }
         let at = now();
         let sql = format!(
@@ -340,26 +359,19 @@ impl Store {
             .bind(id)
             .bind(to)
             .bind(at)
-            .bind(&row.status)
+            .bind(row.status)
             .fetch_optional(&mut *c)
             .await)?;
-        let row = row.ok_or(StoreError::Conflict("job_state"))?;
-        if let Tx::Postgres(pg) = &mut tx {
-            if to == "available" {
+        let row = row.ok_or(DomainError::JobState)?;
+        if let Tx::Postgres(pg) = &mut *tx {
+            if to == JobStatus::Available {
                 sqlx::query("SELECT pg_notify($1, '')")
                     .bind(NOTIFY_CHANNEL)
                     .execute(&mut **pg)
                     .await?;
             }
         }
-        audit::append(
-            &mut tx,
-            ctx.org_id(),
-            ctx.actor(),
-            ctx.meta(),
-            AuditEntry::new(action, "job", id),
-        )
-        .await?;
+        tx.audit(AuditEntry::new(action, "job", id)).await?;
         tx.commit().await?;
         Ok(row.into_job())
     }
@@ -496,8 +508,8 @@ impl Store {
         let at = now();
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
         let (status, run_at, finished) = match retry_at {
-            Some(t) => ("available", t, None),
-            None => ("dead", at, Some(at)),
+            Some(t) => (JobStatus::Available, t, None),
+            None => (JobStatus::Dead, at, Some(at)),
         };
         let n = on_conn!(tx.conn(), c => sqlx::query(
             "UPDATE jobs SET status = $3, run_at = $4, last_error = $5, finished_at = $6, updated_at = $7, locked_by = NULL, locked_until = NULL \

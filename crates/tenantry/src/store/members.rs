@@ -4,23 +4,55 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::audit::{self, AuditEntry};
+use super::audit::AuditEntry;
 use super::orgs::{NewOrg, Organization};
 use super::{now, Store, StoreError};
 use crate::auth::{Actor, ActorKind, RequestMeta, TenantCtx};
-use crate::db::{on_conn, unique_violation, Access, Scope, Tx};
+use crate::db::{on_conn, Access, Scope, Tx};
+use crate::domain::{access, DomainError};
 use crate::ids::{OrgId, RoleId, UserId};
-use crate::rbac::{plans, RoleRef};
+use crate::rbac::{Permissions, Plan, RoleRef};
+use crate::vocab::JsonText;
 
 /// What a user holds in one organization.
 #[derive(Clone, Debug)]
 pub struct MemberAccess {
     /// The role.
     pub role: RoleRef,
-    /// Permissions of a custom role (JSON array), when the role is custom.
-    pub custom_permissions: Option<String>,
+    /// What the role allows.
+    pub permissions: Permissions,
     /// The organization's plan.
-    pub plan: String,
+    pub plan: Plan,
+}
+
+/// A role as stored (`role`, `custom_role_id`, and a custom role's permissions), with
+/// what it allows.
+#[derive(Clone, Debug)]
+pub struct RoleGrant {
+    /// The role.
+    pub role: RoleRef,
+    /// What it allows.
+    pub permissions: Permissions,
+}
+
+/// A membership's role columns and the organization's plan.
+type AccessColumns = (String, Option<RoleId>, Option<JsonText<Permissions>>, Plan);
+
+/// The stored columns of a role assignment as one [`RoleGrant`].
+pub(super) type RoleColumns = (String, Option<RoleId>, Option<JsonText<Permissions>>);
+
+impl RoleGrant {
+    /// Decodes the stored columns; an unknown role name is corrupt.
+    pub(super) fn from_columns(
+        (role, custom, permissions): RoleColumns,
+    ) -> Result<Self, StoreError> {
+        let role = RoleRef::from_columns(&role, custom)
+            .ok_or_else(|| StoreError::Corrupt(format!("role {role}")))?;
+        Ok(Self {
+            role,
+            permissions: role.permissions(permissions.map(|p| p.0)),
+        })
+    }
 }
 
 /// An organization with the caller's role in it.
@@ -70,16 +102,13 @@ pub(super) async fn insert_membership(
     .execute(&mut *c)
     .await
     .map(|_| ()))
-    .map_err(|e| match unique_violation(&e) {
-        Some(_) => StoreError::Conflict("already_member"),
-        None => e.into(),
-    })
+    .map_err(|e| StoreError::unique(e, DomainError::AlreadyMember))
 }
 
 /// Locks the organization row for the rest of the transaction and returns its plan, so
 /// member-limit checks cannot race.
-pub(super) async fn lock_org_plan(tx: &mut Tx, org: OrgId) -> Result<String, StoreError> {
-    let plan: Option<String> = on_conn!(tx.conn(), c => sqlx::query_scalar(
+pub(super) async fn lock_org_plan(tx: &mut Tx, org: OrgId) -> Result<Plan, StoreError> {
+    let plan: Option<Plan> = on_conn!(tx.conn(), c => sqlx::query_scalar(
         "UPDATE organizations SET updated_at = updated_at WHERE id = $1 RETURNING plan",
     )
     .bind(org)
@@ -92,10 +121,10 @@ pub(super) async fn lock_org_plan(tx: &mut Tx, org: OrgId) -> Result<String, Sto
 pub(super) async fn check_member_limit(
     tx: &mut Tx,
     org: OrgId,
-    plan: &str,
+    plan: Plan,
     pending: bool,
 ) -> Result<(), StoreError> {
-    let Some(limit) = plans::member_limit(plan) else {
+    let Some(limit) = plan.member_limit() else {
         return Ok(());
     };
     let members: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar("SELECT count(*) FROM memberships WHERE org_id = $1")
@@ -114,7 +143,7 @@ pub(super) async fn check_member_limit(
         0
     };
     if members + invited >= limit {
-        return Err(StoreError::Forbidden("plan_limit_reached"));
+        return Err(DomainError::PlanLimitReached.into());
     }
     Ok(())
 }
@@ -149,7 +178,7 @@ impl Store {
         user: UserId,
     ) -> Result<Option<MemberAccess>, StoreError> {
         let mut tx = self.db().begin(Scope::Tenant(org), Access::Read).await?;
-        let row: Option<(String, Option<RoleId>, Option<String>, String)> = on_conn!(tx.conn(), c => sqlx::query_as(
+        let row: Option<AccessColumns> = on_conn!(tx.conn(), c => sqlx::query_as(
             "SELECT m.role, m.custom_role_id, r.permissions, o.plan FROM memberships m \
              JOIN organizations o ON o.id = m.org_id \
              LEFT JOIN roles r ON r.org_id = m.org_id AND r.id = m.custom_role_id \
@@ -160,12 +189,14 @@ impl Store {
         .fetch_optional(&mut *c)
         .await)?;
         tx.commit().await?;
-        Ok(row.and_then(|(role, custom, permissions, plan)| {
-            RoleRef::from_columns(&role, custom).map(|role| MemberAccess {
-                role,
-                custom_permissions: permissions,
-                plan,
-            })
+        let Some((role, custom, permissions, plan)) = row else {
+            return Ok(None);
+        };
+        let grant = RoleGrant::from_columns((role, custom, permissions))?;
+        Ok(Some(MemberAccess {
+            role: grant.role,
+            permissions: grant.permissions,
+            plan,
         }))
     }
 
@@ -203,10 +234,7 @@ impl Store {
         name: Option<String>,
         slug: Option<String>,
     ) -> Result<Organization, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let sql = "UPDATE organizations SET name = coalesce($2, name), slug = coalesce($3, slug), updated_at = $4 \
                    WHERE id = $1 RETURNING id, name, slug, plan, status, created_at, updated_at";
         let org: Option<Organization> = on_conn!(tx.conn(), c => sqlx::query_as(sql)
@@ -216,26 +244,20 @@ impl Store {
             .bind(now())
             .fetch_optional(&mut *c)
             .await)
-        .map_err(|e| match unique_violation(&e) {
-            Some(_) => StoreError::Conflict("slug_taken"),
-            None => e.into(),
-        })?;
+        .map_err(|e| StoreError::unique(e, DomainError::SlugTaken))?;
         let org = org.ok_or(StoreError::NotFound)?;
         let entry = AuditEntry::new("organization.updated", "organization", ctx.org_id())
             .with_metadata(serde_json::json!({ "name": name, "slug": slug }));
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(org)
     }
 
     /// Deletes the organization and everything it owns; its audit log remains.
     pub async fn delete_org(&self, ctx: &TenantCtx) -> Result<(), StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let entry = AuditEntry::new("organization.deleted", "organization", ctx.org_id());
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         let n = on_conn!(tx.conn(), c => sqlx::query("DELETE FROM organizations WHERE id = $1")
             .bind(ctx.org_id())
             .execute(&mut *c)
@@ -253,24 +275,23 @@ impl Store {
     pub async fn set_plan(
         &self,
         ctx: &TenantCtx,
-        plan: &'static str,
+        plan: Plan,
         force: bool,
     ) -> Result<Organization, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let from = lock_org_plan(&mut tx, ctx.org_id()).await?;
-        if let Some(limit) = plans::member_limit(plan).filter(|_| !force) {
+        if let Some(limit) = plan.member_limit().filter(|_| !force) {
             let members: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar("SELECT count(*) FROM memberships WHERE org_id = $1")
                 .bind(ctx.org_id())
                 .fetch_one(&mut *c)
                 .await)?;
             if members > limit {
-                return Err(StoreError::Refused(
-                    "plan_seats_exceeded",
-                    format!("The organization has {members} members; the {plan} plan allows {limit}. Remove members first."),
-                ));
+                return Err(DomainError::PlanSeatsExceeded {
+                    members,
+                    plan,
+                    limit,
+                }
+                .into());
             }
         }
         let org: Organization = on_conn!(tx.conn(), c => sqlx::query_as(
@@ -288,7 +309,7 @@ impl Store {
             } else {
                 serde_json::json!({ "from": from, "to": plan })
             });
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(org)
     }
@@ -304,10 +325,7 @@ impl Store {
             custom_role_id: Option<RoleId>,
             created_at: DateTime<Utc>,
         }
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let rows: Vec<Row> = on_conn!(tx.conn(), c => sqlx::query_as(
             "SELECT m.user_id, u.email, u.name, m.role, m.custom_role_id, m.created_at FROM memberships m \
              JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.email",
@@ -338,14 +356,9 @@ impl Store {
         role: RoleRef,
         by_owner: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let current = target_role(&mut tx, ctx.org_id(), target).await?;
-        if (current.is_owner() || role.is_owner()) && !by_owner {
-            return Err(StoreError::Forbidden("owner_required"));
-        }
+        access::owner_rule(by_owner, Some(current), Some(role))?;
         if current.is_owner() && !role.is_owner() {
             ensure_another_owner(&mut tx, ctx.org_id()).await?;
         }
@@ -367,7 +380,7 @@ impl Store {
         let entry = AuditEntry::new("member.role_changed", "user", target).with_metadata(
             serde_json::json!({ "from": current.to_string(), "to": role.to_string() }),
         );
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -379,15 +392,10 @@ impl Store {
         target: UserId,
         by_owner: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let current = target_role(&mut tx, ctx.org_id(), target).await?;
+        access::owner_rule(by_owner, Some(current), None)?;
         if current.is_owner() {
-            if !by_owner {
-                return Err(StoreError::Forbidden("owner_required"));
-            }
             ensure_another_owner(&mut tx, ctx.org_id()).await?;
         }
         on_conn!(tx.conn(), c => sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
@@ -398,7 +406,7 @@ impl Store {
             .map(|_| ()))?;
         let entry = AuditEntry::new("member.removed", "user", target)
             .with_metadata(serde_json::json!({ "role": current.to_string() }));
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -413,7 +421,7 @@ pub(super) async fn create_owned_org(
     meta: &RequestMeta,
 ) -> Result<Organization, StoreError> {
     let org = super::orgs::insert_org(tx, id, new, &user_actor(user), meta).await?;
-    insert_membership(tx, id, user, RoleRef::Builtin("owner")).await?;
+    insert_membership(tx, id, user, RoleRef::OWNER).await?;
     Ok(org)
 }
 
@@ -425,8 +433,9 @@ async fn target_role(tx: &mut Tx, org: OrgId, user: UserId) -> Result<RoleRef, S
     .bind(user)
     .fetch_optional(&mut *c)
     .await)?;
-    row.and_then(|(role, custom)| RoleRef::from_columns(&role, custom))
-        .ok_or(StoreError::NotFound)
+    let (role, custom) = row.ok_or(StoreError::NotFound)?;
+    RoleRef::from_columns(&role, custom)
+        .ok_or_else(|| StoreError::Corrupt(format!("membership role {role}")))
 }
 
 async fn ensure_another_owner(tx: &mut Tx, org: OrgId) -> Result<(), StoreError> {
@@ -438,7 +447,7 @@ async fn ensure_another_owner(tx: &mut Tx, org: OrgId) -> Result<(), StoreError>
     .fetch_one(&mut *c)
     .await)?;
     if owners <= 1 {
-        return Err(StoreError::Conflict("last_owner"));
+        return Err(DomainError::LastOwner.into());
     }
     Ok(())
 }

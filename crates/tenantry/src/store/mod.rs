@@ -17,8 +17,10 @@ pub mod keys;
 pub mod members;
 pub mod orgs;
 pub mod outbox;
+pub mod revocation;
 pub mod roles;
 pub mod sessions;
+mod tenant_tx;
 pub mod usage;
 pub mod workspaces;
 
@@ -33,7 +35,7 @@ pub use error::StoreError;
 pub struct Store {
     db: Db,
     hot: std::sync::Arc<crate::db::HotConnections>,
-    revoked: crate::auth::revocation::RevokedFamilies,
+    revoked: crate::store::revocation::RevokedFamilies,
     background_timeout: std::time::Duration,
 }
 
@@ -43,7 +45,7 @@ impl Store {
         Self {
             db,
             hot: Default::default(),
-            revoked: crate::auth::revocation::RevokedFamilies::new(DEFAULT_REVOCATION_MEMORY),
+            revoked: crate::store::revocation::RevokedFamilies::new(DEFAULT_REVOCATION_MEMORY),
             background_timeout: DEFAULT_BACKGROUND_TIMEOUT,
         }
     }
@@ -75,12 +77,12 @@ impl Store {
     /// Remembers revoked refresh families for `lifetime` (the access-token lifetime plus
     /// leeway) instead of the default.
     pub fn remembering_revocations_for(mut self, lifetime: std::time::Duration) -> Self {
-        self.revoked = crate::auth::revocation::RevokedFamilies::new(lifetime);
+        self.revoked = crate::store::revocation::RevokedFamilies::new(lifetime);
         self
     }
 
     /// Refresh families revoked recently, whose access tokens are refused.
-    pub fn revoked_families(&self) -> &crate::auth::revocation::RevokedFamilies {
+    pub fn revoked_families(&self) -> &crate::store::revocation::RevokedFamilies {
         &self.revoked
     }
 

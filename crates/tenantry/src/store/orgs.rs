@@ -7,9 +7,21 @@ use utoipa::ToSchema;
 use super::audit::{self, AuditEntry};
 use super::{now, page_size, Store, StoreError};
 use crate::auth::{Actor, Operator, RequestMeta, TenantCtx};
-use crate::db::{on_conn, unique_violation, Access, Scope, Tx};
-use crate::domain::{DisplayName, Slug};
+use crate::db::{on_conn, Access, Scope, Tx};
+use crate::domain::{DisplayName, DomainError, Slug};
 use crate::ids::OrgId;
+use crate::rbac::Plan;
+use crate::vocab::text_enum;
+
+text_enum! {
+    /// Whether an organization is in service.
+    pub enum OrgStatus {
+        /// In service.
+        Active => "active",
+        /// Suspended by the operator.
+        Suspended => "suspended",
+    }
+}
 
 /// An organization.
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -21,9 +33,11 @@ pub struct Organization {
     /// Unique URL-safe name.
     pub slug: String,
     /// `free`, `pro` or `enterprise`.
-    pub plan: String,
+    #[schema(value_type = String)]
+    pub plan: Plan,
     /// `active` or `suspended`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: OrgStatus,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -54,10 +68,7 @@ impl Store {
 
     /// The caller's organization.
     pub async fn get_org(&self, ctx: &TenantCtx) -> Result<Organization, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!("SELECT {COLUMNS} FROM organizations WHERE id = $1");
         let org: Option<Organization> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(ctx.org_id())
@@ -108,10 +119,7 @@ pub(super) async fn insert_org(
         .bind(now())
         .fetch_one(&mut *c)
         .await)
-    .map_err(|e| match unique_violation(&e) {
-        Some(_) => StoreError::Conflict("slug_taken"),
-        None => e.into(),
-    })?;
+    .map_err(|e| StoreError::unique(e, DomainError::SlugTaken))?;
     let entry = AuditEntry::new("organization.created", "organization", id)
         .with_metadata(serde_json::json!({ "name": org.name, "slug": org.slug }));
     audit::append(tx, id, actor, meta, entry).await?;

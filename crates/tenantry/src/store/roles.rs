@@ -4,11 +4,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::audit::{self, AuditEntry};
+use super::audit::AuditEntry;
 use super::{now, Store, StoreError};
 use crate::auth::TenantCtx;
-use crate::db::{on_conn, unique_violation, Access, Scope};
+use crate::db::{on_conn, Access};
+use crate::domain::DomainError;
 use crate::ids::{OrgId, RoleId};
+use crate::rbac::Permission;
+use crate::vocab::JsonText;
 
 /// A custom role.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -22,7 +25,8 @@ pub struct Role {
     /// Description.
     pub description: String,
     /// Permissions from the catalog.
-    pub permissions: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub permissions: Vec<Permission>,
     /// Created at.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -35,21 +39,19 @@ struct Row {
     org_id: OrgId,
     name: String,
     description: String,
-    permissions: String,
+    permissions: JsonText<Vec<Permission>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
 impl Row {
     fn into_role(self) -> Result<Role, StoreError> {
-        let permissions = serde_json::from_str(&self.permissions)
-            .map_err(|e| StoreError::Corrupt(format!("role permissions: {e}")))?;
         Ok(Role {
             id: self.id,
             org_id: self.org_id,
             name: self.name,
             description: self.description,
-            permissions,
+            permissions: self.permissions.0,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -59,10 +61,7 @@ impl Row {
 const COLUMNS: &str = "id, org_id, name, description, permissions, created_at, updated_at";
 
 fn name_taken(e: sqlx::Error) -> StoreError {
-    match unique_violation(&e) {
-        Some(_) => StoreError::Conflict("name_taken"),
-        None => e.into(),
-    }
+    StoreError::unique(e, DomainError::NameTaken)
 }
 
 impl Store {
@@ -72,12 +71,9 @@ impl Store {
         ctx: &TenantCtx,
         name: &str,
         description: &str,
-        permissions: &[&str],
+        permissions: &[Permission],
     ) -> Result<Role, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let sql = format!(
             "INSERT INTO roles (org_id, id, name, description, permissions, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
@@ -87,24 +83,21 @@ impl Store {
             .bind(RoleId::new())
             .bind(name)
             .bind(description)
-            .bind(serde_json::json!(permissions).to_string())
+            .bind(JsonText(permissions))
             .bind(now())
             .fetch_one(&mut *c)
             .await)
         .map_err(name_taken)?;
         let entry = AuditEntry::new("role.created", "role", row.id)
             .with_metadata(serde_json::json!({ "name": name, "permissions": permissions }));
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         row.into_role()
     }
 
     /// The organization's custom roles, by name.
     pub async fn list_roles(&self, ctx: &TenantCtx) -> Result<Vec<Role>, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!("SELECT {COLUMNS} FROM roles WHERE org_id = $1 ORDER BY name");
         let rows: Vec<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql).bind(ctx.org_id()).fetch_all(&mut *c).await)?;
         tx.commit().await?;
@@ -113,10 +106,7 @@ impl Store {
 
     /// One custom role.
     pub async fn get_role(&self, ctx: &TenantCtx, id: RoleId) -> Result<Role, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!("SELECT {COLUMNS} FROM roles WHERE org_id = $1 AND id = $2");
         let row: Option<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql).bind(ctx.org_id()).bind(id).fetch_optional(&mut *c).await)?;
         tx.commit().await?;
@@ -130,17 +120,14 @@ impl Store {
         id: RoleId,
         name: Option<&str>,
         description: Option<&str>,
-        permissions: Option<&[&str]>,
+        permissions: Option<&[Permission]>,
     ) -> Result<Role, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let sql = format!(
             "UPDATE roles SET name = coalesce($3, name), description = coalesce($4, description), \
              permissions = coalesce($5, permissions), updated_at = $6 WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
         );
-        let perms = permissions.map(|p| serde_json::json!(p).to_string());
+        let perms = permissions.map(JsonText);
         let row: Option<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(ctx.org_id())
             .bind(id)
@@ -154,17 +141,14 @@ impl Store {
         let row = row.ok_or(StoreError::NotFound)?;
         let entry = AuditEntry::new("role.updated", "role", id)
             .with_metadata(serde_json::json!({ "name": name, "permissions": permissions }));
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         row.into_role()
     }
 
     /// Deletes a custom role nobody holds.
     pub async fn delete_role(&self, ctx: &TenantCtx, id: RoleId) -> Result<(), StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let used: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM memberships WHERE org_id = $1 AND custom_role_id = $2) \
                   + (SELECT count(*) FROM workspace_roles WHERE org_id = $1 AND custom_role_id = $2) \
@@ -175,7 +159,7 @@ impl Store {
         .fetch_one(&mut *c)
         .await)?;
         if used > 0 {
-            return Err(StoreError::Conflict("role_in_use"));
+            return Err(DomainError::RoleInUse.into());
         }
         let n = on_conn!(tx.conn(), c => sqlx::query("DELETE FROM roles WHERE org_id = $1 AND id = $2")
             .bind(ctx.org_id())
@@ -186,14 +170,8 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound);
         }
-        audit::append(
-            &mut tx,
-            ctx.org_id(),
-            ctx.actor(),
-            ctx.meta(),
-            AuditEntry::new("role.deleted", "role", id),
-        )
-        .await?;
+        tx.audit(AuditEntry::new("role.deleted", "role", id))
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -13,6 +13,7 @@ use super::{now, Store, StoreError};
 use crate::auth::TenantCtx;
 use crate::db::{on_conn, Access, Scope, Tx};
 use crate::ids::OrgId;
+use crate::rbac::Plan;
 
 /// Most a meter may count for one organization on one day (10^15): totals of a month stay
 /// far from 64-bit overflow.
@@ -69,10 +70,7 @@ impl Store {
         ctx: &TenantCtx,
         events: &[UsageEvent],
     ) -> Result<Ingested, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let mut added: std::collections::BTreeMap<(&str, String), i64> = Default::default();
         for event in events {
             *added
@@ -103,7 +101,7 @@ impl Store {
         tx.commit().await?;
         Ok(Ingested {
             accepted,
-            duplicates: events.len() as u64 - accepted,
+            duplicates: u64::try_from(events.len()).unwrap_or(u64::MAX) - accepted,
         })
     }
 
@@ -173,7 +171,7 @@ impl Store {
                 )
                 .fetch_one(&mut **pg)
                 .await?;
-                u64::try_from(n).unwrap_or(0)
+                n.max(0).unsigned_abs()
             }
             // SQLite's writers are serialized by BEGIN IMMEDIATE.
             Tx::Sqlite(lite) => {
@@ -207,10 +205,7 @@ impl Store {
         from: &str,
         to: &str,
     ) -> Result<Vec<DailyUsage>, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let rows: Vec<DailyUsage> = on_conn!(tx.conn(), c => sqlx::query_as(
             "SELECT meter, day, CAST(SUM(quantity) AS BIGINT) AS quantity FROM ( \
                  SELECT meter, day, quantity FROM usage_daily WHERE org_id = $1 AND day >= $2 AND day <= $3 \
@@ -233,9 +228,9 @@ impl Store {
         org: OrgId,
         meter: &str,
         from: &str,
-    ) -> Result<Option<(String, i64)>, StoreError> {
+    ) -> Result<Option<(Plan, i64)>, StoreError> {
         let mut tx = self.db().begin(Scope::Tenant(org), Access::Read).await?;
-        let row: Option<(String, i64)> = on_conn!(tx.conn(), c => sqlx::query_as(
+        let row: Option<(Plan, i64)> = on_conn!(tx.conn(), c => sqlx::query_as(
             "SELECT o.plan, CAST(coalesce(( \
                  SELECT SUM(quantity) FROM usage_daily WHERE org_id = $1 AND meter = $2 AND day >= $3), 0) \
                + coalesce(( \
@@ -248,6 +243,9 @@ impl Store {
         .fetch_optional(&mut *c)
         .await)?;
         tx.commit().await?;
+        if let Some((_, used)) = row.filter(|(_, used)| *used < 0) {
+            return Err(StoreError::Corrupt(format!("usage total {used}")));
+        }
         Ok(row)
     }
 }

@@ -4,11 +4,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::audit::{self, AuditEntry};
+use super::audit::AuditEntry;
+use super::members::{RoleColumns, RoleGrant};
 use super::{now, Store, StoreError};
 use crate::auth::TenantCtx;
-use crate::db::{on_conn, unique_violation, Access, Scope};
-use crate::domain::{DisplayName, Slug};
+use crate::db::{on_conn, Access};
+use crate::domain::{DisplayName, DomainError, Slug};
 use crate::ids::{OrgId, UserId, WorkspaceId};
 use crate::rbac::RoleRef;
 
@@ -39,10 +40,7 @@ impl Store {
         name: DisplayName,
         slug: Slug,
     ) -> Result<Workspace, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let sql = format!(
             "INSERT INTO workspaces (org_id, id, name, slug, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $5) RETURNING {COLUMNS}"
@@ -55,13 +53,10 @@ impl Store {
             .bind(now())
             .fetch_one(&mut *c)
             .await)
-        .map_err(|e| match unique_violation(&e) {
-            Some(_) => StoreError::Conflict("slug_taken"),
-            None => e.into(),
-        })?;
+        .map_err(|e| StoreError::unique(e, DomainError::SlugTaken))?;
         let entry = AuditEntry::new("workspace.created", "workspace", ws.id)
             .with_metadata(serde_json::json!({ "name": ws.name, "slug": ws.slug }));
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(ws)
     }
@@ -72,10 +67,7 @@ impl Store {
         ctx: &TenantCtx,
         id: WorkspaceId,
     ) -> Result<Workspace, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!("SELECT {COLUMNS} FROM workspaces WHERE org_id = $1 AND id = $2");
         let ws: Option<Workspace> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(ctx.org_id())
@@ -88,10 +80,7 @@ impl Store {
 
     /// The caller's organization's workspaces, by slug.
     pub async fn list_workspaces(&self, ctx: &TenantCtx) -> Result<Vec<Workspace>, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!("SELECT {COLUMNS} FROM workspaces WHERE org_id = $1 ORDER BY slug");
         let list: Vec<Workspace> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(ctx.org_id())
@@ -111,10 +100,7 @@ impl Store {
         name: Option<DisplayName>,
         slug: Option<Slug>,
     ) -> Result<Workspace, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let sql = format!(
             "UPDATE workspaces SET name = coalesce($3, name), slug = coalesce($4, slug), updated_at = $5 \
              WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
@@ -127,14 +113,11 @@ impl Store {
             .bind(now())
             .fetch_optional(&mut *c)
             .await)
-        .map_err(|e| match unique_violation(&e) {
-            Some(_) => StoreError::Conflict("slug_taken"),
-            None => e.into(),
-        })?;
+        .map_err(|e| StoreError::unique(e, DomainError::SlugTaken))?;
         let ws = ws.ok_or(StoreError::NotFound)?;
         let entry = AuditEntry::new("workspace.updated", "workspace", id)
             .with_metadata(serde_json::json!({ "name": ws.name, "slug": ws.slug }));
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(ws)
     }
@@ -145,10 +128,7 @@ impl Store {
         ctx: &TenantCtx,
         id: WorkspaceId,
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let n = on_conn!(tx.conn(), c => sqlx::query("DELETE FROM workspaces WHERE org_id = $1 AND id = $2")
             .bind(ctx.org_id())
             .bind(id)
@@ -158,14 +138,8 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound);
         }
-        audit::append(
-            &mut tx,
-            ctx.org_id(),
-            ctx.actor(),
-            ctx.meta(),
-            AuditEntry::new("workspace.deleted", "workspace", id),
-        )
-        .await?;
+        tx.audit(AuditEntry::new("workspace.deleted", "workspace", id))
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -178,10 +152,7 @@ impl Store {
         user: UserId,
         role: RoleRef,
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let (name, custom) = role.columns();
         on_conn!(tx.conn(), c => sqlx::query(
             "INSERT INTO workspace_roles (org_id, workspace_id, user_id, role, custom_role_id, created_at) \
@@ -205,7 +176,7 @@ impl Store {
         let entry = AuditEntry::new("workspace.member_role_set", "workspace", ws).with_metadata(
             serde_json::json!({ "user": user.to_string(), "role": role.to_string() }),
         );
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -217,10 +188,7 @@ impl Store {
         ws: WorkspaceId,
         user: UserId,
     ) -> Result<(), StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Write)
-            .await?;
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
         let n = on_conn!(tx.conn(), c => sqlx::query("DELETE FROM workspace_roles WHERE org_id = $1 AND workspace_id = $2 AND user_id = $3")
             .bind(ctx.org_id())
             .bind(ws)
@@ -233,7 +201,7 @@ impl Store {
         }
         let entry = AuditEntry::new("workspace.member_role_removed", "workspace", ws)
             .with_metadata(serde_json::json!({ "user": user.to_string() }));
-        audit::append(&mut tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await?;
+        tx.audit(entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -244,12 +212,9 @@ impl Store {
         ctx: &TenantCtx,
         ws: WorkspaceId,
         user: UserId,
-    ) -> Result<Option<(RoleRef, Option<String>)>, StoreError> {
-        let mut tx = self
-            .db()
-            .begin(Scope::Tenant(ctx.org_id()), Access::Read)
-            .await?;
-        let row: Option<(String, Option<crate::ids::RoleId>, Option<String>)> = on_conn!(tx.conn(), c => sqlx::query_as(
+    ) -> Result<Option<RoleGrant>, StoreError> {
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
+        let row: Option<RoleColumns> = on_conn!(tx.conn(), c => sqlx::query_as(
             "SELECT w.role, w.custom_role_id, r.permissions FROM workspace_roles w \
              LEFT JOIN roles r ON r.org_id = w.org_id AND r.id = w.custom_role_id \
              WHERE w.org_id = $1 AND w.workspace_id = $2 AND w.user_id = $3",
@@ -260,8 +225,6 @@ impl Store {
         .fetch_optional(&mut *c)
         .await)?;
         tx.commit().await?;
-        Ok(row.and_then(|(role, custom, perms)| {
-            RoleRef::from_columns(&role, custom).map(|r| (r, perms))
-        }))
+        row.map(RoleGrant::from_columns).transpose()
     }
 }

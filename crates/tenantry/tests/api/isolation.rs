@@ -17,7 +17,10 @@ on_both_backends!(
 
 /// An API key of `org` holding every permission of the catalog.
 async fn all_powerful_key(app: &TestApp, owner: &str, org: &str) -> String {
-    let all: Vec<&str> = tenantry::rbac::CATALOG.iter().map(|(p, _)| *p).collect();
+    let all: Vec<&str> = tenantry::rbac::Permission::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
     crate::keys::key_with(app, owner, org, &all).await
 }
 

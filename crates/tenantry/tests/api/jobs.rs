@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tenantry::auth::TenantCtx;
 use tenantry::config::Config;
 use tenantry::ids::{JobId, OrgId};
+use tenantry::jobs::{EchoJob, JobHandler as _};
 use tenantry::jobs::{Registry, Worker};
 use tenantry::store::jobs::{Enqueued, Job, NewJob};
 use tenantry::store::Store;
@@ -325,13 +326,9 @@ async fn platform_store(
 }
 
 fn echo(message: &str, sleep_ms: u64) -> NewJob {
-    NewJob {
-        kind: "echo".into(),
-        payload: json!({"message": message, "sleep_ms": sleep_ms}),
-        run_at: None,
-        max_attempts: 3,
-        idempotency_key: None,
-    }
+    let mut job = EchoJob::job(json!({"message": message, "sleep_ms": sleep_ms}));
+    job.max_attempts = 3;
+    job
 }
 
 async fn enqueue(store: &Store, job: &NewJob) -> JobId {
@@ -350,7 +347,7 @@ async fn job(store: &Store, id: JobId) -> Job {
 async fn wait_status(store: &Store, id: JobId, status: &str, secs: u64) -> Job {
     for _ in 0..secs * 20 {
         let j = job(store, id).await;
-        if j.status == status {
+        if j.status.as_str() == status {
             return j;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -411,11 +408,12 @@ async fn shutdown_drains_running_jobs(backend: Backend) {
     handle.join().await;
     let done = job(&store, id).await;
     assert_eq!(
-        done.status, "succeeded",
+        done.status.as_str(),
+        "succeeded",
         "the running job finished before the worker stopped"
     );
     assert_eq!(
-        job(&store, queued_after).await.status,
+        job(&store, queued_after).await.status.as_str(),
         "available",
         "no new work was taken during shutdown"
     );

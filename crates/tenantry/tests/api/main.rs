@@ -2,6 +2,10 @@
 //! database, on SQLite and on PostgreSQL.
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+#![expect(
+    unreachable_pub,
+    reason = "test modules share their helpers as plain `pub`"
+)]
 
 mod helpers;
 

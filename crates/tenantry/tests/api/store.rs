@@ -97,7 +97,10 @@ async fn slugs_are_unique_per_organization_only(backend: Backend) {
         .create_workspace(&a, name("Core 2"), slug("CORE"))
         .await;
     assert!(
-        matches!(dup, Err(StoreError::Conflict("slug_taken"))),
+        matches!(
+            dup,
+            Err(StoreError::Domain(tenantry::domain::DomainError::SlugTaken))
+        ),
         "{dup:?}"
     );
     // The failed insert wrote no audit record: audit rides the same transaction.

@@ -11,6 +11,7 @@ use crate::auth::CurrentUser;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
 use crate::http::meta::request_meta;
+use crate::mail::templates;
 use crate::secrets::{random_token, token_hash};
 use crate::state::AppState;
 use crate::store::identity::{EmailPurpose, EmailToken};
@@ -37,13 +38,11 @@ pub(super) fn verification_for(
 ) -> (String, (EmailToken, OutboundEmail)) {
     let (token, stored) = token_for(EmailPurpose::VerifyEmail, VERIFY_TTL_HOURS);
     let base = &state.config.auth.public_base_url;
-    let email = OutboundEmail {
-        to: address.to_owned(),
-        subject: "Verify your email address".to_owned(),
-        body: format!(
-            "Confirm this address by opening:\n\n{base}/verify-email?token={token}\n\nThe link works once, for {VERIFY_TTL_HOURS} hours.\n"
-        ),
-    };
+    let email = templates::verify_email(
+        address,
+        &format!("{base}/verify-email?token={token}"),
+        VERIFY_TTL_HOURS,
+    );
     (token, (stored, email))
 }
 
@@ -82,7 +81,7 @@ pub(super) async fn send_verification(
 /// A one-time token from an email.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TokenIn {
+pub(super) struct TokenIn {
     /// The token from the link.
     pub token: String,
 }
@@ -119,7 +118,7 @@ pub(super) async fn verify_email(
 /// A reset request.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ResetRequestIn {
+pub(super) struct ResetRequestIn {
     /// The account's email.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
@@ -154,13 +153,11 @@ pub(super) async fn request_password_reset(
     if let Some((user, _)) = state.store.user_for_login(&identifier).await? {
         let (token, stored) = token_for(EmailPurpose::ResetPassword, RESET_TTL_HOURS);
         let base = &auth.public_base_url;
-        let email = OutboundEmail {
-            to: user.email.clone(),
-            subject: "Reset your password".to_owned(),
-            body: format!(
-                "Choose a new password by opening:\n\n{base}/reset-password?token={token}\n\nThe link works once, for {RESET_TTL_HOURS} hour. If you did not ask for it, ignore this message.\n"
-            ),
-        };
+        let email = templates::reset_password(
+            &user.email,
+            &format!("{base}/reset-password?token={token}"),
+            RESET_TTL_HOURS,
+        );
         state
             .store
             .issue_email_token(user.id, &stored, &email)
@@ -173,7 +170,7 @@ pub(super) async fn request_password_reset(
 /// A reset.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ResetIn {
+pub(super) struct ResetIn {
     /// The token from the link.
     pub token: String,
     /// The new password.

@@ -3,14 +3,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::tokens::{authenticate, LoginIn};
+use crate::auth::credentials::session_cookie;
 use crate::auth::password::check_policy;
-use crate::auth::user::{csrf_token, session_cookie_name};
+use crate::auth::user::csrf_token;
 use crate::auth::{CurrentUser, Via};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
@@ -23,32 +23,13 @@ use crate::store::identity::{LoginAttempt, NewSession, Session, User};
 
 /// A started browser session.
 #[derive(Serialize, ToSchema)]
-pub struct SessionOut {
+pub(super) struct SessionOut {
     /// The user.
     pub user: User,
     /// The session.
     pub session: Session,
     /// Send as `X-CSRF-Token` on every state-changing request made with the cookie.
     pub csrf_token: String,
-}
-
-/// The session cookie: HttpOnly, SameSite=Lax, Secure per `COOKIE_SECURE`.
-pub(super) fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
-    let auth = &state.config.auth;
-    let mut cookie = Cookie::build((session_cookie_name(auth), value))
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(auth.cookie_secure)
-        .path("/");
-    if let Some(domain) = &auth.cookie_domain {
-        cookie = cookie.domain(domain.clone());
-    }
-    let max_age = i64::try_from(auth.session_ttl.as_secs()).unwrap_or(i64::MAX);
-    cookie.max_age(time_duration(max_age)).build()
-}
-
-fn time_duration(secs: i64) -> time::Duration {
-    time::Duration::seconds(secs)
 }
 
 /// Signs in with a cookie session (for browsers).
@@ -87,7 +68,7 @@ pub(super) async fn create_session(
         .session
         .ok_or_else(|| ApiError::internal(&"no session"))?;
     let csrf = csrf_token(state.config.session_secret.expose(), session.id);
-    let jar = jar.add(session_cookie(&state, value));
+    let jar = jar.add(session_cookie(&state.config.auth, value));
     Ok((
         StatusCode::CREATED,
         jar,
@@ -101,7 +82,7 @@ pub(super) async fn create_session(
 
 /// The CSRF token.
 #[derive(Serialize, ToSchema)]
-pub struct CsrfOut {
+pub(super) struct CsrfOut {
     /// Send as `X-CSRF-Token`.
     pub csrf_token: String,
 }
@@ -149,7 +130,7 @@ pub(super) async fn me(
 
 /// A session in the listing.
 #[derive(Serialize, ToSchema)]
-pub struct SessionItem {
+pub(super) struct SessionItem {
     /// The session.
     #[serde(flatten)]
     pub session: Session,
@@ -200,7 +181,7 @@ pub(super) async fn revoke_session(
 
 /// How many sessions were revoked.
 #[derive(Serialize, ToSchema)]
-pub struct RevokedOut {
+pub(super) struct RevokedOut {
     /// Count.
     pub revoked: u64,
 }
@@ -232,7 +213,7 @@ pub(super) async fn revoke_other_sessions(
 /// Password change input.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ChangePasswordIn {
+pub(super) struct ChangePasswordIn {
     /// The current password.
     pub current_password: String,
     /// The new password.

@@ -41,7 +41,7 @@ pub(crate) async fn limit(state: &AppState, key: &str, limit: u32) -> Result<(),
         window: state.config.auth.rate_window,
     };
     match state.limiter.check(&[(key, rate)]).await {
-        Some(decision) if !decision.allowed => Err(ApiError::rate_limited(&decision)),
+        Some(decision) if !decision.allowed => Err(crate::http::ratelimit::refused(&decision)),
         _ => Ok(()),
     }
 }

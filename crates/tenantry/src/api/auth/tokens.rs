@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::{client_ip, limit};
 use crate::auth::password::check_policy;
 use crate::auth::{CurrentUser, Via};
-use crate::domain::{DisplayName, Email};
+use crate::domain::{DisplayName, DomainError, Email};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
 use crate::http::meta::request_meta;
@@ -23,7 +23,7 @@ use crate::store::identity::{LoginAttempt, Refresh, User};
 /// Sign-up input.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RegisterIn {
+pub(super) struct RegisterIn {
     /// Email address (unique, case-insensitively).
     #[schema(format = Email, max_length = 254)]
     pub email: String,
@@ -46,7 +46,7 @@ pub struct RegisterIn {
 /// Credentials.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LoginIn {
+pub(super) struct LoginIn {
     /// Email address.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
@@ -56,7 +56,7 @@ pub struct LoginIn {
 
 /// A token pair.
 #[derive(Serialize, ToSchema)]
-pub struct TokensOut {
+pub(super) struct TokensOut {
     /// The user.
     pub user: User,
     /// The organization created or joined at registration.
@@ -75,7 +75,7 @@ pub struct TokensOut {
 /// A refresh token presented.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RefreshIn {
+pub(super) struct RefreshIn {
     /// The refresh token.
     pub refresh_token: String,
 }
@@ -83,7 +83,7 @@ pub struct RefreshIn {
 /// Logout input: the refresh token to revoke (optional with a session cookie).
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-pub struct LogoutIn {
+pub(super) struct LogoutIn {
     /// The refresh token whose family ends.
     pub refresh_token: Option<String>,
 }
@@ -149,9 +149,7 @@ pub(super) async fn register(
     if let Some(token) = &body.invitation_token {
         match state.store.invitation_email(&token_hash(token)).await? {
             Some(invited) if invited.eq_ignore_ascii_case(email.as_str()) => {}
-            Some(_) => {
-                return Err(crate::store::StoreError::Forbidden("invitation_email_mismatch").into())
-            }
+            Some(_) => return Err(DomainError::InvitationEmailMismatch.into()),
             None => {
                 return Err(ApiError::validation(
                     "invitation_token",
@@ -355,7 +353,10 @@ pub(super) async fn logout(
         ));
     };
     state.store.logout_session(user.id, session, &meta).await?;
-    let jar = jar.remove(super::me::session_cookie(&state, String::new()));
+    let jar = jar.remove(crate::auth::credentials::session_cookie(
+        &state.config.auth,
+        String::new(),
+    ));
     Ok((StatusCode::NO_CONTENT, jar).into_response())
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -10,12 +10,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{api_key, OrgMember};
+use crate::domain::access::parse_permissions;
+use crate::domain::error::Grant;
 use crate::domain::DisplayName;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, OrgPath};
 use crate::http::list::List;
 use crate::ids::{ApiKeyId, OrgId};
-use crate::rbac;
+use crate::rbac::Permission;
+use crate::services::access::ensure_permissions_grantable;
 use crate::state::AppState;
 use crate::store::api_keys::{ApiKey, KeyRateLimit, NewApiKey};
 use crate::store::now;
@@ -28,7 +31,7 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 /// A new API key.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ApiKeyIn {
+pub(super) struct ApiKeyIn {
     /// Display name.
     #[schema(
         min_length = 1,
@@ -47,7 +50,7 @@ pub struct ApiKeyIn {
 
 /// A key with its secret: returned once, at creation or rotation.
 #[derive(Serialize, ToSchema)]
-pub struct ApiKeyWithSecret {
+pub(super) struct ApiKeyWithSecret {
     /// The key.
     #[serde(flatten)]
     pub key: ApiKey,
@@ -58,30 +61,16 @@ pub struct ApiKeyWithSecret {
 /// Rotation options.
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RotateIn {
+pub(super) struct RotateIn {
     /// How long the previous secret keeps working, 0-604800 seconds (default 3600).
     pub grace_period_sec: Option<u64>,
-}
-
-/// Path of one key.
-#[derive(Deserialize)]
-pub struct KeyPath {
-    org_id: String,
-    key_id: String,
-}
-
-impl KeyPath {
-    fn key(&self) -> Result<ApiKeyId, ApiError> {
-        let _ = &self.org_id;
-        self.key_id.parse().map_err(|_| ApiError::not_found())
-    }
 }
 
 /// A key's own rate may be stricter than `API_KEY_RATE_LIMIT`, never looser (unless that
 /// limit is off).
 fn check_rate(rate: KeyRateLimit, default: crate::ratelimit::Rate) -> Result<(), ApiError> {
     if rate.limit == 0
-        || rate.limit > i32::MAX as u32
+        || rate.limit > i32::MAX.unsigned_abs()
         || rate.window_sec == 0
         || rate.window_sec > 86_400
     {
@@ -110,19 +99,11 @@ fn check_rate(rate: KeyRateLimit, default: crate::ratelimit::Rate) -> Result<(),
 /// 403 unless the caller holds every scope of `key`: managing a key (revoking it, or
 /// rotating it and so learning a new secret) must not reach beyond one's own permissions.
 fn ensure_covers(member: &OrgMember, key: &ApiKey) -> Result<(), ApiError> {
-    match key
-        .scopes
-        .iter()
-        .find(|s| !rbac::permission(s).is_some_and(|p| member.permissions.contains(p)))
-    {
-        None => Ok(()),
-        Some(missing) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("This key holds `{missing}`, which you do not hold."),
-        )
-        .with_extension("permission", serde_json::json!(missing))),
-    }
+    Ok(ensure_permissions_grantable(
+        member,
+        Grant::ManagedKey,
+        &key.scopes,
+    )?)
 }
 
 /// Creates an API key (`api_keys:write`). The secret is in this response only.
@@ -138,7 +119,7 @@ pub(super) async fn create_api_key(
     member: OrgMember,
     AppJson(body): AppJson<ApiKeyIn>,
 ) -> Result<(StatusCode, Json<ApiKeyWithSecret>), ApiError> {
-    member.require("api_keys:write")?;
+    member.require(Permission::ApiKeysWrite)?;
     let name = DisplayName::parse(&body.name).map_err(|m| ApiError::validation("name", m))?;
     if body.scopes.is_empty() {
         return Err(ApiError::validation(
@@ -146,26 +127,13 @@ pub(super) async fn create_api_key(
             "name at least one permission of the catalog (GET /v1/permissions)",
         ));
     }
-    let mut scopes = Vec::new();
-    for scope in &body.scopes {
-        let Some(permission) = rbac::permission(scope) else {
-            return Err(ApiError::validation(
-                "scopes",
-                format!("`{scope}` is not a permission of the catalog"),
-            ));
-        };
-        if !member.permissions.contains(permission) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("A key cannot hold `{permission}`, which you do not hold."),
-            )
-            .with_extension("permission", serde_json::json!(permission)));
-        }
-        if !scopes.contains(&permission) {
-            scopes.push(permission);
-        }
-    }
+    let scopes = parse_permissions(&body.scopes).map_err(|scope| {
+        ApiError::validation(
+            "scopes",
+            format!("`{scope}` is not a permission of the catalog"),
+        )
+    })?;
+    ensure_permissions_grantable(&member, Grant::KeyScope, &scopes)?;
     if body.expires_at.is_some_and(|at| at <= now()) {
         return Err(ApiError::validation("expires_at", "must be in the future"));
     }
@@ -175,7 +143,7 @@ pub(super) async fn create_api_key(
     let (prefix, secret) = api_key::generate();
     let new = NewApiKey {
         name: name.as_str().to_owned(),
-        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        scopes,
         expires_at: body.expires_at,
         rate_limit: body.rate_limit,
         secret_hash: api_key::secret_hash(&secret),
@@ -197,7 +165,7 @@ pub(super) async fn list_api_keys(
     State(state): State<AppState>,
     member: OrgMember,
 ) -> Result<Json<List<ApiKey>>, ApiError> {
-    member.require("api_keys:read")?;
+    member.require(Permission::ApiKeysRead)?;
     Ok(Json(List::all(
         state.store.list_api_keys(&member.ctx).await?,
     )))
@@ -213,10 +181,9 @@ pub(super) async fn list_api_keys(
 pub(super) async fn get_api_key(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<KeyPath>,
+    OrgPath(id): OrgPath<ApiKeyId>,
 ) -> Result<Json<ApiKey>, ApiError> {
-    let id = p.key()?;
-    member.require("api_keys:read")?;
+    member.require(Permission::ApiKeysRead)?;
     Ok(Json(state.store.get_api_key(&member.ctx, id).await?))
 }
 
@@ -232,10 +199,9 @@ pub(super) async fn get_api_key(
 pub(super) async fn revoke_api_key(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<KeyPath>,
+    OrgPath(id): OrgPath<ApiKeyId>,
 ) -> Result<Json<ApiKey>, ApiError> {
-    let id = p.key()?;
-    member.require("api_keys:write")?;
+    member.require(Permission::ApiKeysWrite)?;
     let current = state.store.get_api_key(&member.ctx, id).await?;
     ensure_covers(&member, &current)?;
     let key = state.store.revoke_api_key(&member.ctx, id).await?;
@@ -256,11 +222,10 @@ pub(super) async fn revoke_api_key(
 pub(super) async fn rotate_api_key(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<KeyPath>,
+    OrgPath(id): OrgPath<ApiKeyId>,
     body: Option<AppJson<RotateIn>>,
 ) -> Result<Json<ApiKeyWithSecret>, ApiError> {
-    let id = p.key()?;
-    member.require("api_keys:write")?;
+    member.require(Permission::ApiKeysWrite)?;
     let body = body.map(|AppJson(b)| b).unwrap_or_default();
     let grace = match body.grace_period_sec {
         None => DEFAULT_GRACE,

@@ -1,22 +1,24 @@
 //! Invitations: create, list, revoke, resend, accept.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ensure_grantable, parse_role};
+use super::parse_role;
 use crate::auth::{CurrentUser, OrgMember};
 use crate::domain::Email;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, OrgPath};
 use crate::http::list::List;
 use crate::ids::{InvitationId, OrgId};
+use crate::mail::templates;
+use crate::rbac::Permission;
 use crate::secrets::{random_token, token_hash};
+use crate::services::access::ensure_role_grantable;
 use crate::state::AppState;
 use crate::store::invitations::{Invitation, InvitationToken};
-use crate::store::outbox::OutboundEmail;
 
 /// Invitations are valid for a week.
 const INVITATION_TTL_DAYS: i64 = 7;
@@ -24,7 +26,7 @@ const INVITATION_TTL_DAYS: i64 = 7;
 /// An invitation to send.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct InvitationIn {
+pub(super) struct InvitationIn {
     /// Address to invite.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
@@ -34,28 +36,12 @@ pub struct InvitationIn {
 
 /// A created invitation with its token, shown this once.
 #[derive(Serialize, ToSchema)]
-pub struct InvitationCreated {
+pub(super) struct InvitationCreated {
     /// The invitation.
     #[serde(flatten)]
     pub invitation: Invitation,
     /// The one-time token (also emailed); only its hash is stored.
     pub token: String,
-}
-
-/// Path of one invitation.
-#[derive(Deserialize)]
-pub struct InvitationPath {
-    org_id: String,
-    invitation_id: String,
-}
-
-impl InvitationPath {
-    fn id(&self) -> Result<InvitationId, ApiError> {
-        let _ = &self.org_id;
-        self.invitation_id
-            .parse()
-            .map_err(|_| ApiError::not_found())
-    }
 }
 
 /// A new invitation token and the email that carries it.
@@ -67,14 +53,12 @@ async fn new_token(
     let org = state.store.get_org(&member.ctx).await?;
     let token = random_token(32);
     let base = &state.config.auth.public_base_url;
-    let email = OutboundEmail {
-        to: to.to_owned(),
-        subject: format!("You are invited to join {}", org.name),
-        body: format!(
-            "You have been invited to join {} on Tenantry.\n\nAccept: {base}/accept-invitation?token={token}\n\nThe link works once, for {INVITATION_TTL_DAYS} days.\n",
-            org.name
-        ),
-    };
+    let email = templates::invitation(
+        to,
+        &org.name,
+        &format!("{base}/accept-invitation?token={token}"),
+        INVITATION_TTL_DAYS,
+    );
     let stored = InvitationToken {
         hash: token_hash(&token),
         expires_at: crate::store::now() + chrono::Duration::days(INVITATION_TTL_DAYS),
@@ -96,10 +80,10 @@ pub(super) async fn create_invitation(
     member: OrgMember,
     AppJson(body): AppJson<InvitationIn>,
 ) -> Result<(StatusCode, Json<InvitationCreated>), ApiError> {
-    member.require("members:invite")?;
+    member.require(Permission::MembersInvite)?;
     let email = Email::parse(&body.email).map_err(|m| ApiError::validation("email", m))?;
     let role = parse_role("role", &body.role)?;
-    ensure_grantable(&state, &member, role).await?;
+    ensure_role_grantable(&state.store, &member, role).await?;
     let (token, stored) = new_token(&state, &member, email.as_str()).await?;
     let invitation = state
         .store
@@ -121,7 +105,7 @@ pub(super) async fn list_invitations(
     State(state): State<AppState>,
     member: OrgMember,
 ) -> Result<Json<List<Invitation>>, ApiError> {
-    member.require("members:invite")?;
+    member.require(Permission::MembersInvite)?;
     Ok(Json(List::all(
         state.store.list_invitations(&member.ctx).await?,
     )))
@@ -138,10 +122,10 @@ pub(super) async fn list_invitations(
 pub(super) async fn revoke_invitation(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<InvitationPath>,
+    OrgPath(id): OrgPath<InvitationId>,
 ) -> Result<StatusCode, ApiError> {
-    member.require("members:invite")?;
-    state.store.revoke_invitation(&member.ctx, p.id()?).await?;
+    member.require(Permission::MembersInvite)?;
+    state.store.revoke_invitation(&member.ctx, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -155,13 +139,13 @@ pub(super) async fn revoke_invitation(
 pub(super) async fn resend_invitation(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<InvitationPath>,
+    OrgPath(id): OrgPath<InvitationId>,
 ) -> Result<Json<InvitationCreated>, ApiError> {
-    member.require("members:invite")?;
+    member.require(Permission::MembersInvite)?;
     let (token, stored) = new_token(&state, &member, "").await?;
     let invitation = state
         .store
-        .resend_invitation(&member.ctx, p.id()?, &stored)
+        .resend_invitation(&member.ctx, id, &stored)
         .await?;
     state.request_mail_delivery().await;
     Ok(Json(InvitationCreated { invitation, token }))
@@ -170,14 +154,14 @@ pub(super) async fn resend_invitation(
 /// An invitation token.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AcceptIn {
+pub(super) struct AcceptIn {
     /// The token from the invitation.
     pub token: String,
 }
 
 /// The organization joined.
 #[derive(Serialize, ToSchema)]
-pub struct AcceptedOut {
+pub(super) struct AcceptedOut {
     /// The organization.
     pub org_id: OrgId,
 }

@@ -1,6 +1,6 @@
 //! Background jobs of an organization.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -9,21 +9,20 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::OrgMember;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::{AppJson, AppQuery};
+use crate::http::extract::{AppJson, AppQuery, OrgPath};
 use crate::http::list::List;
 use crate::ids::{JobId, OrgId};
+use crate::rbac::Permission;
 use crate::state::AppState;
-use crate::store::jobs::{Enqueued, Job, JobFilter, NewJob};
+use crate::store::jobs::{Enqueued, Job, JobFilter, JobStatus};
 
 /// Header carrying an idempotency key.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// Statuses a listing can filter on.
-const STATUSES: [&str; 5] = ["available", "running", "succeeded", "dead", "cancelled"];
 
 /// A job to enqueue.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct JobIn {
+pub(super) struct JobIn {
     /// A public job type, e.g. `echo`.
     #[serde(rename = "type", alias = "kind")]
     pub kind: String,
@@ -46,7 +45,7 @@ pub struct JobIn {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct JobQuery {
+pub(super) struct JobQuery {
     /// Only jobs in this status.
     pub status: Option<String>,
     /// The previous page's `next_cursor`: jobs older than it (`before` is accepted too).
@@ -54,20 +53,6 @@ pub struct JobQuery {
     pub cursor: Option<JobId>,
     /// Page size, 1-200 (default 50).
     pub limit: Option<u32>,
-}
-
-/// Path of one job.
-#[derive(Deserialize)]
-pub struct JobPath {
-    org_id: String,
-    job_id: String,
-}
-
-impl JobPath {
-    fn id(&self) -> Result<JobId, ApiError> {
-        let _ = &self.org_id;
-        self.job_id.parse().map_err(|_| ApiError::not_found())
-    }
 }
 
 fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<String>, ApiError> {
@@ -115,23 +100,19 @@ pub(super) async fn enqueue_job(
     headers: HeaderMap,
     AppJson(body): AppJson<JobIn>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
-    member.require("jobs:write")?;
+    member.require(Permission::JobsWrite)?;
     let key = idempotency_key(&headers, body.idempotency_key)?;
-    state
+    let mut new = state
         .jobs
-        .check_public(&body.kind, &body.payload)
+        .public_job(&body.kind, body.payload)
         .map_err(|(field, why)| ApiError::validation(field, why))?;
     let max_attempts = body.max_attempts.unwrap_or(5);
     if !(1..=100).contains(&max_attempts) {
         return Err(ApiError::validation("max_attempts", "must be 1-100"));
     }
-    let new = NewJob {
-        kind: body.kind,
-        payload: body.payload,
-        run_at: body.run_at,
-        max_attempts,
-        idempotency_key: key,
-    };
+    new.run_at = body.run_at;
+    new.max_attempts = max_attempts;
+    new.idempotency_key = key;
     match state.store.enqueue_job(&member.ctx, &new).await? {
         Enqueued::Created(job) => {
             state.job_wake.notify_one();
@@ -151,18 +132,20 @@ pub(super) async fn list_jobs(
     member: OrgMember,
     AppQuery(q): AppQuery<JobQuery>,
 ) -> Result<Json<List<Job>>, ApiError> {
-    member.require("jobs:read")?;
-    if let Some(status) = &q.status {
-        if !STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::validation(
-                "status",
-                format!("must be one of {}", STATUSES.join(", ")),
-            ));
-        }
-    }
+    member.require(Permission::JobsRead)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|raw| {
+            JobStatus::parse(raw).ok_or_else(|| {
+                let names: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::validation("status", format!("must be one of {}", names.join(", ")))
+            })
+        })
+        .transpose()?;
     let limit = crate::store::page_size(q.limit);
     let filter = JobFilter {
-        status: q.status,
+        status,
         before: q.cursor,
         limit: q.limit,
     };
@@ -180,10 +163,10 @@ pub(super) async fn list_jobs(
 pub(super) async fn get_job(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<JobPath>,
+    OrgPath(id): OrgPath<JobId>,
 ) -> Result<Json<Job>, ApiError> {
-    member.require("jobs:read")?;
-    Ok(Json(state.store.get_job(&member.ctx, p.id()?).await?))
+    member.require(Permission::JobsRead)?;
+    Ok(Json(state.store.get_job(&member.ctx, id).await?))
 }
 
 /// Cancels a job that has not started (`jobs:write`).
@@ -196,10 +179,10 @@ pub(super) async fn get_job(
 pub(super) async fn cancel_job(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<JobPath>,
+    OrgPath(id): OrgPath<JobId>,
 ) -> Result<Json<Job>, ApiError> {
-    member.require("jobs:write")?;
-    Ok(Json(state.store.cancel_job(&member.ctx, p.id()?).await?))
+    member.require(Permission::JobsWrite)?;
+    Ok(Json(state.store.cancel_job(&member.ctx, id).await?))
 }
 
 /// Queues a dead or cancelled job again with fresh attempts (`jobs:write`).
@@ -212,10 +195,10 @@ pub(super) async fn cancel_job(
 pub(super) async fn retry_job(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<JobPath>,
+    OrgPath(id): OrgPath<JobId>,
 ) -> Result<Json<Job>, ApiError> {
-    member.require("jobs:write")?;
-    let job = state.store.retry_job(&member.ctx, p.id()?).await?;
+    member.require(Permission::JobsWrite)?;
+    let job = state.store.retry_job(&member.ctx, id).await?;
     state.job_wake.notify_one();
     Ok(Json(job))
 }

@@ -1,33 +1,20 @@
 //! Members: list, change role, remove.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
 
+use super::parse_role;
 use super::workspaces::RoleIn;
-use super::{ensure_grantable, parse_role};
 use crate::auth::OrgMember;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, OrgPath};
 use crate::http::list::List;
 use crate::ids::{OrgId, UserId};
+use crate::rbac::Permission;
+use crate::services::access::ensure_role_grantable;
 use crate::state::AppState;
 use crate::store::members::Member;
-
-/// Path of one member.
-#[derive(Deserialize)]
-pub struct MemberPath {
-    org_id: String,
-    user_id: String,
-}
-
-impl MemberPath {
-    fn user(&self) -> Result<UserId, ApiError> {
-        let _ = &self.org_id;
-        self.user_id.parse().map_err(|_| ApiError::not_found())
-    }
-}
 
 /// Lists members (`members:read`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/members", tag = "members",
@@ -38,7 +25,7 @@ pub(super) async fn list_members(
     State(state): State<AppState>,
     member: OrgMember,
 ) -> Result<Json<List<Member>>, ApiError> {
-    member.require("members:read")?;
+    member.require(Permission::MembersRead)?;
     Ok(Json(List::all(
         state.store.list_members(&member.ctx).await?,
     )))
@@ -57,13 +44,12 @@ pub(super) async fn list_members(
 pub(super) async fn change_member_role(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<MemberPath>,
+    OrgPath(target): OrgPath<UserId>,
     AppJson(body): AppJson<RoleIn>,
 ) -> Result<StatusCode, ApiError> {
-    member.require("members:update")?;
-    let target = p.user()?;
+    member.require(Permission::MembersUpdate)?;
     let role = parse_role("role", &body.role)?;
-    ensure_grantable(&state, &member, role).await?;
+    ensure_role_grantable(&state.store, &member, role).await?;
     state
         .store
         .change_member_role(&member.ctx, target, role, member.is_owner())
@@ -84,12 +70,11 @@ pub(super) async fn change_member_role(
 pub(super) async fn remove_member(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<MemberPath>,
+    OrgPath(target): OrgPath<UserId>,
 ) -> Result<StatusCode, ApiError> {
-    let target = p.user()?;
     let leaving = Some(target) == member.user_id();
     if !leaving {
-        member.require("members:remove")?;
+        member.require(Permission::MembersRemove)?;
     }
     state
         .store

@@ -8,7 +8,7 @@ mod jobs;
 mod members;
 mod org;
 
-pub use org::{parse_new_org, NewOrgIn};
+pub(crate) use org::{parse_new_org, NewOrgIn};
 mod roles;
 mod usage;
 mod workspaces;
@@ -16,8 +16,6 @@ mod workspaces;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::member::role_permissions;
-use crate::auth::OrgMember;
 use crate::http::error::ApiError;
 use crate::rbac::RoleRef;
 use crate::state::AppState;
@@ -73,45 +71,4 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 /// Parses a role reference from input (422 on `field`).
 pub(crate) fn parse_role(field: &str, raw: &str) -> Result<RoleRef, ApiError> {
     RoleRef::parse(raw).map_err(|m| ApiError::validation(field, m))
-}
-
-/// Refuses to grant a role that allows more than the granting member holds (owners may
-/// grant anything), so no one escalates through role assignment.
-pub(crate) async fn ensure_grantable(
-    state: &AppState,
-    member: &OrgMember,
-    role: RoleRef,
-) -> Result<(), ApiError> {
-    if member.is_owner() {
-        return Ok(());
-    }
-    if role.is_owner() {
-        return Err(crate::store::StoreError::Forbidden("owner_required").into());
-    }
-    let granted = match role {
-        RoleRef::Builtin(_) => role_permissions(role, None),
-        RoleRef::Custom(id) => match state.store.get_role(&member.ctx, id).await {
-            Ok(custom) => custom
-                .permissions
-                .iter()
-                .filter_map(|p| crate::rbac::permission(p))
-                .collect(),
-            Err(crate::store::StoreError::NotFound) => {
-                return Err(ApiError::validation(
-                    "role",
-                    "no such role in this organization",
-                ))
-            }
-            Err(err) => return Err(err.into()),
-        },
-    };
-    if granted.is_subset(&member.permissions) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            "You cannot grant a role with permissions you do not hold.",
-        ))
-    }
 }

@@ -13,7 +13,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
 use crate::http::list::List;
 use crate::ids::OrgId;
-use crate::rbac::{self, CatalogOut};
+use crate::rbac::{self, CatalogOut, Permission};
 use crate::state::AppState;
 use crate::store::audit::{AuditEvent, AuditFilter};
 use crate::store::members::MyOrganization;
@@ -29,7 +29,7 @@ pub(super) async fn permission_catalog() -> Json<CatalogOut> {
 /// A new organization.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewOrgIn {
+pub(crate) struct NewOrgIn {
     /// Display name.
     #[schema(
         min_length = 1,
@@ -47,7 +47,7 @@ pub struct NewOrgIn {
 }
 
 /// Parses organization input (422 per field).
-pub fn parse_new_org(body: &NewOrgIn) -> Result<NewOrg, ApiError> {
+pub(crate) fn parse_new_org(body: &NewOrgIn) -> Result<NewOrg, ApiError> {
     Ok(NewOrg {
         name: DisplayName::parse(&body.name).map_err(|m| ApiError::validation("name", m))?,
         slug: Slug::parse(&body.slug).map_err(|m| ApiError::validation("slug", m))?,
@@ -96,14 +96,14 @@ pub(super) async fn get_org(
     State(state): State<AppState>,
     member: OrgMember,
 ) -> Result<Json<Organization>, ApiError> {
-    member.require("org:read")?;
+    member.require(Permission::OrgRead)?;
     Ok(Json(state.store.get_org(&member.ctx).await?))
 }
 
 /// Organization changes.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OrgPatch {
+pub(super) struct OrgPatch {
     /// New name.
     #[schema(
         min_length = 1,
@@ -133,7 +133,7 @@ pub(super) async fn update_org(
     member: OrgMember,
     AppJson(body): AppJson<OrgPatch>,
 ) -> Result<Json<Organization>, ApiError> {
-    member.require("org:update")?;
+    member.require(Permission::OrgUpdate)?;
     let name = body
         .name
         .as_deref()
@@ -168,7 +168,7 @@ pub(super) async fn delete_org(
     State(state): State<AppState>,
     member: OrgMember,
 ) -> Result<StatusCode, ApiError> {
-    member.require("org:delete")?;
+    member.require(Permission::OrgDelete)?;
     state.store.delete_org(&member.ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -176,7 +176,7 @@ pub(super) async fn delete_org(
 /// A plan change.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PlanIn {
+pub(super) struct PlanIn {
     /// `free`, `pro` or `enterprise`.
     #[schema(pattern = "^(free|pro|enterprise|FREE|PRO|ENTERPRISE)$")]
     pub plan: String,
@@ -198,7 +198,7 @@ pub(super) async fn change_plan(
     member: OrgMember,
     AppJson(body): AppJson<PlanIn>,
 ) -> Result<Json<Organization>, ApiError> {
-    member.require("billing:manage")?;
+    member.require(Permission::BillingManage)?;
     if state.config.mode == crate::config::Mode::Production {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
@@ -206,8 +206,8 @@ pub(super) async fn change_plan(
             "In production, plans change through billing or the operator API.",
         ));
     }
-    let plan = rbac::plans::parse(&body.plan)
-        .ok_or_else(|| ApiError::validation("plan", "must be free, pro or enterprise"))?;
+    let plan =
+        crate::rbac::Plan::from_input(&body.plan).map_err(|m| ApiError::validation("plan", m))?;
     Ok(Json(state.store.set_plan(&member.ctx, plan, false).await?))
 }
 
@@ -223,7 +223,7 @@ pub(super) async fn list_audit_events(
     member: OrgMember,
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<Json<List<AuditEvent>>, ApiError> {
-    member.require("audit:read")?;
+    member.require(Permission::AuditRead)?;
     let filter = AuditFilter::from(q);
     let events = state.store.list_audit_events(&member.ctx, &filter).await?;
     Ok(Json(crate::api::admin::audit_page(events, &filter)))

@@ -1,24 +1,27 @@
 //! Custom roles.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::OrgMember;
+use crate::domain::access::parse_permissions;
+use crate::domain::error::Grant;
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, OrgPath};
 use crate::http::list::List;
 use crate::ids::{OrgId, RoleId};
-use crate::rbac;
+use crate::rbac::{BuiltinRole, Permission};
+use crate::services::access::ensure_permissions_grantable;
 use crate::state::AppState;
 use crate::store::roles::Role;
 
 /// A custom role.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RoleDefIn {
+pub(super) struct RoleDefIn {
     /// Name, unique in the organization.
     #[schema(
         min_length = 1,
@@ -36,7 +39,7 @@ pub struct RoleDefIn {
 /// Custom role changes.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RolePatch {
+pub(super) struct RolePatch {
     /// New name.
     #[schema(
         min_length = 1,
@@ -50,51 +53,25 @@ pub struct RolePatch {
     pub permissions: Option<Vec<String>>,
 }
 
-/// Path of one role.
-#[derive(Deserialize)]
-pub struct RolePath {
-    org_id: String,
-    role_id: String,
-}
-
-impl RolePath {
-    fn role(&self) -> Result<RoleId, ApiError> {
-        let _ = &self.org_id;
-        self.role_id.parse().map_err(|_| ApiError::not_found())
-    }
-}
-
 /// Validates permissions against the catalog and the caller's own permissions.
 fn checked_permissions(
     member: &OrgMember,
     requested: &[String],
-) -> Result<Vec<&'static str>, ApiError> {
-    let mut out = Vec::with_capacity(requested.len());
-    for name in requested {
-        let permission = rbac::permission(name).ok_or_else(|| {
-            ApiError::validation("permissions", format!("`{name}` is not in the catalog"))
-        })?;
-        if !member.is_owner() && !member.permissions.contains(permission) {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("You cannot grant `{name}`, which you do not hold."),
-            ));
-        }
-        if !out.contains(&permission) {
-            out.push(permission);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
+) -> Result<Vec<Permission>, ApiError> {
+    let mut permissions = parse_permissions(requested).map_err(|name| {
+        ApiError::validation("permissions", format!("`{name}` is not in the catalog"))
+    })?;
+    ensure_permissions_grantable(member, Grant::RolePermission, &permissions)?;
+    permissions.sort_unstable();
+    Ok(permissions)
 }
 
 fn checked_name(raw: &str) -> Result<String, ApiError> {
     let name =
         crate::domain::DisplayName::parse(raw).map_err(|m| ApiError::validation("name", m))?;
-    if rbac::BUILTIN_ROLES
+    if BuiltinRole::ALL
         .iter()
-        .any(|b| b.eq_ignore_ascii_case(name.as_str()))
+        .any(|b| b.as_str().eq_ignore_ascii_case(name.as_str()))
     {
         return Err(ApiError::validation(
             "name",
@@ -117,7 +94,7 @@ pub(super) async fn create_role(
     member: OrgMember,
     AppJson(body): AppJson<RoleDefIn>,
 ) -> Result<(StatusCode, Json<Role>), ApiError> {
-    member.require("roles:write")?;
+    member.require(Permission::RolesWrite)?;
     let name = checked_name(&body.name)?;
     let permissions = checked_permissions(&member, &body.permissions)?;
     let role = state
@@ -136,7 +113,7 @@ pub(super) async fn list_roles(
     State(state): State<AppState>,
     member: OrgMember,
 ) -> Result<Json<List<Role>>, ApiError> {
-    member.require("roles:read")?;
+    member.require(Permission::RolesRead)?;
     Ok(Json(List::all(state.store.list_roles(&member.ctx).await?)))
 }
 
@@ -150,10 +127,10 @@ pub(super) async fn list_roles(
 pub(super) async fn get_role(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<RolePath>,
+    OrgPath(id): OrgPath<RoleId>,
 ) -> Result<Json<Role>, ApiError> {
-    member.require("roles:read")?;
-    Ok(Json(state.store.get_role(&member.ctx, p.role()?).await?))
+    member.require(Permission::RolesRead)?;
+    Ok(Json(state.store.get_role(&member.ctx, id).await?))
 }
 
 /// Changes a custom role (`roles:write`).
@@ -166,10 +143,10 @@ pub(super) async fn get_role(
 pub(super) async fn update_role(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<RolePath>,
+    OrgPath(id): OrgPath<RoleId>,
     AppJson(body): AppJson<RolePatch>,
 ) -> Result<Json<Role>, ApiError> {
-    member.require("roles:write")?;
+    member.require(Permission::RolesWrite)?;
     let name = body.name.as_deref().map(checked_name).transpose()?;
     let permissions = body
         .permissions
@@ -180,7 +157,7 @@ pub(super) async fn update_role(
         .store
         .update_role(
             &member.ctx,
-            p.role()?,
+            id,
             name.as_deref(),
             body.description.as_deref(),
             permissions.as_deref(),
@@ -199,9 +176,9 @@ pub(super) async fn update_role(
 pub(super) async fn delete_role(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<RolePath>,
+    OrgPath(id): OrgPath<RoleId>,
 ) -> Result<StatusCode, ApiError> {
-    member.require("roles:write")?;
-    state.store.delete_role(&member.ctx, p.role()?).await?;
+    member.require(Permission::RolesWrite)?;
+    state.store.delete_role(&member.ctx, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

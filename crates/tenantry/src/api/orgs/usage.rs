@@ -13,6 +13,7 @@ use crate::auth::OrgMember;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
 use crate::ids::OrgId;
+use crate::rbac::Permission;
 use crate::state::AppState;
 use crate::store::now;
 use crate::store::usage::{day_of, Ingested, UsageEvent};
@@ -31,7 +32,7 @@ const MAX_RANGE_DAYS: i64 = 366;
 /// Events to record.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UsageEventsIn {
+pub(super) struct UsageEventsIn {
     /// 1-1000 events.
     #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<UsageEventIn>,
@@ -40,7 +41,7 @@ pub struct UsageEventsIn {
 /// One event.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UsageEventIn {
+pub(super) struct UsageEventIn {
     /// Meter name: lowercase letters, digits, `_ . : -`, starting with a letter, at most 64
     /// characters. `api_calls` is reserved for the service's own metering.
     #[schema(pattern = "^[a-z][a-z0-9_.:-]{0,63}$")]
@@ -65,7 +66,7 @@ fn one() -> i64 {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct UsageQuery {
+pub(super) struct UsageQuery {
     /// First day (`YYYY-MM-DD`, UTC); default the first day of the current month.
     pub from: Option<NaiveDate>,
     /// Last day (`YYYY-MM-DD`, UTC); default today. At most 366 days after `from`.
@@ -76,7 +77,7 @@ pub struct UsageQuery {
 
 /// Usage of one meter.
 #[derive(Serialize, ToSchema)]
-pub struct MeterUsage {
+pub(super) struct MeterUsage {
     /// Meter name.
     pub meter: String,
     /// Total in the current period (calendar month, UTC).
@@ -89,7 +90,7 @@ pub struct MeterUsage {
 
 /// A day's total.
 #[derive(Serialize, ToSchema)]
-pub struct DayQuantity {
+pub(super) struct DayQuantity {
     /// UTC day.
     pub day: String,
     /// Total.
@@ -98,9 +99,10 @@ pub struct DayQuantity {
 
 /// An organization's usage.
 #[derive(Serialize, ToSchema)]
-pub struct UsageReport {
+pub(super) struct UsageReport {
     /// The organization's plan.
-    pub plan: String,
+    #[schema(value_type = String)]
+    pub plan: crate::rbac::Plan,
     /// First day of the current period.
     pub period_start: String,
     /// Start of the next period (when monthly allowances reset).
@@ -134,7 +136,7 @@ pub(super) async fn ingest_events(
     member: OrgMember,
     AppJson(body): AppJson<UsageEventsIn>,
 ) -> Result<Json<Ingested>, ApiError> {
-    member.require("usage:write")?;
+    member.require(Permission::UsageWrite)?;
     if body.events.is_empty() || body.events.len() > MAX_EVENTS {
         return Err(ApiError::validation("events", "send 1 to 1000 events"));
     }
@@ -195,7 +197,7 @@ pub(super) async fn get_usage(
     member: OrgMember,
     AppQuery(q): AppQuery<UsageQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
-    member.require("usage:read")?;
+    member.require(Permission::UsageRead)?;
     let at = now();
     let today = at.date_naive();
     let period_start = crate::usage::month_of(today);
@@ -234,7 +236,7 @@ pub(super) async fn get_usage(
                 daily: Vec::new(),
             })
     }
-    entry(&mut meters, API_CALLS).limit = state.config.limits.api_calls_quota(&plan);
+    entry(&mut meters, API_CALLS).limit = state.config.limits.api_calls_quota(plan);
     for row in period {
         let meter = entry(&mut meters, &row.meter);
         meter.period_total = meter.period_total.saturating_add(row.quantity);

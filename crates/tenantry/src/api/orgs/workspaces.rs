@@ -1,25 +1,27 @@
 //! Workspaces and per-workspace member roles.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{ensure_grantable, parse_role};
+use super::parse_role;
 use crate::auth::OrgMember;
 use crate::domain::{DisplayName, Slug};
 use crate::http::error::{ApiError, Problem};
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, OrgPath};
 use crate::http::list::List;
 use crate::ids::{OrgId, UserId, WorkspaceId};
+use crate::rbac::Permission;
+use crate::services::access::ensure_role_grantable;
 use crate::state::AppState;
 use crate::store::workspaces::Workspace;
 
 /// A new workspace.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct WorkspaceIn {
+pub(super) struct WorkspaceIn {
     /// Display name.
     #[schema(
         min_length = 1,
@@ -39,7 +41,7 @@ pub struct WorkspaceIn {
 /// Workspace changes.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct WorkspacePatch {
+pub(super) struct WorkspacePatch {
     /// New name.
     #[schema(
         min_length = 1,
@@ -56,20 +58,6 @@ pub struct WorkspacePatch {
     pub slug: Option<String>,
 }
 
-/// Path of one workspace.
-#[derive(Deserialize)]
-pub struct WsPath {
-    org_id: String,
-    ws_id: String,
-}
-
-impl WsPath {
-    fn ws(&self) -> Result<WorkspaceId, ApiError> {
-        let _ = &self.org_id;
-        self.ws_id.parse().map_err(|_| ApiError::not_found())
-    }
-}
-
 /// Creates a workspace (`workspaces:write`).
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/workspaces", tag = "workspaces", request_body = WorkspaceIn,
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
@@ -82,7 +70,7 @@ pub(super) async fn create_workspace(
     member: OrgMember,
     AppJson(body): AppJson<WorkspaceIn>,
 ) -> Result<(StatusCode, Json<Workspace>), ApiError> {
-    member.require("workspaces:write")?;
+    member.require(Permission::WorkspacesWrite)?;
     let name = DisplayName::parse(&body.name).map_err(|m| ApiError::validation("name", m))?;
     let slug = Slug::parse(&body.slug).map_err(|m| ApiError::validation("slug", m))?;
     Ok((
@@ -105,7 +93,7 @@ pub(super) async fn list_workspaces(
     State(state): State<AppState>,
     member: OrgMember,
 ) -> Result<Json<List<Workspace>>, ApiError> {
-    member.require("workspaces:read")?;
+    member.require(Permission::WorkspacesRead)?;
     Ok(Json(List::all(
         state.store.list_workspaces(&member.ctx).await?,
     )))
@@ -121,11 +109,10 @@ pub(super) async fn list_workspaces(
 pub(super) async fn get_workspace(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<WsPath>,
+    OrgPath(ws): OrgPath<WorkspaceId>,
 ) -> Result<Json<Workspace>, ApiError> {
-    let ws = p.ws()?;
     member
-        .require_in_workspace(&state, ws, "workspaces:read")
+        .require_in_workspace(&state, ws, Permission::WorkspacesRead)
         .await?;
     Ok(Json(state.store.get_workspace(&member.ctx, ws).await?))
 }
@@ -141,12 +128,11 @@ pub(super) async fn get_workspace(
 pub(super) async fn update_workspace(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<WsPath>,
+    OrgPath(ws): OrgPath<WorkspaceId>,
     AppJson(body): AppJson<WorkspacePatch>,
 ) -> Result<Json<Workspace>, ApiError> {
-    let ws = p.ws()?;
     member
-        .require_in_workspace(&state, ws, "workspaces:write")
+        .require_in_workspace(&state, ws, Permission::WorkspacesWrite)
         .await?;
     let name = body
         .name
@@ -178,37 +164,19 @@ pub(super) async fn update_workspace(
 pub(super) async fn delete_workspace(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<WsPath>,
+    OrgPath(ws): OrgPath<WorkspaceId>,
 ) -> Result<StatusCode, ApiError> {
-    let ws = p.ws()?;
     member
-        .require_in_workspace(&state, ws, "workspaces:write")
+        .require_in_workspace(&state, ws, Permission::WorkspacesWrite)
         .await?;
     state.store.delete_workspace(&member.ctx, ws).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Path of a member in a workspace.
-#[derive(Deserialize)]
-pub struct WsMemberPath {
-    org_id: String,
-    ws_id: String,
-    user_id: String,
-}
-
-impl WsMemberPath {
-    fn ids(&self) -> Result<(WorkspaceId, UserId), ApiError> {
-        let _ = &self.org_id;
-        let ws = self.ws_id.parse().map_err(|_| ApiError::not_found())?;
-        let user = self.user_id.parse().map_err(|_| ApiError::not_found())?;
-        Ok((ws, user))
-    }
-}
-
 /// A role.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RoleIn {
+pub(super) struct RoleIn {
     /// A built-in role name or a custom role id.
     pub role: String,
 }
@@ -225,13 +193,12 @@ pub struct RoleIn {
 pub(super) async fn set_workspace_role(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<WsMemberPath>,
+    OrgPath((ws, user)): OrgPath<(WorkspaceId, UserId)>,
     AppJson(body): AppJson<RoleIn>,
 ) -> Result<StatusCode, ApiError> {
-    member.require("members:update")?;
-    let (ws, user) = p.ids()?;
+    member.require(Permission::MembersUpdate)?;
     let role = parse_role("role", &body.role)?;
-    ensure_grantable(&state, &member, role).await?;
+    ensure_role_grantable(&state.store, &member, role).await?;
     state
         .store
         .set_workspace_role(&member.ctx, ws, user, role)
@@ -250,10 +217,9 @@ pub(super) async fn set_workspace_role(
 pub(super) async fn remove_workspace_role(
     State(state): State<AppState>,
     member: OrgMember,
-    Path(p): Path<WsMemberPath>,
+    OrgPath((ws, user)): OrgPath<(WorkspaceId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
-    member.require("members:update")?;
-    let (ws, user) = p.ids()?;
+    member.require(Permission::MembersUpdate)?;
     state
         .store
         .remove_workspace_role(&member.ctx, ws, user)

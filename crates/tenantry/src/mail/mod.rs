@@ -5,13 +5,14 @@
 //! exponential backoff. Without SMTP the message stays in the outbox and one line is
 //! logged (never its body, which may carry a one-time link).
 
+pub(crate) mod templates;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
 use lettre::transport::smtp::client::Tls;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use tokio::sync::Notify;
 
 use crate::config::AuthConfig;
 use crate::store::outbox::QueuedEmail;
@@ -30,14 +31,14 @@ pub trait Mailer: Send + Sync {
 }
 
 /// SMTP delivery with lettre.
-pub struct SmtpMailer {
+pub(crate) struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
 }
 
 impl SmtpMailer {
     /// A mailer for `smtp://[user:pass@]host[:port]` (no TLS) or `smtps://…` (TLS).
-    pub fn new(url: &str, from: &str) -> anyhow::Result<Self> {
+    pub(crate) fn new(url: &str, from: &str) -> anyhow::Result<Self> {
         let parsed = url::Url::parse(url)?;
         let host = parsed
             .host_str()
@@ -86,12 +87,15 @@ impl Mailer for SmtpMailer {
 
 /// Delivers due outbox messages (the `email.dispatch` job). Without a mailer, claims them
 /// for good and logs one line each. Returns how many were handled.
-pub async fn deliver_due(store: &Store, mailer: Option<&dyn Mailer>) -> Result<usize, String> {
+pub(crate) async fn deliver_due(
+    store: &Store,
+    mailer: Option<&dyn Mailer>,
+) -> Result<usize, String> {
     let Some(mailer) = mailer else {
         let batch = store
             .claim_due_emails(100, chrono::Duration::days(365 * 100))
             .await
-            .map_err(|e| crate::http::error::error_chain(&e))?;
+            .map_err(|e| crate::telemetry::error_chain(&e))?;
         for email in &batch {
             tracing::info!(outbox_id = %email.id, subject = %email.subject, "SMTP_URL not set; email kept in the outbox");
         }
@@ -101,7 +105,7 @@ pub async fn deliver_due(store: &Store, mailer: Option<&dyn Mailer>) -> Result<u
     let batch = store
         .claim_due_emails(20, lease)
         .await
-        .map_err(|e| crate::http::error::error_chain(&e))?;
+        .map_err(|e| crate::telemetry::error_chain(&e))?;
     let count = batch.len();
     for email in batch {
         let recorded = match mailer.send(&email).await {
@@ -119,31 +123,13 @@ pub async fn deliver_due(store: &Store, mailer: Option<&dyn Mailer>) -> Result<u
                 store.mark_email_failed(email.id, &why, retry_at).await
             }
         };
-        recorded.map_err(|e| crate::http::error::error_chain(&e))?;
+        recorded.map_err(|e| crate::telemetry::error_chain(&e))?;
     }
     Ok(count)
 }
 
-/// Asks a worker to deliver queued mail now (enqueues `email.dispatch`). A failure only
-/// delays delivery until the periodic run, so it is logged, not returned.
-pub async fn request_delivery(store: &Store, wake: &Notify) {
-    let job = crate::store::jobs::NewJob {
-        kind: "email.dispatch".to_owned(),
-        payload: serde_json::json!({}),
-        run_at: None,
-        max_attempts: 1,
-        idempotency_key: None,
-    };
-    match store.enqueue_system_job(&job).await {
-        Ok(_) => wake.notify_one(),
-        Err(err) => {
-            tracing::warn!(error = %crate::http::error::error_chain(&err), "cannot request email delivery; the periodic run will send it")
-        }
-    }
-}
-
 /// The mailer for this configuration: SMTP when `SMTP_URL` is set.
-pub fn mailer(config: &AuthConfig) -> anyhow::Result<Option<Arc<dyn Mailer>>> {
+pub(crate) fn mailer(config: &AuthConfig) -> anyhow::Result<Option<Arc<dyn Mailer>>> {
     match &config.smtp_url {
         Some(url) => Ok(Some(Arc::new(SmtpMailer::new(
             url.expose(),
