@@ -79,6 +79,12 @@ pub enum DomainError {
         /// The first permission not held (none for a role as a whole).
         permission: Option<Permission>,
     },
+    /// The address is already verified.
+    #[error("already verified")]
+    AlreadyVerified,
+    /// In production, plans change through billing or the operator API.
+    #[error("plan change operator only")]
+    PlanChangeOperatorOnly,
     /// The job is not in a state that allows this.
     #[error("job state")]
     JobState,
@@ -110,6 +116,8 @@ impl DomainError {
             Self::PlanLimitReached => "plan_limit_reached",
             Self::PlanSeatsExceeded { .. } => "plan_seats_exceeded",
             Self::NotHeld { .. } => "forbidden",
+            Self::AlreadyVerified => "already_verified",
+            Self::PlanChangeOperatorOnly => "plan_change_operator_only",
             Self::JobState => "job_state",
             Self::ApiKeyInactive => "api_key_inactive",
             Self::ApiKeyPrefixTaken => "api_key_prefix_taken",
@@ -123,6 +131,7 @@ impl DomainError {
             Self::InvitationEmailMismatch
             | Self::OwnerRequired
             | Self::PlanLimitReached
+            | Self::PlanChangeOperatorOnly
             | Self::NotHeld { .. } => Kind::Forbidden,
             _ => Kind::Conflict,
         }
@@ -169,6 +178,10 @@ impl DomainError {
                 }
                 _ => "You cannot grant a role with permissions you do not hold.".into(),
             },
+            Self::AlreadyVerified => "The address is already verified.".into(),
+            Self::PlanChangeOperatorOnly => {
+                "In production, plans change through billing or the operator API.".into()
+            }
             Self::JobState => "The job is not in a state that allows this.".into(),
             Self::ApiKeyInactive => "The API key is revoked or expired.".into(),
             Self::ApiKeyPrefixTaken => "The request conflicts with the current state.".into(),

@@ -4,3 +4,6 @@
 //! [`store`](crate::store), and a thin handler in [`api`](crate::api).
 
 pub(crate) mod access;
+pub(crate) mod identity;
+pub(crate) mod invitations;
+pub(crate) mod plans;

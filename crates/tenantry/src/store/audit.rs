@@ -130,7 +130,7 @@ struct HashInput<'a> {
 }
 
 impl AuditRow {
-    fn compute_hash(&self) -> String {
+    fn compute_hash(&self) -> Result<String, StoreError> {
         let input = HashInput {
             org_id: self.org_id,
             seq: self.seq,
@@ -148,13 +148,13 @@ impl AuditRow {
                 .created_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         };
-        // Serializing plain strings and numbers cannot fail.
-        let json = serde_json::to_vec(&input).unwrap_or_default();
+        let json = serde_json::to_vec(&input)
+            .map_err(|e| StoreError::Corrupt(format!("audit hash input: {e}")))?;
         let mut hasher = Sha256::new();
         hasher.update(self.prev_hash.as_bytes());
         hasher.update(b"\n");
         hasher.update(&json);
-        hex::encode(hasher.finalize())
+        Ok(hex::encode(hasher.finalize()))
     }
 
     fn into_event(self) -> Result<AuditEvent, StoreError> {
@@ -226,7 +226,7 @@ pub(crate) async fn append(
         prev_hash,
         hash: String::new(),
     };
-    row.hash = row.compute_hash();
+    row.hash = row.compute_hash()?;
     let insert = format!(
         "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     );
@@ -333,7 +333,7 @@ impl Store {
             for row in rows {
                 let intact = row.seq == report.checked + 1
                     && row.prev_hash == report.head_hash
-                    && row.compute_hash() == row.hash;
+                    && row.compute_hash()? == row.hash;
                 if !intact {
                     report.valid = false;
                     report.first_invalid_seq = Some(report.checked + 1);

@@ -13,6 +13,7 @@ use super::{now, page_size, Store, StoreError};
 use crate::auth::TenantCtx;
 use crate::db::{on_conn, single_statement_tenant_read, Access, Db};
 use crate::ids::{DataItemId, OrgId};
+use crate::vocab::JsonText;
 
 /// An item.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -36,7 +37,7 @@ struct Row {
     id: DataItemId,
     org_id: OrgId,
     name: String,
-    value: String,
+    value: JsonText<serde_json::Value>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -47,7 +48,7 @@ impl Row {
             id: self.id,
             org_id: self.org_id,
             name: self.name,
-            value: serde_json::from_str(&self.value).unwrap_or(serde_json::Value::Null),
+            value: self.value.0,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }

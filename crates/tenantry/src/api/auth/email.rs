@@ -8,43 +8,13 @@ use utoipa::ToSchema;
 use super::limit;
 use crate::auth::password::check_policy;
 use crate::auth::CurrentUser;
+use crate::domain::DomainError;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
 use crate::http::meta::request_meta;
-use crate::mail::templates;
-use crate::secrets::{random_token, token_hash};
+use crate::secrets::token_hash;
+use crate::services::identity::{reset_for, verification_for};
 use crate::state::AppState;
-use crate::store::identity::{EmailPurpose, EmailToken};
-use crate::store::outbox::OutboundEmail;
-
-/// Verification links live a day; reset links an hour.
-const VERIFY_TTL_HOURS: i64 = 24;
-const RESET_TTL_HOURS: i64 = 1;
-
-fn token_for(purpose: EmailPurpose, hours: i64) -> (String, EmailToken) {
-    let token = random_token(32);
-    let stored = EmailToken {
-        purpose,
-        hash: token_hash(&token),
-        expires_at: crate::store::now() + chrono::Duration::hours(hours),
-    };
-    (token, stored)
-}
-
-/// A verification token and its email for `address`.
-pub(super) fn verification_for(
-    state: &AppState,
-    address: &str,
-) -> (String, (EmailToken, OutboundEmail)) {
-    let (token, stored) = token_for(EmailPurpose::VerifyEmail, VERIFY_TTL_HOURS);
-    let base = &state.config.auth.public_base_url;
-    let email = templates::verify_email(
-        address,
-        &format!("{base}/verify-email?token={token}"),
-        VERIFY_TTL_HOURS,
-    );
-    (token, (stored, email))
-}
 
 /// Sends a new verification email to the signed-in user.
 #[utoipa::path(post, path = "/v1/auth/verify-email/send", tag = "auth",
@@ -64,12 +34,9 @@ pub(super) async fn send_verification(
     .await?;
     let account = state.store.get_user(user.id).await?;
     if account.email_verified_at.is_some() {
-        return Err(ApiError::conflict(
-            "already_verified",
-            "The address is already verified.",
-        ));
+        return Err(DomainError::AlreadyVerified.into());
     }
-    let (_, (stored, email)) = verification_for(&state, &account.email);
+    let (_, (stored, email)) = verification_for(&state.config.auth.public_base_url, &account.email);
     state
         .store
         .issue_email_token(user.id, &stored, &email)
@@ -151,13 +118,7 @@ pub(super) async fn request_password_reset(
     )
     .await?;
     if let Some((user, _)) = state.store.user_for_login(&identifier).await? {
-        let (token, stored) = token_for(EmailPurpose::ResetPassword, RESET_TTL_HOURS);
-        let base = &auth.public_base_url;
-        let email = templates::reset_password(
-            &user.email,
-            &format!("{base}/reset-password?token={token}"),
-            RESET_TTL_HOURS,
-        );
+        let (_, (stored, email)) = reset_for(&auth.public_base_url, &user.email);
         state
             .store
             .issue_email_token(user.id, &stored, &email)

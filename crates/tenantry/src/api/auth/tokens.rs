@@ -159,7 +159,10 @@ pub(super) async fn register(
         }
     }
     let hash = state.hasher.hash(body.password).await?;
-    let (_, verify) = super::email::verification_for(&state, email.as_str());
+    let (_, verify) = crate::services::identity::verification_for(
+        &state.config.auth.public_base_url,
+        email.as_str(),
+    );
     let (user, created) = state
         .store
         .register_user(email.as_str(), name.as_str(), &hash, verify, org, &meta)

@@ -13,15 +13,12 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, OrgPath};
 use crate::http::list::List;
 use crate::ids::{InvitationId, OrgId};
-use crate::mail::templates;
 use crate::rbac::Permission;
-use crate::secrets::{random_token, token_hash};
+use crate::secrets::token_hash;
 use crate::services::access::ensure_role_grantable;
+use crate::services::invitations::new_token;
 use crate::state::AppState;
-use crate::store::invitations::{Invitation, InvitationToken};
-
-/// Invitations are valid for a week.
-const INVITATION_TTL_DAYS: i64 = 7;
+use crate::store::invitations::Invitation;
 
 /// An invitation to send.
 #[derive(Deserialize, ToSchema)]
@@ -44,29 +41,6 @@ pub(super) struct InvitationCreated {
     pub token: String,
 }
 
-/// A new invitation token and the email that carries it.
-async fn new_token(
-    state: &AppState,
-    member: &OrgMember,
-    to: &str,
-) -> Result<(String, InvitationToken), ApiError> {
-    let org = state.store.get_org(&member.ctx).await?;
-    let token = random_token(32);
-    let base = &state.config.auth.public_base_url;
-    let email = templates::invitation(
-        to,
-        &org.name,
-        &format!("{base}/accept-invitation?token={token}"),
-        INVITATION_TTL_DAYS,
-    );
-    let stored = InvitationToken {
-        hash: token_hash(&token),
-        expires_at: crate::store::now() + chrono::Duration::days(INVITATION_TTL_DAYS),
-        email,
-    };
-    Ok((token, stored))
-}
-
 /// Invites someone (`members:invite`). Counts against the plan's member limit.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/invitations", tag = "members", request_body = InvitationIn,
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
@@ -84,7 +58,13 @@ pub(super) async fn create_invitation(
     let email = Email::parse(&body.email).map_err(|m| ApiError::validation("email", m))?;
     let role = parse_role("role", &body.role)?;
     ensure_role_grantable(&state.store, &member, role).await?;
-    let (token, stored) = new_token(&state, &member, email.as_str()).await?;
+    let (token, stored) = new_token(
+        &state.store,
+        &state.config.auth.public_base_url,
+        &member.ctx,
+        email.as_str(),
+    )
+    .await?;
     let invitation = state
         .store
         .create_invitation(&member.ctx, email.as_str(), role, &stored)
@@ -142,7 +122,13 @@ pub(super) async fn resend_invitation(
     OrgPath(id): OrgPath<InvitationId>,
 ) -> Result<Json<InvitationCreated>, ApiError> {
     member.require(Permission::MembersInvite)?;
-    let (token, stored) = new_token(&state, &member, "").await?;
+    let (token, stored) = new_token(
+        &state.store,
+        &state.config.auth.public_base_url,
+        &member.ctx,
+        "",
+    )
+    .await?;
     let invitation = state
         .store
         .resend_invitation(&member.ctx, id, &stored)

@@ -199,16 +199,16 @@ pub(super) async fn change_plan(
     AppJson(body): AppJson<PlanIn>,
 ) -> Result<Json<Organization>, ApiError> {
     member.require(Permission::BillingManage)?;
-    if state.config.mode == crate::config::Mode::Production {
-        return Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "plan_change_operator_only",
-            "In production, plans change through billing or the operator API.",
-        ));
-    }
     let plan =
         crate::rbac::Plan::from_input(&body.plan).map_err(|m| ApiError::validation("plan", m))?;
-    Ok(Json(state.store.set_plan(&member.ctx, plan, false).await?))
+    let org = crate::services::plans::change_by_member(
+        &state.store,
+        state.config.mode,
+        &member.ctx,
+        plan,
+    )
+    .await?;
+    Ok(Json(org))
 }
 
 /// The organization's audit log, oldest first (`audit:read`).

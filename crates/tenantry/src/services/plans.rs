@@ -1,0 +1,23 @@
+//! Plans changed by hand. Billing (when configured) and the operator API change plans as
+//! well; a member may change it only outside production.
+
+use crate::auth::TenantCtx;
+use crate::config::Mode;
+use crate::domain::DomainError;
+use crate::rbac::Plan;
+use crate::store::orgs::Organization;
+use crate::store::{Store, StoreError};
+
+/// A member (holding `billing:manage`) moves the organization to `plan`; refused in
+/// production, and refused when the plan allows fewer members than the organization has.
+pub(crate) async fn change_by_member(
+    store: &Store,
+    mode: Mode,
+    ctx: &TenantCtx,
+    plan: Plan,
+) -> Result<Organization, StoreError> {
+    if mode == Mode::Production {
+        return Err(DomainError::PlanChangeOperatorOnly.into());
+    }
+    store.set_plan(ctx, plan, false).await
+}
