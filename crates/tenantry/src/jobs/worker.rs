@@ -203,15 +203,17 @@ async fn execute(
         .unwrap_or_else(|e| e.into_inner())
         .insert(job.id);
     let started = std::time::Instant::now();
-    let outcome = match shared.registry.get(&job.kind) {
-        None => Err(format!("no handler for job type `{}`", job.kind)),
-        Some(handler) => {
+    // A payload that is not JSON fails its own job, never the claim of the others.
+    let payload = serde_json::from_str::<serde_json::Value>(&job.payload);
+    let outcome = match (shared.registry.get(&job.kind), payload) {
+        (None, _) => Err(format!("no handler for job type `{}`", job.kind)),
+        (Some(_), Err(err)) => Err(format!("the stored payload is not JSON: {err}")),
+        (Some(handler), Ok(payload)) => {
             let ctx = JobContext {
                 store: shared.store.clone(),
                 mailer: shared.mailer.clone(),
                 attempt: job.attempts,
             };
-            let payload = job.payload.0.clone();
             let timeout = handler.timeout();
             // Its own task, so a panicking handler fails the job instead of the worker.
             let run = tokio::spawn(async move { handler.run(&ctx, payload).await });

@@ -226,8 +226,9 @@ pub struct Claimed {
     pub id: JobId,
     /// Kind.
     pub kind: String,
-    /// Input.
-    pub payload: JsonText<serde_json::Value>,
+    /// Input as stored (JSON text), decoded by the worker: a corrupt payload fails only
+    /// its own job.
+    pub payload: String,
     /// This run's number, from 1.
     pub attempts: i32,
     /// Runs allowed.
