@@ -1,8 +1,10 @@
-//! Passwords: policy, and argon2id hashing on a bounded blocking pool.
+//! Passwords: policy, and argon2id hashing on threads of its own at a lower OS priority.
 //!
 //! Hashing costs ~19 MiB and tens of milliseconds by design, so at most
-//! `PASSWORD_HASH_CONCURRENCY` run at once, off the async runtime; a login storm queues
-//! here (and is shed with 503 past a bound) instead of starving every other request.
+//! `PASSWORD_HASH_CONCURRENCY` run at once, on that many dedicated threads outside the async
+//! runtime, each `nice`d ([`HASH_NICENESS`]) so the kernel runs request handling first; a
+//! login storm queues here (and is shed with 503 past a bound) and uses the CPU the rest of
+//! the API leaves, instead of competing with it as equals.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -51,9 +53,17 @@ pub enum HashError {
     Failed(String),
 }
 
+/// How much lower than the process the hashing threads run (Linux `nice` increment).
+pub const HASH_NICENESS: i32 = 10;
+
+/// Work for a hashing thread.
+type HashJob = Box<dyn FnOnce() + Send>;
+
 /// argon2id hasher with bounded concurrency.
 #[derive(Clone)]
 pub struct Hasher {
+    /// Sends work to the hashing threads; they end when the last clone is dropped.
+    work: std::sync::mpsc::Sender<HashJob>,
     permits: Arc<Semaphore>,
     queued: Arc<AtomicUsize>,
     max_waiting: usize,
@@ -76,11 +86,55 @@ fn hash_now(password: &str) -> Result<String, HashError> {
         .map_err(|e| HashError::Failed(e.to_string()))
 }
 
+/// Starts `n` hashing threads taking work from one queue, each at lower priority.
+fn start_threads(n: usize) -> Result<std::sync::mpsc::Sender<HashJob>, HashError> {
+    let (work, queue) = std::sync::mpsc::channel::<HashJob>();
+    let queue = Arc::new(std::sync::Mutex::new(queue));
+    for i in 0..n {
+        let queue = queue.clone();
+        std::thread::Builder::new()
+            .name(format!("argon2-{i}"))
+            .spawn(move || {
+                lower_priority();
+                loop {
+                    // The lock is held only while waiting for the next job.
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(job) = next else { break };
+                    // A panicking job drops its answer (the caller sees `Failed`); the
+                    // thread lives on.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })
+            .map_err(|e| HashError::Failed(format!("cannot start a hashing thread: {e}")))?;
+    }
+    Ok(work)
+}
+
+/// Lowers the calling thread's scheduling priority by [`HASH_NICENESS`] (Linux keeps a
+/// nice value per thread). Elsewhere, or if refused, hashing runs at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on the calling thread, with no pointers.
+        let refused = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid);
+            match libc::id_t::try_from(tid) {
+                Ok(tid) => libc::setpriority(libc::PRIO_PROCESS, tid, HASH_NICENESS) != 0,
+                Err(_) => true,
+            }
+        };
+        if refused {
+            tracing::warn!("cannot lower the priority of a password hashing thread");
+        }
+    }
+}
+
 impl Hasher {
     /// A hasher running at most `concurrency` hashes at once.
     pub fn new(concurrency: usize) -> Result<Self, HashError> {
         let dummy = hash_now(&crate::secrets::random_token(16))?;
         Ok(Self {
+            work: start_threads(concurrency.max(1))?,
             permits: Arc::new(Semaphore::new(concurrency)),
             queued: Arc::default(),
             max_waiting: concurrency * 64,
@@ -99,9 +153,16 @@ impl Hasher {
             .await
             .map_err(|e| HashError::Failed(e.to_string()))?;
         drop(queued);
-        tokio::task::spawn_blocking(work)
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move || {
+            let _ = answer.send(work());
+        });
+        self.work
+            .send(job)
+            .map_err(|_| HashError::Failed("the hashing threads stopped".to_owned()))?;
+        answered
             .await
-            .map_err(|e| HashError::Failed(e.to_string()))
+            .map_err(|_| HashError::Failed("a hashing job panicked".to_owned()))
     }
 
     /// Hashes a new password.
@@ -120,13 +181,16 @@ impl Hasher {
         let hash = stored.unwrap_or_else(|| self.dummy.to_string());
         let ok = self
             .run(move || {
-                PasswordHash::new(&hash)
-                    .map(|parsed| {
-                        argon2()
-                            .verify_password(password.as_bytes(), &parsed)
-                            .is_ok()
-                    })
-                    .unwrap_or(false)
+                match PasswordHash::new(&hash) {
+                    Ok(parsed) => argon2()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok(),
+                    Err(err) => {
+                        // No password matches a hash that cannot be read: refused, and said.
+                        tracing::error!(error = %err, "a stored password hash is corrupt");
+                        false
+                    }
+                }
             })
             .await?;
         Ok(ok && exists)
@@ -186,5 +250,17 @@ mod tests {
             .await
             .unwrap());
         assert!(!hasher.verify("anything at all".into(), None).await.unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_lower_priority() {
+        let hasher = Hasher::new(1).unwrap();
+        let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let theirs = hasher
+            .run(|| unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) })
+            .await
+            .unwrap();
+        assert_eq!(theirs, (own + HASH_NICENESS).min(19));
     }
 }
