@@ -53,6 +53,13 @@ pub enum HashError {
     Failed(String),
 }
 
+/// Verified against when the account does not exist, so the answer takes as long as for
+/// a real account: a hash with the same parameters of a random password nobody kept (and
+/// a match would not count: the account does not exist). A constant, so starting does not
+/// spend 19 MiB and an argon2 run on it.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$Uf/f50jQAzXx9EdKgO9mJw$odlgfc5XkPhapYBQww2aVidXdY7Fugjqsulr80eBpOY";
+
 /// How much lower than the process the hashing threads run (Linux `nice` increment).
 pub const HASH_NICENESS: i32 = 10;
 
@@ -67,9 +74,6 @@ pub struct Hasher {
     permits: Arc<Semaphore>,
     queued: Arc<AtomicUsize>,
     max_waiting: usize,
-    /// A hash of a random password, verified against when the account does not exist so
-    /// the response takes as long as for a real account.
-    dummy: Arc<str>,
 }
 
 fn argon2() -> Argon2<'static> {
@@ -132,13 +136,11 @@ fn lower_priority() {
 impl Hasher {
     /// A hasher running at most `concurrency` hashes at once.
     pub fn new(concurrency: usize) -> Result<Self, HashError> {
-        let dummy = hash_now(&crate::secrets::random_token(16))?;
         Ok(Self {
             work: start_threads(concurrency.max(1))?,
             permits: Arc::new(Semaphore::new(concurrency)),
             queued: Arc::default(),
             max_waiting: concurrency * 64,
-            dummy: dummy.into(),
         })
     }
 
@@ -178,7 +180,7 @@ impl Hasher {
         stored: Option<String>,
     ) -> Result<bool, HashError> {
         let exists = stored.is_some();
-        let hash = stored.unwrap_or_else(|| self.dummy.to_string());
+        let hash = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let ok = self
             .run(move || {
                 match PasswordHash::new(&hash) {
@@ -250,6 +252,16 @@ mod tests {
             .await
             .unwrap());
         assert!(!hasher.verify("anything at all".into(), None).await.unwrap());
+    }
+
+    #[test]
+    fn the_dummy_costs_what_a_real_hash_costs() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real = hash_now("correct horse battery").unwrap();
+        let real = PasswordHash::new(&real).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
     }
 
     #[cfg(target_os = "linux")]
