@@ -9,10 +9,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tenantry::db::{Access, Scope};
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp};
-use crate::keys::key_with;
+use crate::helpers::{assert_problem, call, key_with, member, org, user, Backend, Listed, TestApp};
 use crate::on_both_backends;
-use crate::tenancy::{call, member, org, user};
 
 on_both_backends!(
     cancelled_begins_never_poison_the_pool,
@@ -205,7 +203,7 @@ async fn deleted_org_does_not_stop_metering(backend: Backend) {
     .await;
     assert_eq!(res.status(), 200);
     let report: Value = res.json().await.unwrap();
-    let calls = crate::usage::meter(&report, "api_calls");
+    let calls = crate::helpers::meter(&report, "api_calls");
     assert_eq!(calls["period_total"], 1, "{report}");
     // The next batch is written too: nothing stays stuck behind the deleted tenant.
     let key = key_with(&app, &owner, &kept, &["data:write"]).await;
@@ -331,7 +329,7 @@ async fn secrets_are_not_cached(backend: Backend) {
     let login = app
         .client
         .post(app.url("/v1/auth/login"))
-        .json(&json!({"email": "owner@example.com", "password": crate::identity::PASSWORD}))
+        .json(&json!({"email": "owner@example.com", "password": crate::helpers::PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -499,7 +497,7 @@ async fn production_locks_metrics_plans_and_cookies(backend: Backend) {
     let res = app
         .client
         .post(app.url("/v1/auth/sessions"))
-        .json(&json!({"email": "owner@example.com", "password": crate::identity::PASSWORD}))
+        .json(&json!({"email": "owner@example.com", "password": crate::helpers::PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -519,7 +517,7 @@ async fn sign_out_and_reuse_revoke_access_tokens_at_once(backend: Backend) {
     };
     let me = |token: String| app.client.get(app.url("/v1/me")).bearer_auth(token).send();
     let post = |path: &'static str, body: Value| app.client.post(app.url(path)).json(&body).send();
-    let reg = crate::identity::register(&app, "ann@example.com").await;
+    let reg = crate::helpers::register(&app, "ann@example.com").await;
     let access = reg["access_token"].as_str().unwrap().to_owned();
     assert_eq!(me(access.clone()).await.unwrap().status(), 200);
     let res = post(
@@ -534,7 +532,7 @@ async fn sign_out_and_reuse_revoke_access_tokens_at_once(backend: Backend) {
     // A replayed refresh token revokes its family: every access token issued from it dies.
     let login: Value = post(
         "/v1/auth/login",
-        json!({"email": "ann@example.com", "password": crate::identity::PASSWORD}),
+        json!({"email": "ann@example.com", "password": crate::helpers::PASSWORD}),
     )
     .await
     .unwrap()
@@ -571,8 +569,8 @@ async fn sign_out_reaches_every_instance() {
     let Some(app) = TestApp::spawn(Backend::Postgres).await else {
         return;
     };
-    let other = crate::limits::Instance::start(&app.vars).await;
-    let reg = crate::identity::register(&app, "ann@example.com").await;
+    let other = crate::helpers::Instance::start(&app.vars).await;
+    let reg = crate::helpers::register(&app, "ann@example.com").await;
     let access = reg["access_token"].as_str().unwrap().to_owned();
     let me = |base: String| {
         app.client
@@ -598,7 +596,7 @@ async fn sign_out_reaches_every_instance() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused, "the other instance refuses the token within 2 s");
-    let later = crate::limits::Instance::start(&app.vars).await;
+    let later = crate::helpers::Instance::start(&app.vars).await;
     assert_eq!(me(later.base.clone()).await.unwrap().status(), 401);
     later.stop().await;
     other.stop().await;

@@ -6,9 +6,9 @@ use tenantry::auth::TenantCtx;
 use tenantry::ids::OrgId;
 use tenantry::store::audit::AuditFilter;
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp};
+use crate::helpers::smtp::{token_in, SmtpSink};
+use crate::helpers::{assert_problem, register, Backend, Listed, TestApp, PASSWORD};
 use crate::on_both_backends;
-use crate::smtp::{token_in, SmtpSink};
 
 on_both_backends!(
     register_login_refresh_rotation_and_logout,
@@ -18,20 +18,6 @@ on_both_backends!(
     login_is_rate_limited_per_identifier,
     password_change_revokes_other_credentials,
 );
-
-pub const PASSWORD: &str = "correct horse battery";
-
-pub async fn register(app: &TestApp, email: &str) -> Value {
-    let res = app
-        .client
-        .post(app.url("/v1/auth/register"))
-        .json(&json!({"email": email, "password": PASSWORD, "name": "Ann"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    res.json().await.unwrap()
-}
 
 async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
     app.client

@@ -6,9 +6,8 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp};
+use crate::helpers::{assert_problem, call, member, org, user, Backend, Listed, TestApp};
 use crate::on_both_backends;
-use crate::tenancy::{call, member, org, user};
 
 on_both_backends!(
     every_org_endpoint_isolates_tenants,
@@ -18,7 +17,7 @@ on_both_backends!(
 /// An API key of `org` holding every permission of the catalog.
 async fn all_powerful_key(app: &TestApp, owner: &str, org: &str) -> String {
     let all: Vec<&str> = tenantry::rbac::CATALOG.iter().map(|(p, _)| *p).collect();
-    crate::keys::key_with(app, owner, org, &all).await
+    crate::helpers::key_with(app, owner, org, &all).await
 }
 
 async fn every_org_endpoint_isolates_tenants(backend: Backend) {

@@ -14,9 +14,10 @@ use tenantry::store::jobs::{Enqueued, Job, NewJob};
 use tenantry::store::Store;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp, TestDatabase};
+use crate::helpers::{
+    assert_problem, call, member, org, user, Backend, Listed, TestApp, TestDatabase,
+};
 use crate::on_both_backends;
-use crate::tenancy::{call, member, org, user};
 
 on_both_backends!(
     enqueue_run_and_idempotency,

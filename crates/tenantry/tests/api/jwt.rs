@@ -6,8 +6,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tenantry::auth::jwt::{encoding_key, public_key};
 
-use crate::helpers::{assert_problem, Backend, TestApp};
-use crate::identity::register;
+use crate::helpers::{assert_problem, register, Backend, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(forged_tokens_are_all_401, rotated_keys_keep_verifying);
@@ -205,7 +204,7 @@ async fn rotated_keys_keep_verifying(backend: Backend) {
     let login: Value = app
         .client
         .post(app.url("/v1/auth/login"))
-        .json(&json!({"email": "ann@example.com", "password": crate::identity::PASSWORD}))
+        .json(&json!({"email": "ann@example.com", "password": crate::helpers::PASSWORD}))
         .send()
         .await
         .unwrap()

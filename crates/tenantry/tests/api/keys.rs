@@ -7,43 +7,16 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp};
+use crate::helpers::{
+    assert_problem, call, create_key, key_with, member, org, user, Backend, Listed, TestApp,
+};
 use crate::on_both_backends;
-use crate::tenancy::{call, member, org, user};
 
 on_both_backends!(
     keys_authenticate_as_their_org_within_their_scopes,
     invalid_revoked_expired_and_foreign_keys_are_refused,
     rotation_keeps_the_old_secret_for_the_grace_period,
 );
-
-/// Creates a key in `org` as `token`; returns the response JSON (with `secret`).
-pub async fn create_key(app: &TestApp, token: &str, org: &str, body: Value) -> Value {
-    let res = call(
-        app,
-        Some(token),
-        Method::POST,
-        format!("/v1/orgs/{org}/api-keys"),
-        Some(body),
-    )
-    .await;
-    assert_eq!(res.status(), 201, "create key");
-    res.json().await.unwrap()
-}
-
-/// A key of `org` with `scopes`; returns its secret.
-pub async fn key_with(app: &TestApp, token: &str, org: &str, scopes: &[&str]) -> String {
-    create_key(
-        app,
-        token,
-        org,
-        json!({"name": "test key", "scopes": scopes}),
-    )
-    .await["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 /// How many audit records of `org` have `action`.
 async fn audited(app: &TestApp, token: &str, org: &str, action: &str) -> usize {

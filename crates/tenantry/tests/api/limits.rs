@@ -2,17 +2,13 @@
 //! client address; `RateLimit-*` and `Retry-After` headers; and one limit shared by two
 //! instances through Redis.
 
-use std::net::SocketAddr;
-
 use reqwest::Method;
 use serde_json::json;
-use tenantry::config::Config;
-use tenantry::startup::Application;
 
-use crate::helpers::{assert_problem, Backend, TestApp};
-use crate::keys::{create_key, key_with};
+use crate::helpers::{
+    assert_problem, call, create_key, key_with, org, user, Backend, Instance, TestApp,
+};
 use crate::on_both_backends;
-use crate::tenancy::{call, org, user};
 
 on_both_backends!(
     key_and_org_limits_with_headers,
@@ -132,34 +128,6 @@ async fn address_limit_spares_probes(backend: Backend) {
     for probe in ["/health", "/metrics"] {
         let res = call(&app, None, Method::GET, probe, None).await;
         assert_eq!(res.status(), 200, "{probe}");
-    }
-}
-
-/// A second instance of the same deployment (same database and Redis).
-/// A second application on the same database (no worker).
-pub(crate) struct Instance {
-    pub(crate) base: String,
-    shutdown: tokio_util::sync::CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Instance {
-    pub(crate) async fn start(vars: &std::collections::HashMap<String, String>) -> Self {
-        let config = Config::from_vars(vars).unwrap();
-        let app = Application::build(config).await.unwrap();
-        let addr: SocketAddr = app.local_addr().unwrap();
-        let shutdown = app.shutdown_token();
-        let server = tokio::spawn(app.without_worker().run());
-        Self {
-            base: format!("http://{addr}"),
-            shutdown,
-            server,
-        }
-    }
-
-    pub(crate) async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().unwrap();
     }
 }
 

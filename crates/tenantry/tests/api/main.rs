@@ -19,7 +19,6 @@ mod openapi;
 mod outage;
 mod process;
 mod rls;
-mod smtp;
 mod store;
 mod tenancy;
 mod usage;

@@ -3,8 +3,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp};
-use crate::identity::PASSWORD;
+use crate::helpers::{assert_problem, call, member, org, user, Backend, Listed, TestApp, PASSWORD};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -14,74 +13,6 @@ on_both_backends!(
     plan_member_limits,
     workspace_roles_add_permissions_in_one_workspace,
 );
-
-/// Registers `email` and returns an access token.
-pub async fn user(app: &TestApp, email: &str) -> String {
-    crate::identity::register(app, email).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Sends `method path` as `token` (or anonymously) with an optional JSON body.
-pub async fn call(
-    app: &TestApp,
-    token: Option<&str>,
-    method: Method,
-    path: impl AsRef<str>,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut req = app.client.request(method, app.url(path.as_ref()));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    req.send().await.unwrap()
-}
-
-/// Creates an organization owned by `token`'s user; returns its id.
-pub async fn org(app: &TestApp, token: &str, slug: &str) -> String {
-    let res = call(
-        app,
-        Some(token),
-        Method::POST,
-        "/v1/orgs",
-        Some(json!({"name": slug, "slug": slug})),
-    )
-    .await;
-    assert_eq!(res.status(), 201);
-    res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Invites `email` as `role` into `org` and has them join; returns their token.
-pub async fn member(app: &TestApp, owner: &str, org: &str, email: &str, role: &str) -> String {
-    let res = call(
-        app,
-        Some(owner),
-        Method::POST,
-        &format!("/v1/orgs/{org}/invitations"),
-        Some(json!({"email": email, "role": role})),
-    )
-    .await;
-    assert_eq!(res.status(), 201, "invite {email}");
-    let invite: Value = res.json().await.unwrap();
-    let token = user(app, email).await;
-    let res = call(
-        app,
-        Some(&token),
-        Method::POST,
-        "/v1/invitations/accept",
-        Some(json!({"token": invite["token"]})),
-    )
-    .await;
-    assert_eq!(res.status(), 200, "accept {email}");
-    token
-}
 
 async fn organization_lifecycle(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
@@ -207,7 +138,7 @@ async fn organization_lifecycle(backend: Backend) {
 }
 
 async fn invitations_members_and_owner_rules(backend: Backend) {
-    let sink = crate::smtp::SmtpSink::start().await;
+    let sink = crate::helpers::smtp::SmtpSink::start().await;
     let url = sink.url();
     let Some(app) = TestApp::spawn_with(backend, move |v| {
         v.insert("SMTP_URL".into(), url);
@@ -233,7 +164,7 @@ async fn invitations_members_and_owner_rules(backend: Backend) {
         .wait_for("adam@example.com", "accept-invitation?token=")
         .await;
     assert_eq!(
-        crate::smtp::token_in(&mail),
+        crate::helpers::smtp::token_in(&mail),
         invite["token"].as_str().unwrap()
     );
     let res = app

@@ -7,10 +7,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, Backend, TestApp};
-use crate::keys::key_with;
+use crate::helpers::{assert_problem, call, key_with, meter, org, user, Backend, TestApp};
 use crate::on_both_backends;
-use crate::tenancy::{call, org, user};
 
 on_both_backends!(
     burst_is_metered_exactly_and_quota_enforced,
@@ -29,15 +27,6 @@ async fn usage(app: &TestApp, token: &str, org: &str) -> Value {
     .await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
-}
-
-pub(crate) fn meter<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["meters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["meter"] == name)
-        .unwrap_or_else(|| panic!("meter {name} in {report}"))
 }
 
 async fn burst_is_metered_exactly_and_quota_enforced(backend: Backend) {
