@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tenantry::db::{Access, Scope};
 
-use crate::helpers::{assert_problem, call, key_with, member, org, user, Backend, Listed, TestApp};
+use crate::helpers::{assert_problem, call, key_with, Backend, Listed, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -32,8 +32,8 @@ on_both_backends!(
 
 /// An organization with one stored data item; returns (owner token, org id, key, item path).
 async fn item_fixture(app: &TestApp) -> (String, String, String, String) {
-    let owner = user(app, "owner@example.com").await;
-    let acme = org(app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let key = key_with(app, &owner, &acme, &["data:read", "data:write"]).await;
     let res = call(
         app,
@@ -46,14 +46,15 @@ async fn item_fixture(app: &TestApp) -> (String, String, String, String) {
     assert_eq!(res.status(), 201);
     let item: Value = res.json().await.unwrap();
     let path = format!("/v1/orgs/{acme}/data/{}", item["id"].as_str().unwrap());
-    (owner, acme, key, path)
+    (owner.token, acme.id, key, path)
 }
 
 async fn cancelled_begins_never_poison_the_pool(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("DATABASE_MAX_CONNECTIONS".into(), "3".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("DATABASE_MAX_CONNECTIONS".into(), "3".into());
+        })
+        .await
     else {
         return;
     };
@@ -91,13 +92,14 @@ async fn cancelled_begins_never_poison_the_pool(backend: Backend) {
 }
 
 async fn disconnecting_clients_get_no_server_errors(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("DATABASE_MAX_CONNECTIONS".into(), "4".into());
-        v.insert("API_KEY_RATE_LIMIT".into(), "0".into());
-        v.insert("IP_RATE_LIMIT".into(), "0".into());
-        v.insert("ORG_RATE_LIMIT_FREE".into(), "0".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("DATABASE_MAX_CONNECTIONS".into(), "4".into());
+            v.insert("API_KEY_RATE_LIMIT".into(), "0".into());
+            v.insert("IP_RATE_LIMIT".into(), "0".into());
+            v.insert("ORG_RATE_LIMIT_FREE".into(), "0".into());
+        })
+        .await
     else {
         return;
     };
@@ -156,16 +158,17 @@ async fn disconnecting_clients_get_no_server_errors(backend: Backend) {
 }
 
 async fn deleted_org_does_not_stop_metering(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "3600000".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "3600000".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let doomed = org(&app, &owner, "doomed").await;
-    let kept = org(&app, &owner, "kept").await;
+    let owner = app.user("owner@example.com").await;
+    let doomed = app.org_of(&owner, "doomed").await;
+    let kept = app.org_of(&owner, "kept").await;
     for o in [&doomed, &kept] {
         let key = key_with(&app, &owner, o, &["data:write"]).await;
         let res = call(
@@ -220,10 +223,10 @@ async fn deleted_org_does_not_stop_metering(backend: Backend) {
 }
 
 async fn valid_tokens_are_503_not_401_when_keys_cannot_be_read(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let token = user(&app, "ann@example.com").await;
+    let token = app.user("ann@example.com").await.token;
     let me = |token: String| app.client.get(app.url("/v1/me")).bearer_auth(token).send();
     assert_eq!(me(token.clone()).await.unwrap().status(), 200);
     // The key set is due for its periodic re-read and the database has gone.
@@ -243,16 +246,16 @@ async fn valid_tokens_are_503_not_401_when_keys_cannot_be_read(backend: Backend)
 }
 
 async fn nul_characters_are_refused_at_the_edge(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let raw = |path: &str, body: &str| {
         app.client
             .post(app.url(path))
             .header("content-type", "application/json")
-            .bearer_auth(&owner)
+            .bearer_auth(&owner.token)
             .body(body.to_owned())
             .send()
     };
@@ -297,11 +300,11 @@ async fn nul_characters_are_refused_at_the_edge(backend: Backend) {
 }
 
 async fn unauthorized_responses_say_why(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let path = format!("/v1/orgs/{acme}/members");
     let cases = [
         (None, "missing_credentials"),
@@ -321,11 +324,11 @@ async fn unauthorized_responses_say_why(backend: Backend) {
 }
 
 async fn secrets_are_not_cached(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let login = app
         .client
         .post(app.url("/v1/auth/login"))
@@ -356,11 +359,12 @@ async fn secrets_are_not_cached(backend: Backend) {
 }
 
 async fn refused_requests_agree_on_when_to_retry(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("API_KEY_RATE_LIMIT".into(), "2".into());
-        v.insert("API_KEY_RATE_LIMIT_WINDOW_SEC".into(), "60".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("API_KEY_RATE_LIMIT".into(), "2".into());
+            v.insert("API_KEY_RATE_LIMIT_WINDOW_SEC".into(), "60".into());
+        })
+        .await
     else {
         return;
     };
@@ -387,11 +391,11 @@ async fn refused_requests_agree_on_when_to_retry(backend: Backend) {
 }
 
 async fn downgrades_below_the_members_in_use_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let plan = |plan: &str| {
         call(
             &app,
@@ -407,7 +411,8 @@ async fn downgrades_below_the_members_in_use_are_refused(backend: Backend) {
         "the seeds' upper-case names work"
     );
     for i in 0..3 {
-        member(&app, &owner, &acme, &format!("m{i}@example.com"), "member").await;
+        app.member(&acme, &format!("m{i}@example.com"), "member")
+            .await;
     }
     let body = assert_problem(plan("free").await, 409, "plan_seats_exceeded").await;
     let detail = body["detail"].as_str().unwrap();
@@ -430,10 +435,10 @@ async fn downgrades_below_the_members_in_use_are_refused(backend: Backend) {
 }
 
 async fn operators_read_the_platform_audit_chain(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    user(&app, "ann@example.com").await;
+    app.user("ann@example.com").await;
     let failed = app
         .client
         .post(app.url("/v1/auth/login"))
@@ -466,10 +471,11 @@ async fn operators_read_the_platform_audit_chain(backend: Backend) {
 }
 
 async fn production_locks_metrics_plans_and_cookies(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("TENANTRY_ENV".into(), "production".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("TENANTRY_ENV".into(), "production".into());
+        })
+        .await
     else {
         return;
     };
@@ -483,8 +489,8 @@ async fn production_locks_metrics_plans_and_cookies(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let res = call(
         &app,
         Some(&owner),
@@ -512,7 +518,7 @@ async fn production_locks_metrics_plans_and_cookies(backend: Backend) {
 }
 
 async fn sign_out_and_reuse_revoke_access_tokens_at_once(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let me = |token: String| app.client.get(app.url("/v1/me")).bearer_auth(token).send();
@@ -566,7 +572,7 @@ async fn sign_out_and_reuse_revoke_access_tokens_at_once(backend: Backend) {
 /// started later reads the recent revocations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_out_reaches_every_instance() {
-    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+    let Some(app) = TestApp::on(Backend::Postgres).await else {
         return;
     };
     let other = crate::helpers::Instance::start(&app.vars).await;
@@ -606,7 +612,7 @@ async fn sign_out_reaches_every_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::on(Backend::Sqlite).await.unwrap();
     app.create_org("acme").await;
     for name in ["tenantry.db", "tenantry.db-wal", "tenantry.db-shm"] {
         let path = app.db.dir.path().join(name);
@@ -616,15 +622,15 @@ async fn sqlite_files_are_private() {
 }
 
 async fn creating_requests_are_idempotent(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let post = |path: String, key: &str, body: Value| {
         app.client
             .post(app.url(&path))
-            .bearer_auth(&owner)
+            .bearer_auth(&owner.token)
             .header("idempotency-key", key)
             .json(&body)
             .send()
@@ -662,12 +668,12 @@ async fn creating_requests_are_idempotent(backend: Backend) {
         .unwrap();
     assert_problem(other, 422, "idempotency_key_reused").await;
     // Another sender's key space is its own.
-    let bob = user(&app, "bob@example.com").await;
-    let bobs = org(&app, &bob, "bobs").await;
+    let bob = app.user("bob@example.com").await;
+    let bobs = app.org_of(&bob, "bobs").await;
     let res = app
         .client
         .post(app.url(&format!("/v1/orgs/{bobs}/workspaces")))
-        .bearer_auth(&bob)
+        .bearer_auth(&bob.token)
         .header("idempotency-key", "k1")
         .json(&json!({"name": "W", "slug": "ws"}))
         .send()
@@ -700,18 +706,18 @@ async fn creating_requests_are_idempotent(backend: Backend) {
 }
 
 async fn concurrent_requests_with_one_key_create_once(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let path = format!("/v1/orgs/{acme}/data");
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let request = app
             .client
             .post(app.url(&path))
-            .bearer_auth(&owner)
+            .bearer_auth(&owner.token)
             .header("idempotency-key", "same")
             .json(&json!({"name": "once"}));
         requests.spawn(async move { request.send().await.unwrap().status().as_u16() });
@@ -731,11 +737,11 @@ async fn concurrent_requests_with_one_key_create_once(backend: Backend) {
 }
 
 async fn unknown_query_parameters_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let get = |path: String| call(&app, Some(&owner), Method::GET, path, None);
     // An operation without query parameters, and a list with its own.
     let body = assert_problem(

@@ -48,7 +48,7 @@ async fn platform_actions(app: &TestApp) -> Vec<String> {
 }
 
 async fn register_login_refresh_rotation_and_logout(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let reg = register(&app, "ann@example.com").await;
@@ -143,7 +143,7 @@ async fn register_login_refresh_rotation_and_logout(backend: Backend) {
 }
 
 async fn emails_are_unique_and_passwords_checked(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     register(&app, "Ann@Example.com").await;
@@ -216,10 +216,11 @@ async fn start_session(app: &TestApp, email: &str) -> (String, String) {
 }
 
 async fn cookie_sessions_need_csrf_and_are_capped(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("SESSION_MAX_PER_USER".into(), "2".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("SESSION_MAX_PER_USER".into(), "2".into());
+        })
+        .await
     else {
         return;
     };
@@ -329,10 +330,11 @@ async fn cookie_sessions_need_csrf_and_are_capped(backend: Backend) {
 async fn email_verification_and_password_reset(backend: Backend) {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let Some(app) = TestApp::spawn_with(backend, move |v| {
-        v.insert("SMTP_URL".into(), url);
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(move |v| {
+            v.insert("SMTP_URL".into(), url);
+        })
+        .await
     else {
         return;
     };
@@ -441,10 +443,11 @@ async fn email_verification_and_password_reset(backend: Backend) {
 }
 
 async fn login_is_rate_limited_per_identifier(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("AUTH_LOGIN_IDENTIFIER_RATE_LIMIT".into(), "3".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("AUTH_LOGIN_IDENTIFIER_RATE_LIMIT".into(), "3".into());
+        })
+        .await
     else {
         return;
     };
@@ -482,7 +485,7 @@ async fn login_is_rate_limited_per_identifier(backend: Backend) {
 }
 
 async fn password_change_revokes_other_credentials(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let reg = register(&app, "ann@example.com").await;

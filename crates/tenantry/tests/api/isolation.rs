@@ -6,7 +6,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, call, member, org, user, Backend, Listed, TestApp};
+use crate::helpers::{assert_problem, call, Backend, Listed, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -21,14 +21,14 @@ async fn all_powerful_key(app: &TestApp, owner: &str, org: &str) -> String {
 }
 
 async fn every_org_endpoint_isolates_tenants(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner_a = user(&app, "owner-a@example.com").await;
-    let owner_b = user(&app, "owner-b@example.com").await;
-    let a = org(&app, &owner_a, "org-a").await;
-    let b = org(&app, &owner_b, "org-b").await;
-    let reader = member(&app, &owner_a, &a, "reader@example.com", "readonly").await;
+    let owner_a = app.user("owner-a@example.com").await;
+    let owner_b = app.user("owner-b@example.com").await;
+    let a = app.org_of(&owner_a, "org-a").await;
+    let b = app.org_of(&owner_b, "org-b").await;
+    let reader = app.member(&a, "reader@example.com", "readonly").await;
     let post =
         |path: String, body: Value| call(&app, Some(&owner_a), Method::POST, path, Some(body));
     let ws: Value = post(
@@ -265,7 +265,7 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
         assert_eq!(res.status(), 404, "other tenant {method} {path}");
         let foreign = assert_problem(res, 404, "not_found").await;
         // Byte-for-byte the answer for an organization that does not exist.
-        let missing = path.replacen(&a, &format!("org_{}", "0".repeat(32)), 1);
+        let missing = path.replacen(a.as_str(), &format!("org_{}", "0".repeat(32)), 1);
         let res = call(&app, Some(&owner_b), method.clone(), &missing, body.clone()).await;
         let absent = assert_problem(res, 404, "not_found").await;
         assert_eq!(foreign["detail"], absent["detail"], "{method} {path}");
@@ -372,13 +372,13 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
 /// organization and by its all-powerful API key, answers exactly as for an organization
 /// that does not exist (status, code and detail), whatever the ids and the body.
 async fn every_documented_org_operation_hides_other_tenants(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner_a = user(&app, "owner-a@example.com").await;
-    let owner_b = user(&app, "owner-b@example.com").await;
-    let a = org(&app, &owner_a, "org-a").await;
-    let b = org(&app, &owner_b, "org-b").await;
+    let owner_a = app.user("owner-a@example.com").await;
+    let owner_b = app.user("owner-b@example.com").await;
+    let a = app.org_of(&owner_a, "org-a").await;
+    let b = app.org_of(&owner_b, "org-b").await;
     let key_b = all_powerful_key(&app, &owner_b, &b).await;
     let missing = format!("org_{}", "0".repeat(32));
     let spec: Value = app
@@ -410,7 +410,7 @@ async fn every_documented_org_operation_hides_other_tenants(backend: Backend) {
                     .replace("{item_id}", &format!("item_{}", "7".repeat(32)))
             };
             let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
-            for token in [&owner_b, &key_b] {
+            for token in [&*owner_b, &*key_b] {
                 let send =
                     |org: &str| call(&app, Some(token), method.clone(), fill(org), body.clone());
                 let foreign = send(&a).await;

@@ -14,9 +14,7 @@ use tenantry::store::jobs::{Enqueued, Job, NewJob};
 use tenantry::store::Store;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{
-    assert_problem, call, member, org, user, Backend, Listed, TestApp, TestDatabase,
-};
+use crate::helpers::{assert_problem, call, Backend, Listed, TestApp, TestDatabase};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -49,17 +47,17 @@ async fn wait_job(app: &TestApp, token: &str, org: &str, id: &str, status: &str)
 }
 
 async fn enqueue_run_and_idempotency(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let path = format!("/v1/orgs/{acme}/jobs");
     let send = |key: Option<&'static str>, body: Value| {
         let mut req = app
             .client
             .post(app.url(&path))
-            .bearer_auth(&owner)
+            .bearer_auth(&owner.token)
             .json(&body);
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);
@@ -122,7 +120,7 @@ async fn enqueue_run_and_idempotency(backend: Backend) {
     assert_eq!(done["attempts"], 1);
 
     // Keys are per organization: another org may use "abc" too.
-    let other_org = org(&app, &owner, "other").await;
+    let other_org = app.org_of(&owner, "other").await;
     let res = call(
         &app,
         Some(&owner),
@@ -204,12 +202,12 @@ async fn enqueue_run_and_idempotency(backend: Backend) {
 }
 
 async fn retries_dead_letters_cancel_and_retry(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
-    let member_token = member(&app, &owner, &acme, "mia@example.com", "member").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let member_token = app.member(&acme, "mia@example.com", "member").await;
     let enqueue = |body: Value| {
         call(
             &app,

@@ -25,7 +25,7 @@ async fn status_with(app: &TestApp, token: &str) -> reqwest::Response {
 }
 
 async fn forged_tokens_are_all_401(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let reg = register(&app, "ann@example.com").await;
@@ -184,7 +184,7 @@ async fn forged_tokens_are_all_401(backend: Backend) {
 }
 
 async fn rotated_keys_keep_verifying(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let before = register(&app, "ann@example.com").await;

@@ -7,9 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    assert_problem, call, create_key, key_with, member, org, user, Backend, Listed, TestApp,
-};
+use crate::helpers::{assert_problem, call, create_key, key_with, Backend, Listed, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -40,11 +38,11 @@ async fn audited(app: &TestApp, token: &str, org: &str, action: &str) -> usize {
 }
 
 async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let created = create_key(
         &app,
         &owner,
@@ -148,7 +146,7 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     )
     .await;
     assert_problem(res, 422, "validation_failed").await;
-    let admin = member(&app, &owner, &acme, "admin@example.com", "admin").await;
+    let admin = app.member(&acme, "admin@example.com", "admin").await;
     let res = call(
         &app,
         Some(&admin),
@@ -276,13 +274,13 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
 }
 
 async fn invalid_revoked_expired_and_foreign_keys_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
-    let other_owner = user(&app, "other@example.com").await;
-    let other = org(&app, &other_owner, "other").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let other_owner = app.user("other@example.com").await;
+    let other = app.org_of(&other_owner, "other").await;
     let data = format!("/v1/orgs/{acme}/data");
 
     // Unknown, malformed and tampered secrets: 401, alike.
@@ -397,11 +395,11 @@ async fn invalid_revoked_expired_and_foreign_keys_are_refused(backend: Backend) 
 }
 
 async fn rotation_keeps_the_old_secret_for_the_grace_period(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let data = format!("/v1/orgs/{acme}/data");
     let created = create_key(
         &app,

@@ -5,9 +5,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{
-    assert_problem, call, create_key, key_with, org, user, Backend, Instance, TestApp,
-};
+use crate::helpers::{assert_problem, call, create_key, key_with, Backend, Instance, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -26,17 +24,18 @@ fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
 }
 
 async fn key_and_org_limits_with_headers(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("API_KEY_RATE_LIMIT".into(), "3".into());
-        v.insert("API_KEY_RATE_LIMIT_WINDOW_SEC".into(), "60".into());
-        v.insert("ORG_RATE_LIMIT_FREE".into(), "8".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("API_KEY_RATE_LIMIT".into(), "3".into());
+            v.insert("API_KEY_RATE_LIMIT_WINDOW_SEC".into(), "60".into());
+            v.insert("ORG_RATE_LIMIT_FREE".into(), "8".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let data = format!("/v1/orgs/{acme}/data");
     // Two key creations count against the organization: 2 of 8.
     let key = key_with(&app, &owner, &acme, &["data:read"]).await;
@@ -82,7 +81,7 @@ async fn key_and_org_limits_with_headers(backend: Backend) {
     assert_problem(res, 429, "rate_limited").await;
     let fresh = {
         // Another organization is not affected.
-        let other = org(&app, &owner, "other").await;
+        let other = app.org_of(&owner, "other").await;
         call(
             &app,
             Some(&owner),
@@ -107,10 +106,11 @@ async fn key_and_org_limits_with_headers(backend: Backend) {
 }
 
 async fn address_limit_spares_probes(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("IP_RATE_LIMIT".into(), "5".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("IP_RATE_LIMIT".into(), "5".into());
+        })
+        .await
     else {
         return;
     };
@@ -135,18 +135,19 @@ async fn two_instances_share_limits_through_redis(backend: Backend) {
     let redis = std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     // A prefix of its own, so concurrent tests never share a limit.
     let prefix = format!("tenantry-test:{}:", uuid::Uuid::new_v4().simple());
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("REDIS_URL".into(), redis);
-        v.insert("REDIS_KEY_PREFIX".into(), prefix);
-        v.insert("API_KEY_RATE_LIMIT".into(), "4".into());
-        v.insert("API_KEY_CACHE_SEC".into(), "0".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("REDIS_URL".into(), redis);
+            v.insert("REDIS_KEY_PREFIX".into(), prefix);
+            v.insert("API_KEY_RATE_LIMIT".into(), "4".into());
+            v.insert("API_KEY_CACHE_SEC".into(), "0".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let key = key_with(&app, &owner, &acme, &["data:read"]).await;
     let second = Instance::start(&app.vars).await;
     let path = format!("/v1/orgs/{acme}/data");
@@ -196,17 +197,18 @@ async fn two_instances_share_limits_through_redis(backend: Backend) {
 }
 
 async fn redis_outage_falls_back_to_in_process_limits(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        // Nothing listens there: every Redis call fails at once.
-        v.insert("REDIS_URL".into(), "redis://127.0.0.1:1".into());
-        v.insert("API_KEY_RATE_LIMIT".into(), "2".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            // Nothing listens there: every Redis call fails at once.
+            v.insert("REDIS_URL".into(), "redis://127.0.0.1:1".into());
+            v.insert("API_KEY_RATE_LIMIT".into(), "2".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let key = key_with(&app, &owner, &acme, &["data:read"]).await;
     let data = format!("/v1/orgs/{acme}/data");
     for _ in 0..2 {
@@ -219,13 +221,14 @@ async fn redis_outage_falls_back_to_in_process_limits(backend: Backend) {
 
 async fn forwarded_addresses_count_only_behind_trusted_proxies(backend: Backend) {
     for trusted in [false, true] {
-        let Some(app) = TestApp::spawn_with(backend, |v| {
-            v.insert("IP_RATE_LIMIT".into(), "2".into());
-            if trusted {
-                v.insert("TRUSTED_PROXIES".into(), "127.0.0.0/8, ::1".into());
-            }
-        })
-        .await
+        let Some(app) = TestApp::on(backend)
+            .with_vars(|v| {
+                v.insert("IP_RATE_LIMIT".into(), "2".into());
+                if trusted {
+                    v.insert("TRUSTED_PROXIES".into(), "127.0.0.0/8, ::1".into());
+                }
+            })
+            .await
         else {
             return;
         };
@@ -254,15 +257,16 @@ async fn forwarded_addresses_count_only_behind_trusted_proxies(backend: Backend)
 /// with a long cache time and no Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_reaches_other_instances_at_once() {
-    let Some(app) = TestApp::spawn_with(Backend::Postgres, |v| {
-        v.insert("API_KEY_CACHE_SEC".into(), "600".into());
-    })
-    .await
+    let Some(app) = TestApp::on(Backend::Postgres)
+        .with_vars(|v| {
+            v.insert("API_KEY_CACHE_SEC".into(), "600".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let created = create_key(
         &app,
         &owner,

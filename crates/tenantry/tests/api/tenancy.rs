@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, call, member, org, user, Backend, Listed, TestApp, PASSWORD};
+use crate::helpers::{assert_problem, call, Backend, Listed, TestApp, PASSWORD};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -15,7 +15,7 @@ on_both_backends!(
 );
 
 async fn organization_lifecycle(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let res = app
@@ -40,7 +40,7 @@ async fn organization_lifecycle(backend: Backend) {
         (Some("acme"), Some("owner"))
     );
 
-    let second = org(&app, &ann, "second").await;
+    let second = app.org_of(&ann, "second").await;
     let res = call(
         &app,
         Some(&ann),
@@ -140,15 +140,16 @@ async fn organization_lifecycle(backend: Backend) {
 async fn invitations_members_and_owner_rules(backend: Backend) {
     let sink = crate::helpers::smtp::SmtpSink::start().await;
     let url = sink.url();
-    let Some(app) = TestApp::spawn_with(backend, move |v| {
-        v.insert("SMTP_URL".into(), url);
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(move |v| {
+            v.insert("SMTP_URL".into(), url);
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     // Sign up through an invitation: the token from the email works.
     let res = call(
         &app,
@@ -198,7 +199,7 @@ async fn invitations_members_and_owner_rules(backend: Backend) {
     )
     .await;
     let mia_invite: Value = res.json().await.unwrap();
-    let eve = user(&app, "eve@example.com").await;
+    let eve = app.user("eve@example.com").await;
     let res = call(
         &app,
         Some(&eve),
@@ -231,7 +232,7 @@ async fn invitations_members_and_owner_rules(backend: Backend) {
     .await
     .unwrap();
     assert_ne!(resent["token"], mia_invite["token"]);
-    let mia = user(&app, "mia@example.com").await;
+    let mia = app.user("mia@example.com").await;
     let res = call(
         &app,
         Some(&mia),
@@ -401,11 +402,11 @@ async fn invitations_members_and_owner_rules(backend: Backend) {
 }
 
 async fn custom_roles_grant_exactly_their_permissions(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let res = call(
         &app,
         Some(&owner),
@@ -437,7 +438,7 @@ async fn custom_roles_grant_exactly_their_permissions(backend: Backend) {
     .await;
     assert_problem(res, 422, "validation_failed").await;
 
-    let auditor = member(&app, &owner, &acme, "audra@example.com", &role_id).await;
+    let auditor = app.member(&acme, "audra@example.com", &role_id).await;
     assert_eq!(
         call(
             &app,
@@ -517,7 +518,7 @@ async fn custom_roles_grant_exactly_their_permissions(backend: Backend) {
     assert_problem(res, 409, "role_in_use").await;
 
     // An admin cannot create a role with a permission they lack (org:delete).
-    let admin = member(&app, &owner, &acme, "adam@example.com", "admin").await;
+    let admin = app.member(&acme, "adam@example.com", "admin").await;
     let res = call(
         &app,
         Some(&admin),
@@ -539,11 +540,11 @@ async fn custom_roles_grant_exactly_their_permissions(backend: Backend) {
 }
 
 async fn plan_member_limits(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let invite = |email: &'static str| {
         call(
             &app,
@@ -567,8 +568,8 @@ async fn plan_member_limits(backend: Backend) {
     .await;
     assert_eq!(res.json::<Value>().await.unwrap()["plan"], "pro");
     assert_eq!(invite("c@example.com").await.status(), 201);
-    let readonly = member(&app, &owner, &acme, "x@example.com", "readonly").await;
-    let _ = member(&app, &owner, &acme, "y@example.com", "member").await;
+    let readonly = app.member(&acme, "x@example.com", "readonly").await;
+    let _ = app.member(&acme, "y@example.com", "member").await;
     // Back on FREE, accepting is refused once the members (not invitations) fill the plan.
     call(
         &app,
@@ -578,7 +579,7 @@ async fn plan_member_limits(backend: Backend) {
         Some(json!({"plan": "free"})),
     )
     .await;
-    let a = user(&app, "a@example.com").await;
+    let a = app.user("a@example.com").await;
     let res = call(
         &app,
         Some(&a),
@@ -622,11 +623,11 @@ async fn plan_member_limits(backend: Backend) {
 }
 
 async fn workspace_roles_add_permissions_in_one_workspace(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let ws = |slug: &'static str| {
         call(
             &app,
@@ -639,7 +640,7 @@ async fn workspace_roles_add_permissions_in_one_workspace(backend: Backend) {
     let one: Value = ws("one").await.json().await.unwrap();
     let two: Value = ws("two").await.json().await.unwrap();
     assert_problem(ws("one").await, 409, "slug_taken").await;
-    let reader = member(&app, &owner, &acme, "rita@example.com", "readonly").await;
+    let reader = app.member(&acme, "rita@example.com", "readonly").await;
     let members: Listed = call(
         &app,
         Some(&owner),

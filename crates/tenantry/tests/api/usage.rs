@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, call, key_with, meter, org, user, Backend, TestApp};
+use crate::helpers::{assert_problem, call, key_with, meter, Backend, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -30,16 +30,17 @@ async fn usage(app: &TestApp, token: &str, org: &str) -> Value {
 }
 
 async fn burst_is_metered_exactly_and_quota_enforced(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("QUOTA_API_CALLS_FREE".into(), "120".into());
-        v.insert("API_KEY_RATE_LIMIT".into(), "0".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("QUOTA_API_CALLS_FREE".into(), "120".into());
+            v.insert("API_KEY_RATE_LIMIT".into(), "0".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let key = key_with(&app, &owner, &acme, &["data:read", "data:write"]).await;
     let res = call(
         &app,
@@ -102,7 +103,7 @@ async fn burst_is_metered_exactly_and_quota_enforced(backend: Backend) {
     assert_eq!(meter(&report, "api_calls")["limit"], 1_000_000);
 
     // Another organization's usage is its own.
-    let other = org(&app, &owner, "other").await;
+    let other = app.org_of(&owner, "other").await;
     let report = usage(&app, &owner, &other).await;
     assert_eq!(meter(&report, "api_calls")["period_total"], 0);
 
@@ -128,15 +129,16 @@ async fn burst_is_metered_exactly_and_quota_enforced(backend: Backend) {
 }
 
 async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("USAGE_ROLLUP_INTERVAL_SEC".into(), "1".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("USAGE_ROLLUP_INTERVAL_SEC".into(), "1".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let key = key_with(&app, &owner, &acme, &["usage:write", "usage:read"]).await;
     let events = format!("/v1/orgs/{acme}/usage/events");
     let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
@@ -310,16 +312,17 @@ async fn owner_sql(app: &TestApp, sql: &str) {
 }
 
 async fn shutdown_writes_pending_usage(backend: Backend) {
-    let Some(mut app) = TestApp::spawn_with(backend, |v| {
-        // Far longer than the test: only the shutdown flush can write these calls.
-        v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "600000".into());
-    })
-    .await
+    let Some(mut app) = TestApp::on(backend)
+        .with_vars(|v| {
+            // Far longer than the test: only the shutdown flush can write these calls.
+            v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "600000".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     for _ in 0..25 {
         let res = call(
             &app,

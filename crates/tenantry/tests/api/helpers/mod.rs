@@ -6,14 +6,16 @@ mod client;
 mod instance;
 mod keys;
 mod proxy;
+mod seed;
 pub mod smtp;
 mod usage;
 
-pub use accounts::{member, org, register, user, PASSWORD};
-pub use client::call;
+pub use accounts::{register, PASSWORD};
+pub use client::{call, Client, Res};
 pub use instance::Instance;
 pub use keys::{create_key, key_with};
 pub use proxy::Proxy;
+pub use seed::{Org, User};
 pub use usage::meter;
 
 use std::collections::HashMap;
@@ -67,14 +69,49 @@ pub struct TestApp {
     pub db: TestDatabase,
 }
 
+/// Vars adjustments of a [`Launch`].
+type Adjust<'a> = Box<dyn FnOnce(&mut HashMap<String, String>) + 'a>;
+
+/// An app about to start: `TestApp::on(backend).with_vars(|v| …).await`.
+pub struct Launch<'a> {
+    backend: Backend,
+    adjust: Vec<Adjust<'a>>,
+}
+
+impl<'a> Launch<'a> {
+    /// Adjusts the configuration variables before the app is built.
+    #[must_use]
+    pub fn with_vars(mut self, adjust: impl FnOnce(&mut HashMap<String, String>) + 'a) -> Self {
+        self.adjust.push(Box::new(adjust));
+        self
+    }
+}
+
+impl<'a> std::future::IntoFuture for Launch<'a> {
+    type Output = Option<TestApp>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<TestApp>> + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(TestApp::spawn_with(self.backend, move |vars| {
+            for adjust in self.adjust {
+                adjust(vars);
+            }
+        }))
+    }
+}
+
 impl TestApp {
-    /// Spawns the app on `backend`; `None` when PostgreSQL is unavailable and not required.
-    pub async fn spawn(backend: Backend) -> Option<Self> {
-        Self::spawn_with(backend, |_| {}).await
+    /// The app on `backend`, started by awaiting it (`None` when PostgreSQL is unavailable
+    /// and not required).
+    pub fn on(backend: Backend) -> Launch<'static> {
+        Launch {
+            backend,
+            adjust: Vec::new(),
+        }
     }
 
     /// Spawns the app with adjusted configuration variables.
-    pub async fn spawn_with(
+    async fn spawn_with(
         backend: Backend,
         adjust: impl FnOnce(&mut HashMap<String, String>),
     ) -> Option<Self> {
@@ -158,7 +195,8 @@ impl Drop for TestApp {
 }
 
 /// Asserts a problem+json response with `status` and `code`; returns the body.
-pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> Value {
+pub async fn assert_problem(res: impl Into<reqwest::Response>, status: u16, code: &str) -> Value {
+    let res: reqwest::Response = res.into();
     assert_eq!(res.status().as_u16(), status, "status");
     let content_type = res
         .headers()
