@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 use tenantry::db::{Access, Scope};
 
-use crate::helpers::{assert_problem, call, key_with, Backend, Listed, TestApp};
+use crate::helpers::{assert_problem, key_with, Backend, Listed, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -35,16 +34,12 @@ async fn item_fixture(app: &TestApp) -> (String, String, String, String) {
     let owner = app.user("owner@example.com").await;
     let acme = app.org_of(&owner, "acme").await;
     let key = key_with(app, &owner, &acme, &["data:read", "data:write"]).await;
-    let res = call(
-        app,
-        Some(&key),
-        Method::POST,
-        format!("/v1/orgs/{acme}/data"),
-        Some(json!({"name": "x"})),
-    )
-    .await;
+    let res = app
+        .as_(&key)
+        .post(format!("/v1/orgs/{acme}/data"), json!({"name": "x"}))
+        .await;
     assert_eq!(res.status(), 201);
-    let item: Value = res.json().await.unwrap();
+    let item: Value = res.json().await;
     let path = format!("/v1/orgs/{acme}/data/{}", item["id"].as_str().unwrap());
     (owner.token, acme.id, key, path)
 }
@@ -86,7 +81,7 @@ async fn cancelled_begins_never_poison_the_pool(backend: Backend) {
         tx.unwrap().commit().await.unwrap();
     }
     for _ in 0..30 {
-        let res = call(&app, Some(&key), Method::GET, &path, None).await;
+        let res = app.as_(&key).get(&path).await;
         assert_eq!(res.status(), 200);
     }
 }
@@ -143,16 +138,12 @@ async fn disconnecting_clients_get_no_server_errors(backend: Backend) {
     );
     // Afterwards every request succeeds: no connection went back inside a transaction.
     for _ in 0..100 {
-        let res = call(&app, Some(&key), Method::GET, &path, None).await;
+        let res = app.as_(&key).get(&path).await;
         assert_eq!(res.status(), 200);
-        let res = call(
-            &app,
-            Some(&key),
-            Method::POST,
-            format!("/v1/orgs/{acme}/data"),
-            Some(json!({"name": "after"})),
-        )
-        .await;
+        let res = app
+            .as_(&key)
+            .post(format!("/v1/orgs/{acme}/data"), json!({"name": "after"}))
+            .await;
         assert_eq!(res.status(), 201);
     }
 }
@@ -171,53 +162,31 @@ async fn deleted_org_does_not_stop_metering(backend: Backend) {
     let kept = app.org_of(&owner, "kept").await;
     for o in [&doomed, &kept] {
         let key = key_with(&app, &owner, o, &["data:write"]).await;
-        let res = call(
-            &app,
-            Some(&key),
-            Method::POST,
-            format!("/v1/orgs/{o}/data"),
-            Some(json!({"name": "metered"})),
-        )
-        .await;
+        let res = app
+            .as_(&key)
+            .post(format!("/v1/orgs/{o}/data"), json!({"name": "metered"}))
+            .await;
         assert_eq!(res.status(), 201);
     }
     // Deleted with its metered call still unwritten.
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::DELETE,
-        format!("/v1/orgs/{doomed}"),
-        None,
-    )
-    .await;
+    let res = app.as_(&owner).delete(format!("/v1/orgs/{doomed}")).await;
     assert_eq!(res.status(), 204);
     app.state
         .usage
         .flush()
         .await
         .expect("flush skips the deleted organization");
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{kept}/usage"),
-        None,
-    )
-    .await;
+    let res = app.as_(&owner).get(format!("/v1/orgs/{kept}/usage")).await;
     assert_eq!(res.status(), 200);
-    let report: Value = res.json().await.unwrap();
+    let report: Value = res.json().await;
     let calls = crate::helpers::meter(&report, "api_calls");
     assert_eq!(calls["period_total"], 1, "{report}");
     // The next batch is written too: nothing stays stuck behind the deleted tenant.
     let key = key_with(&app, &owner, &kept, &["data:write"]).await;
-    let res = call(
-        &app,
-        Some(&key),
-        Method::POST,
-        format!("/v1/orgs/{kept}/data"),
-        Some(json!({"name": "again"})),
-    )
-    .await;
+    let res = app
+        .as_(&key)
+        .post(format!("/v1/orgs/{kept}/data"), json!({"name": "again"}))
+        .await;
     assert_eq!(res.status(), 201);
     app.state.usage.flush().await.expect("second flush");
 }
@@ -288,14 +257,10 @@ async fn nul_characters_are_refused_at_the_edge(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(res.status(), 201);
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/audit-events?action=a%00b"),
-        None,
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/audit-events?action=a%00b"))
+        .await;
     assert_problem(res, 400, "invalid_characters").await;
 }
 
@@ -312,7 +277,11 @@ async fn unauthorized_responses_say_why(backend: Backend) {
         (Some("tk_abcdefgh_0000".to_owned()), "invalid_api_key"),
     ];
     for (token, code) in cases {
-        let res = call(&app, token.as_deref(), Method::GET, &path, None).await;
+        let client = match &token {
+            Some(token) => app.as_(token),
+            None => app.anon(),
+        };
+        let res = client.get(&path).await;
         let challenge = res.headers().get("www-authenticate").cloned();
         assert_problem(res, 401, code).await;
         let challenge = challenge.expect("WWW-Authenticate on every 401");
@@ -336,23 +305,21 @@ async fn secrets_are_not_cached(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let key = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        format!("/v1/orgs/{acme}/api-keys"),
-        Some(json!({"name": "k", "scopes": ["data:read"]})),
-    )
-    .await;
-    let invite = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        format!("/v1/orgs/{acme}/invitations"),
-        Some(json!({"email": "bob@example.com", "role": "member"})),
-    )
-    .await;
-    for res in [login, key, invite] {
+    let key = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "k", "scopes": ["data:read"]}),
+        )
+        .await;
+    let invite = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/invitations"),
+            json!({"email": "bob@example.com", "role": "member"}),
+        )
+        .await;
+    for res in [login, key.into_inner(), invite.into_inner()] {
         assert!(res.status().is_success(), "{}", res.status());
         assert_eq!(res.headers()["cache-control"], "no-store", "{}", res.url());
     }
@@ -371,7 +338,7 @@ async fn refused_requests_agree_on_when_to_retry(backend: Backend) {
     let (_, _, key, path) = item_fixture(&app).await;
     let mut refused = None;
     for _ in 0..4 {
-        let res = call(&app, Some(&key), Method::GET, &path, None).await;
+        let res = app.as_(&key).get(&path).await;
         if res.status() == 429 {
             refused = Some(res);
             break;
@@ -397,13 +364,8 @@ async fn downgrades_below_the_members_in_use_are_refused(backend: Backend) {
     let owner = app.user("owner@example.com").await;
     let acme = app.org_of(&owner, "acme").await;
     let plan = |plan: &str| {
-        call(
-            &app,
-            Some(&owner),
-            Method::PUT,
-            format!("/v1/orgs/{acme}/plan"),
-            Some(json!({ "plan": plan })),
-        )
+        app.as_(&owner)
+            .put(format!("/v1/orgs/{acme}/plan"), json!({ "plan": plan }))
     };
     assert_eq!(
         plan("PRO").await.status(),
@@ -491,14 +453,10 @@ async fn production_locks_metrics_plans_and_cookies(backend: Backend) {
     assert_eq!(res.status(), 200);
     let owner = app.user("owner@example.com").await;
     let acme = app.org_of(&owner, "acme").await;
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::PUT,
-        format!("/v1/orgs/{acme}/plan"),
-        Some(json!({"plan": "pro"})),
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .put(format!("/v1/orgs/{acme}/plan"), json!({"plan": "pro"}))
+        .await;
     assert_problem(res, 403, "plan_change_operator_only").await;
     let res = app
         .client
@@ -523,12 +481,12 @@ async fn sign_out_and_reuse_revoke_access_tokens_at_once(backend: Backend) {
     };
     let me = |token: String| app.client.get(app.url("/v1/me")).bearer_auth(token).send();
     let post = |path: &'static str, body: Value| app.client.post(app.url(path)).json(&body).send();
-    let reg = crate::helpers::register(&app, "ann@example.com").await;
-    let access = reg["access_token"].as_str().unwrap().to_owned();
+    let ann = app.user("ann@example.com").await;
+    let access = ann.token.clone();
     assert_eq!(me(access.clone()).await.unwrap().status(), 200);
     let res = post(
         "/v1/auth/logout",
-        json!({"refresh_token": reg["refresh_token"]}),
+        json!({"refresh_token": ann.refresh_token}),
     )
     .await
     .unwrap();
@@ -576,8 +534,8 @@ async fn sign_out_reaches_every_instance() {
         return;
     };
     let other = crate::helpers::Instance::start(&app.vars).await;
-    let reg = crate::helpers::register(&app, "ann@example.com").await;
-    let access = reg["access_token"].as_str().unwrap().to_owned();
+    let ann = app.user("ann@example.com").await;
+    let access = ann.token.clone();
     let me = |base: String| {
         app.client
             .get(format!("{base}/v1/me"))
@@ -588,7 +546,7 @@ async fn sign_out_reaches_every_instance() {
     let res = app
         .client
         .post(app.url("/v1/auth/logout"))
-        .json(&json!({"refresh_token": reg["refresh_token"]}))
+        .json(&json!({"refresh_token": ann.refresh_token}))
         .send()
         .await
         .unwrap();
@@ -652,11 +610,7 @@ async fn creating_requests_are_idempotent(backend: Backend) {
         created,
         "the same response"
     );
-    let listed: crate::helpers::Listed = call(&app, Some(&owner), Method::GET, &workspaces, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: crate::helpers::Listed = app.as_(&owner).get(&workspaces).await.json().await;
     assert_eq!(
         listed.iter().filter(|w| w["slug"] == "ws").count(),
         1,
@@ -689,11 +643,7 @@ async fn creating_requests_are_idempotent(backend: Backend) {
     assert!(res.json::<Value>().await.unwrap()["secret"].is_string());
     let res = post(keys.clone(), "k2", body).await.unwrap();
     assert_problem(res, 409, "idempotent_response_withheld").await;
-    let listed: crate::helpers::Listed = call(&app, Some(&owner), Method::GET, &keys, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: crate::helpers::Listed = app.as_(&owner).get(&keys).await.json().await;
     assert_eq!(listed.len(), 1);
     let res = post(
         workspaces,
@@ -728,11 +678,7 @@ async fn concurrent_requests_with_one_key_create_once(backend: Backend) {
         "{statuses:?}"
     );
     assert!(statuses.contains(&201), "{statuses:?}");
-    let listed: crate::helpers::Listed = call(&app, Some(&owner), Method::GET, &path, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: crate::helpers::Listed = app.as_(&owner).get(&path).await.json().await;
     assert_eq!(listed.len(), 1, "one item whatever the interleaving");
 }
 
@@ -742,7 +688,7 @@ async fn unknown_query_parameters_are_refused(backend: Backend) {
     };
     let owner = app.user("owner@example.com").await;
     let acme = app.org_of(&owner, "acme").await;
-    let get = |path: String| call(&app, Some(&owner), Method::GET, path, None);
+    let get = |path: String| app.as_(&owner).get(path);
     // An operation without query parameters, and a list with its own.
     let body = assert_problem(
         get(format!("/v1/orgs/{acme}/members?role=admin")).await,

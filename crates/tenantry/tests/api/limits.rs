@@ -2,10 +2,9 @@
 //! client address; `RateLimit-*` and `Retry-After` headers; and one limit shared by two
 //! instances through Redis.
 
-use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, call, create_key, key_with, Backend, Instance, TestApp};
+use crate::helpers::{assert_problem, create_key, key_with, Backend, Instance, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -16,8 +15,8 @@ on_both_backends!(
     forwarded_addresses_count_only_behind_trusted_proxies,
 );
 
-fn header(res: &reqwest::Response, name: &str) -> Option<u64> {
-    res.headers()
+fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
+    headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
@@ -50,58 +49,44 @@ async fn key_and_org_limits_with_headers(backend: Backend) {
 
     // The default key limit: 3 per window, then 429 with Retry-After.
     for expected in [2, 1, 0] {
-        let res = call(&app, Some(&key), Method::GET, &data, None).await;
+        let res = app.as_(&key).get(&data).await;
         assert_eq!(res.status(), 200);
-        assert_eq!(header(&res, "ratelimit-limit"), Some(3));
-        assert_eq!(header(&res, "ratelimit-remaining"), Some(expected));
-        assert!(header(&res, "ratelimit-reset").is_some());
+        assert_eq!(header(res.headers(), "ratelimit-limit"), Some(3));
+        assert_eq!(header(res.headers(), "ratelimit-remaining"), Some(expected));
+        assert!(header(res.headers(), "ratelimit-reset").is_some());
     }
-    let res = call(&app, Some(&key), Method::GET, &data, None).await;
-    let retry = header(&res, "retry-after").expect("Retry-After");
+    let res = app.as_(&key).get(&data).await;
+    let retry = header(res.headers(), "retry-after").expect("Retry-After");
     assert!((1..=20).contains(&retry), "one cell frees in 20 s: {retry}");
-    assert_eq!(header(&res, "ratelimit-remaining"), Some(0));
+    assert_eq!(header(res.headers(), "ratelimit-remaining"), Some(0));
     assert_problem(res, 429, "rate_limited").await;
 
     // A key's own limit replaces the default: 1 per hour.
-    let res = call(&app, Some(own), Method::GET, &data, None).await;
+    let res = app.as_(own).get(&data).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(header(&res, "ratelimit-limit"), Some(1));
-    let res = call(&app, Some(own), Method::GET, &data, None).await;
-    assert!(header(&res, "retry-after").unwrap() > 3000);
+    assert_eq!(header(res.headers(), "ratelimit-limit"), Some(1));
+    let res = app.as_(own).get(&data).await;
+    assert!(header(res.headers(), "retry-after").unwrap() > 3000);
     assert_problem(res, 429, "rate_limited").await;
 
     // The organization's plan limit covers users and keys together: 2 creations + 3 + 1
     // calls allowed so far (refused calls cost nothing), 2 more, then 429 for everyone.
     for _ in 0..2 {
-        let res = call(&app, Some(&owner), Method::GET, &data, None).await;
+        let res = app.as_(&owner).get(&data).await;
         assert_eq!(res.status(), 200);
     }
-    let res = call(&app, Some(&owner), Method::GET, &data, None).await;
-    assert_eq!(header(&res, "ratelimit-limit"), Some(8));
+    let res = app.as_(&owner).get(&data).await;
+    assert_eq!(header(res.headers(), "ratelimit-limit"), Some(8));
     assert_problem(res, 429, "rate_limited").await;
     let fresh = {
         // Another organization is not affected.
         let other = app.org_of(&owner, "other").await;
-        call(
-            &app,
-            Some(&owner),
-            Method::GET,
-            format!("/v1/orgs/{other}/data"),
-            None,
-        )
-        .await
+        app.as_(&owner).get(format!("/v1/orgs/{other}/data")).await
     };
     assert_eq!(fresh.status(), 200);
 
     // Every endpoint of the organization shares its limit.
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}"),
-        None,
-    )
-    .await;
+    let res = app.as_(&owner).get(format!("/v1/orgs/{acme}")).await;
     assert_problem(res, 429, "rate_limited").await;
 }
 
@@ -115,18 +100,18 @@ async fn address_limit_spares_probes(backend: Backend) {
         return;
     };
     for expected in (0..5).rev() {
-        let res = call(&app, None, Method::GET, "/v1/permissions", None).await;
+        let res = app.anon().get("/v1/permissions").await;
         assert_eq!(res.status(), 200);
-        assert_eq!(header(&res, "ratelimit-remaining"), Some(expected));
+        assert_eq!(header(res.headers(), "ratelimit-remaining"), Some(expected));
     }
-    let res = call(&app, None, Method::GET, "/v1/permissions", None).await;
-    assert!(header(&res, "retry-after").is_some());
+    let res = app.anon().get("/v1/permissions").await;
+    assert!(header(res.headers(), "retry-after").is_some());
     assert_problem(res, 429, "rate_limited").await;
     // Anything else from the address too, but not the probes.
-    let res = call(&app, None, Method::POST, "/v1/auth/login", Some(json!({}))).await;
+    let res = app.anon().post("/v1/auth/login", json!({})).await;
     assert_problem(res, 429, "rate_limited").await;
     for probe in ["/health", "/metrics"] {
-        let res = call(&app, None, Method::GET, probe, None).await;
+        let res = app.anon().get(probe).await;
         assert_eq!(res.status(), 200, "{probe}");
     }
 }
@@ -162,7 +147,7 @@ async fn two_instances_share_limits_through_redis(backend: Backend) {
     for base in [&app.base, &second.base, &app.base, &second.base] {
         let res = get(base).await.unwrap();
         assert_eq!(res.status(), 200);
-        remaining.push(header(&res, "ratelimit-remaining").unwrap());
+        remaining.push(header(res.headers(), "ratelimit-remaining").unwrap());
     }
     assert_eq!(remaining, vec![3, 2, 1, 0]);
     for base in [&app.base, &second.base] {
@@ -170,26 +155,17 @@ async fn two_instances_share_limits_through_redis(backend: Backend) {
         assert_problem(res, 429, "rate_limited").await;
     }
     // Revocation on one instance holds on the other (no key cache in this test).
-    let keys: crate::helpers::Listed = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/api-keys"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let keys: crate::helpers::Listed = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/api-keys"))
+        .await
+        .json()
+        .await;
     let id = keys[0]["id"].as_str().unwrap();
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::DELETE,
-        format!("/v1/orgs/{acme}/api-keys/{id}"),
-        None,
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .delete(format!("/v1/orgs/{acme}/api-keys/{id}"))
+        .await;
     assert_eq!(res.status(), 200);
     let res = get(&second.base).await.unwrap();
     assert_problem(res, 401, "invalid_api_key").await;
@@ -212,10 +188,10 @@ async fn redis_outage_falls_back_to_in_process_limits(backend: Backend) {
     let key = key_with(&app, &owner, &acme, &["data:read"]).await;
     let data = format!("/v1/orgs/{acme}/data");
     for _ in 0..2 {
-        let res = call(&app, Some(&key), Method::GET, &data, None).await;
+        let res = app.as_(&key).get(&data).await;
         assert_eq!(res.status(), 200, "requests go on without Redis");
     }
-    let res = call(&app, Some(&key), Method::GET, &data, None).await;
+    let res = app.as_(&key).get(&data).await;
     assert_problem(res, 429, "rate_limited").await;
 }
 
@@ -280,17 +256,13 @@ async fn revocation_reaches_other_instances_at_once() {
     let get = || app.client.get(&url).bearer_auth(&key).send();
     // The second instance verifies (and caches) the key.
     assert_eq!(get().await.unwrap().status(), 200);
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::DELETE,
-        format!(
+    let res = app
+        .as_(&owner)
+        .delete(format!(
             "/v1/orgs/{acme}/api-keys/{}",
             created["id"].as_str().unwrap()
-        ),
-        None,
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(res.status(), 200);
     let mut refused = false;
     for _ in 0..40 {

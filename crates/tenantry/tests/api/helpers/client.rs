@@ -8,24 +8,6 @@ use serde_json::Value;
 
 use super::TestApp;
 
-/// Sends `method path` as `token` (or anonymously) with an optional JSON body.
-pub async fn call(
-    app: &TestApp,
-    token: Option<&str>,
-    method: Method,
-    path: impl AsRef<str>,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut req = app.client.request(method, app.url(path.as_ref()));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    req.send().await.unwrap()
-}
-
 /// Requests as one bearer token (a user's access token or an API key), or anonymously.
 #[derive(Clone)]
 pub struct Client<'a> {

@@ -1,23 +1,17 @@
 //! API keys.
 
-use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::client::call;
 use super::TestApp;
 
 /// Creates a key in `org` as `token`; returns the response JSON (with `secret`).
 pub async fn create_key(app: &TestApp, token: &str, org: &str, body: Value) -> Value {
-    let res = call(
-        app,
-        Some(token),
-        Method::POST,
-        format!("/v1/orgs/{org}/api-keys"),
-        Some(body),
-    )
-    .await;
+    let res = app
+        .as_(token)
+        .post(format!("/v1/orgs/{org}/api-keys"), body)
+        .await;
     assert_eq!(res.status(), 201, "create key");
-    res.json().await.unwrap()
+    res.json().await
 }
 
 /// A key of `org` with `scopes`; returns its secret.

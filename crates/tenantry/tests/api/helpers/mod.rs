@@ -11,11 +11,9 @@ pub mod smtp;
 mod usage;
 
 pub use accounts::{register, PASSWORD};
-pub use client::{call, Client, Res};
 pub use instance::Instance;
 pub use keys::{create_key, key_with};
 pub use proxy::Proxy;
-pub use seed::{Org, User};
 pub use usage::meter;
 
 use std::collections::HashMap;
