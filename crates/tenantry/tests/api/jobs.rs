@@ -41,9 +41,11 @@ async fn wait_job(app: &TestApp, token: &str, org: &str, id: &str, status: &str)
 }
 
 async fn enqueue_run_and_idempotency(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else {
+    let Some(mut app) = TestApp::on(backend).await else {
         return;
     };
+    // Jobs scheduled for 2999 stay queued.
+    app.expect_leftover_jobs();
     let owner = app.user("owner@example.com").await;
     let acme = app.org_of(&owner, "acme").await;
     let path = format!("/v1/orgs/{acme}/jobs");
@@ -170,9 +172,11 @@ async fn enqueue_run_and_idempotency(backend: Backend) {
 }
 
 async fn retries_dead_letters_cancel_and_retry(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else {
+    let Some(mut app) = TestApp::on(backend).await else {
         return;
     };
+    // A job dead-lettered on purpose, and one scheduled for 2999.
+    app.expect_leftover_jobs();
     let owner = app.user("owner@example.com").await;
     let acme = app.org_of(&owner, "acme").await;
     let member_token = app.member(&acme, "mia@example.com", "member").await;

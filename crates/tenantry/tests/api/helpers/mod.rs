@@ -5,6 +5,7 @@ mod accounts;
 mod client;
 mod instance;
 mod keys;
+mod leftover;
 mod proxy;
 mod seed;
 pub mod smtp;
@@ -63,6 +64,10 @@ pub struct TestApp {
     pub vars: HashMap<String, String>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The test leaves jobs behind on purpose ([`TestApp::expect_leftover_jobs`]).
+    leftover_jobs_expected: bool,
+    /// The leftover-jobs check ran.
+    jobs_checked: bool,
     /// Dropped last: removes the database.
     pub db: TestDatabase,
 }
@@ -132,15 +137,21 @@ impl TestApp {
             vars,
             shutdown,
             server: Some(server),
+            leftover_jobs_expected: false,
+            jobs_checked: false,
             db,
         })
     }
 
-    /// Shuts the app down gracefully and waits until it has stopped.
+    /// Shuts the app down gracefully and waits until it has stopped; then checks that no
+    /// job was left running, failed or dead (see [`TestApp::expect_leftover_jobs`]).
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("clean stop");
+        }
+        if let Err(leftover) = self.check_jobs(true).await {
+            panic!("{leftover}");
         }
     }
 
@@ -184,10 +195,25 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// Runs the leftover-jobs check (unless the test is already failing), then stops the
+    /// app; panics afterwards if jobs were left behind.
     fn drop(&mut self) {
+        let mut verdict = Ok(());
+        if !std::thread::panicking() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                    let stopped = self.server.is_none();
+                    verdict =
+                        tokio::task::block_in_place(|| handle.block_on(self.check_jobs(stopped)));
+                }
+            }
+        }
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server.abort();
+        }
+        if let Err(leftover) = verdict {
+            panic!("{leftover}");
         }
     }
 }

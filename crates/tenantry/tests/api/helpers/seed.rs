@@ -181,7 +181,10 @@ impl TestApp {
         assert_eq!(res.status(), 201, "invite {email}");
         let invite: Value = res.json().await;
         let user = self.user(email).await;
-        assert_eq!(invite["email"], user.email, "invited as the account's address");
+        assert_eq!(
+            invite["email"], user.email,
+            "invited as the account's address"
+        );
         let res = self
             .as_(&user)
             .post("/v1/invitations/accept", json!({"token": invite["token"]}))
