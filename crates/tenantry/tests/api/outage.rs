@@ -79,6 +79,9 @@ async fn stalled_connections_are_replaced_and_shutdown_is_bounded() {
     else {
         return;
     };
+    // Shut down with the database frozen: jobs the worker took meanwhile can neither
+    // finish nor be released, and stay `running` until a lease expires.
+    app.expect_leftover_jobs();
     app.create_org("before-freeze").await;
     let orgs = || async { app.admin_get("/v1/admin/orgs").await.status().as_u16() };
     assert_eq!(orgs().await, 200);
