@@ -2,21 +2,27 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp, PASSWORD};
+use crate::helpers::{assert_problem, Backend, Listed, Org, TestApp, User, PASSWORD};
 use crate::on_both_backends;
 
 on_both_backends!(
-    organization_lifecycle,
-    invitations_members_and_owner_rules,
+    registration_can_create_an_owned_org,
+    org_slugs_are_unique_on_create_and_rename,
+    deleted_org_is_gone_for_members_and_operators,
+    org_creation_and_update_are_audited_as_the_user,
+    permission_catalog_is_public,
+    invitation_email_signs_up_into_the_org_once,
+    invitations_are_for_their_address_unique_and_resendable,
+    members_cannot_invite_and_admins_cannot_touch_owners,
+    the_last_owner_stays_and_members_can_leave,
     custom_roles_grant_exactly_their_permissions,
     plan_member_limits,
     workspace_roles_add_permissions_in_one_workspace,
 );
 
-async fn organization_lifecycle(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else {
-        return;
-    };
+/// Registers ann@example.com over HTTP creating organization `acme` in the same request;
+/// returns (access token, org id).
+async fn registered_with_acme(app: &TestApp) -> (String, String) {
     let res = app
         .client
         .post(app.url("/v1/auth/register"))
@@ -28,13 +34,41 @@ async fn organization_lifecycle(backend: Backend) {
     let reg: Value = res.json().await.unwrap();
     let ann = reg["access_token"].as_str().unwrap().to_owned();
     let acme = reg["org_id"].as_str().unwrap().to_owned();
+    (ann, acme)
+}
+
+/// The actions of `org`'s audit chain, oldest first, as read by `token`.
+async fn org_actions(app: &TestApp, token: &str, org: &str) -> Vec<String> {
+    let audit: Listed = app
+        .as_(token)
+        .get(format!("/v1/orgs/{org}/audit-events?limit=200"))
+        .await
+        .json()
+        .await;
+    audit
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn registration_can_create_an_owned_org(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let (ann, _) = registered_with_acme(&app).await;
     let mine: Listed = app.as_(&ann).get("/v1/orgs").await.json().await;
     assert_eq!(mine.len(), 1);
     assert_eq!(
         (mine[0]["slug"].as_str(), mine[0]["role"].as_str()),
         (Some("acme"), Some("owner"))
     );
+}
 
+async fn org_slugs_are_unique_on_create_and_rename(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let (ann, acme) = registered_with_acme(&app).await;
     let second = app.org_of(&ann, "second").await;
     let res = app
         .as_(&ann)
@@ -58,7 +92,14 @@ async fn organization_lifecycle(backend: Backend) {
         .patch(format!("/v1/orgs/{second}"), json!({"slug": "acme-inc"}))
         .await;
     assert_problem(res, 409, "slug_taken").await;
+}
 
+async fn deleted_org_is_gone_for_members_and_operators(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let (ann, _) = registered_with_acme(&app).await;
+    let second = app.org_of(&ann, "second").await;
     let res = app.as_(&ann).delete(format!("/v1/orgs/{second}")).await;
     assert_eq!(res.status(), 204);
     assert_problem(
@@ -75,7 +116,21 @@ async fn organization_lifecycle(backend: Backend) {
         404,
         "the deleted org is gone for the operator API too"
     );
+}
 
+async fn org_creation_and_update_are_audited_as_the_user(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let (ann, acme) = registered_with_acme(&app).await;
+    let res = app
+        .as_(&ann)
+        .patch(
+            format!("/v1/orgs/{acme}"),
+            json!({"name": "Acme Inc", "slug": "acme-inc"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
     let audit: Listed = app
         .as_(&ann)
         .get(format!("/v1/orgs/{acme}/audit-events"))
@@ -91,6 +146,12 @@ async fn organization_lifecycle(backend: Backend) {
         vec!["organization.created", "organization.updated"]
     );
     assert_eq!(audit[0]["actor"]["type"], "user");
+}
+
+async fn permission_catalog_is_public(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
     let catalog: Value = app.anon().get("/v1/permissions").await.json().await;
     assert!(catalog["permissions"]
         .as_array()
@@ -100,7 +161,7 @@ async fn organization_lifecycle(backend: Backend) {
     assert_eq!(catalog["roles"].as_array().unwrap().len(), 5);
 }
 
-async fn invitations_members_and_owner_rules(backend: Backend) {
+async fn invitation_email_signs_up_into_the_org_once(backend: Backend) {
     let sink = crate::helpers::smtp::SmtpSink::start().await;
     let url = sink.url();
     let Some(app) = TestApp::on(backend)
@@ -146,7 +207,14 @@ async fn invitations_members_and_owner_rules(backend: Backend) {
         .post("/v1/invitations/accept", json!({"token": invite["token"]}))
         .await;
     assert_problem(res, 422, "validation_failed").await;
+}
 
+async fn invitations_are_for_their_address_unique_and_resendable(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     // Accepting as someone else's address is refused.
     let res = app
         .as_(&owner)
@@ -196,7 +264,22 @@ async fn invitations_members_and_owner_rules(backend: Backend) {
         .post("/v1/invitations/accept", json!({"token": resent["token"]}))
         .await;
     assert_eq!(res.status(), 200);
+    let actions = org_actions(&app, &owner, &acme).await;
+    for expected in ["invitation.created", "member.joined", "invitation.resent"] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected}: {actions:?}"
+        );
+    }
+}
 
+/// `acme` with owner@ (owner), adam@ (admin) and mia@ (member); returns (owner, admin,
+/// mia, acme, owner's user id, mia's user id), the ids as the member list shows them.
+async fn owner_admin_and_member(app: &TestApp) -> (User, User, User, Org, String, String) {
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let admin = app.member(&acme, "adam@example.com", "admin").await;
+    let mia = app.member(&acme, "mia@example.com", "member").await;
     let members: Listed = app
         .as_(&mia)
         .get(format!("/v1/orgs/{acme}/members"))
@@ -222,7 +305,14 @@ async fn invitations_members_and_owner_rules(backend: Backend) {
             .to_owned()
     };
     let (owner_id, mia_id) = (id_of("owner@example.com"), id_of("mia@example.com"));
+    (owner, admin, mia, acme, owner_id, mia_id)
+}
 
+async fn members_cannot_invite_and_admins_cannot_touch_owners(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let (owner, admin, mia, acme, owner_id, mia_id) = owner_admin_and_member(&app).await;
     // Members cannot invite; admins cannot touch owners or grant owner.
     let res = app
         .as_(&mia)
@@ -264,6 +354,18 @@ async fn invitations_members_and_owner_rules(backend: Backend) {
         )
         .await;
     assert_problem(res, 422, "validation_failed").await;
+    let actions = org_actions(&app, &owner, &acme).await;
+    assert!(
+        actions.iter().any(|a| a == "member.role_changed"),
+        "member.role_changed: {actions:?}"
+    );
+}
+
+async fn the_last_owner_stays_and_members_can_leave(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let (owner, _, mia, acme, owner_id, mia_id) = owner_admin_and_member(&app).await;
     // The last owner stays an owner.
     let res = app
         .as_(&owner)
@@ -278,7 +380,7 @@ async fn invitations_members_and_owner_rules(backend: Backend) {
         .delete(format!("/v1/orgs/{acme}/members/{owner_id}"))
         .await;
     assert_problem(res, 409, "last_owner").await;
-    // Leaving on one's own, and removal by an admin.
+    // Leaving on one's own.
     let res = app
         .as_(&mia)
         .delete(format!("/v1/orgs/{acme}/members/{mia_id}"))
@@ -290,26 +392,11 @@ async fn invitations_members_and_owner_rules(backend: Backend) {
         "not_found",
     )
     .await;
-
-    let audit: Listed = app
-        .as_(&owner)
-        .get(format!("/v1/orgs/{acme}/audit-events?limit=200"))
-        .await
-        .json()
-        .await;
-    let actions: Vec<&str> = audit
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    for expected in [
-        "invitation.created",
-        "member.joined",
-        "invitation.resent",
-        "member.role_changed",
-        "member.removed",
-    ] {
-        assert!(actions.contains(&expected), "{expected}: {actions:?}");
-    }
+    let actions = org_actions(&app, &owner, &acme).await;
+    assert!(
+        actions.iter().any(|a| a == "member.removed"),
+        "member.removed: {actions:?}"
+    );
 }
 
 async fn custom_roles_grant_exactly_their_permissions(backend: Backend) {

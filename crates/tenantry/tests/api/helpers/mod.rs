@@ -15,6 +15,7 @@ pub use accounts::{register, PASSWORD};
 pub use instance::Instance;
 pub use keys::{create_key, key_with};
 pub use proxy::Proxy;
+pub use seed::{Org, User};
 pub use usage::meter;
 
 use std::collections::HashMap;
