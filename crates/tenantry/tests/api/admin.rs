@@ -14,7 +14,7 @@ on_both_backends!(
 );
 
 async fn operator_token_is_required(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let res = app
@@ -51,7 +51,7 @@ async fn operator_token_is_required(backend: Backend) {
 }
 
 async fn creates_and_reads_organizations(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let res = app
@@ -78,7 +78,7 @@ async fn creates_and_reads_organizations(backend: Backend) {
 }
 
 async fn slugs_are_unique_case_insensitively(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     app.create_org("globex").await;
@@ -94,7 +94,7 @@ async fn slugs_are_unique_case_insensitively(backend: Backend) {
 }
 
 async fn unknown_and_malformed_ids_are_404(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let missing = format!("org_{}", "0".repeat(32));
@@ -109,7 +109,7 @@ async fn unknown_and_malformed_ids_are_404(backend: Backend) {
 }
 
 async fn lists_organizations_in_pages(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let mut ids = Vec::new();

@@ -14,7 +14,7 @@ on_both_backends!(
 );
 
 async fn creation_is_audited_with_request_facts(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let res = app
@@ -60,7 +60,7 @@ async fn creation_is_audited_with_request_facts(backend: Backend) {
 }
 
 async fn chain_verifies_and_detects_tampering(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let org = app.create_org("chain").await;
@@ -133,7 +133,7 @@ async fn tamper_with_second_record(app: &TestApp) {
 }
 
 async fn audit_rows_cannot_be_changed(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     app.create_org("immutable").await;

@@ -5,14 +5,11 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 use tenantry::db::{Access, Scope};
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp};
-use crate::keys::key_with;
+use crate::helpers::{assert_problem, key_with, Backend, Listed, TestApp};
 use crate::on_both_backends;
-use crate::tenancy::{call, member, org, user};
 
 on_both_backends!(
     cancelled_begins_never_poison_the_pool,
@@ -34,28 +31,25 @@ on_both_backends!(
 
 /// An organization with one stored data item; returns (owner token, org id, key, item path).
 async fn item_fixture(app: &TestApp) -> (String, String, String, String) {
-    let owner = user(app, "owner@example.com").await;
-    let acme = org(app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let key = key_with(app, &owner, &acme, &["data:read", "data:write"]).await;
-    let res = call(
-        app,
-        Some(&key),
-        Method::POST,
-        format!("/v1/orgs/{acme}/data"),
-        Some(json!({"name": "x"})),
-    )
-    .await;
+    let res = app
+        .as_(&key)
+        .post(format!("/v1/orgs/{acme}/data"), json!({"name": "x"}))
+        .await;
     assert_eq!(res.status(), 201);
-    let item: Value = res.json().await.unwrap();
+    let item: Value = res.json().await;
     let path = format!("/v1/orgs/{acme}/data/{}", item["id"].as_str().unwrap());
-    (owner, acme, key, path)
+    (owner.token, acme.id, key, path)
 }
 
 async fn cancelled_begins_never_poison_the_pool(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("DATABASE_MAX_CONNECTIONS".into(), "3".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("DATABASE_MAX_CONNECTIONS".into(), "3".into());
+        })
+        .await
     else {
         return;
     };
@@ -87,19 +81,20 @@ async fn cancelled_begins_never_poison_the_pool(backend: Backend) {
         tx.unwrap().commit().await.unwrap();
     }
     for _ in 0..30 {
-        let res = call(&app, Some(&key), Method::GET, &path, None).await;
+        let res = app.as_(&key).get(&path).await;
         assert_eq!(res.status(), 200);
     }
 }
 
 async fn disconnecting_clients_get_no_server_errors(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("DATABASE_MAX_CONNECTIONS".into(), "4".into());
-        v.insert("API_KEY_RATE_LIMIT".into(), "0".into());
-        v.insert("IP_RATE_LIMIT".into(), "0".into());
-        v.insert("ORG_RATE_LIMIT_FREE".into(), "0".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("DATABASE_MAX_CONNECTIONS".into(), "4".into());
+            v.insert("API_KEY_RATE_LIMIT".into(), "0".into());
+            v.insert("IP_RATE_LIMIT".into(), "0".into());
+            v.insert("ORG_RATE_LIMIT_FREE".into(), "0".into());
+        })
+        .await
     else {
         return;
     };
@@ -143,89 +138,66 @@ async fn disconnecting_clients_get_no_server_errors(backend: Backend) {
     );
     // Afterwards every request succeeds: no connection went back inside a transaction.
     for _ in 0..100 {
-        let res = call(&app, Some(&key), Method::GET, &path, None).await;
+        let res = app.as_(&key).get(&path).await;
         assert_eq!(res.status(), 200);
-        let res = call(
-            &app,
-            Some(&key),
-            Method::POST,
-            format!("/v1/orgs/{acme}/data"),
-            Some(json!({"name": "after"})),
-        )
-        .await;
+        let res = app
+            .as_(&key)
+            .post(format!("/v1/orgs/{acme}/data"), json!({"name": "after"}))
+            .await;
         assert_eq!(res.status(), 201);
     }
 }
 
 async fn deleted_org_does_not_stop_metering(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "3600000".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "3600000".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let doomed = org(&app, &owner, "doomed").await;
-    let kept = org(&app, &owner, "kept").await;
+    let owner = app.user("owner@example.com").await;
+    let doomed = app.org_of(&owner, "doomed").await;
+    let kept = app.org_of(&owner, "kept").await;
     for o in [&doomed, &kept] {
         let key = key_with(&app, &owner, o, &["data:write"]).await;
-        let res = call(
-            &app,
-            Some(&key),
-            Method::POST,
-            format!("/v1/orgs/{o}/data"),
-            Some(json!({"name": "metered"})),
-        )
-        .await;
+        let res = app
+            .as_(&key)
+            .post(format!("/v1/orgs/{o}/data"), json!({"name": "metered"}))
+            .await;
         assert_eq!(res.status(), 201);
     }
     // Deleted with its metered call still unwritten.
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::DELETE,
-        format!("/v1/orgs/{doomed}"),
-        None,
-    )
-    .await;
+    let res = app.as_(&owner).delete(format!("/v1/orgs/{doomed}")).await;
     assert_eq!(res.status(), 204);
     app.state
         .usage
         .flush()
         .await
         .expect("flush skips the deleted organization");
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{kept}/usage"),
-        None,
-    )
-    .await;
+    let res = app.as_(&owner).get(format!("/v1/orgs/{kept}/usage")).await;
     assert_eq!(res.status(), 200);
-    let report: Value = res.json().await.unwrap();
-    let calls = crate::usage::meter(&report, "api_calls");
+    let report: Value = res.json().await;
+    let calls = crate::helpers::meter(&report, "api_calls");
     assert_eq!(calls["period_total"], 1, "{report}");
     // The next batch is written too: nothing stays stuck behind the deleted tenant.
     let key = key_with(&app, &owner, &kept, &["data:write"]).await;
-    let res = call(
-        &app,
-        Some(&key),
-        Method::POST,
-        format!("/v1/orgs/{kept}/data"),
-        Some(json!({"name": "again"})),
-    )
-    .await;
+    let res = app
+        .as_(&key)
+        .post(format!("/v1/orgs/{kept}/data"), json!({"name": "again"}))
+        .await;
     assert_eq!(res.status(), 201);
     app.state.usage.flush().await.expect("second flush");
 }
 
 async fn valid_tokens_are_503_not_401_when_keys_cannot_be_read(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(mut app) = TestApp::on(backend).await else {
         return;
     };
-    let token = user(&app, "ann@example.com").await;
+    // The app's pool is closed below: its worker cannot take the sign-up's delivery job.
+    app.expect_leftover_jobs();
+    let token = app.user("ann@example.com").await.token;
     let me = |token: String| app.client.get(app.url("/v1/me")).bearer_auth(token).send();
     assert_eq!(me(token.clone()).await.unwrap().status(), 200);
     // The key set is due for its periodic re-read and the database has gone.
@@ -245,16 +217,16 @@ async fn valid_tokens_are_503_not_401_when_keys_cannot_be_read(backend: Backend)
 }
 
 async fn nul_characters_are_refused_at_the_edge(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let raw = |path: &str, body: &str| {
         app.client
             .post(app.url(path))
             .header("content-type", "application/json")
-            .bearer_auth(&owner)
+            .bearer_auth(&owner.token)
             .body(body.to_owned())
             .send()
     };
@@ -287,23 +259,19 @@ async fn nul_characters_are_refused_at_the_edge(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(res.status(), 201);
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/audit-events?action=a%00b"),
-        None,
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/audit-events?action=a%00b"))
+        .await;
     assert_problem(res, 400, "invalid_characters").await;
 }
 
 async fn unauthorized_responses_say_why(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let path = format!("/v1/orgs/{acme}/members");
     let cases = [
         (None, "missing_credentials"),
@@ -311,7 +279,11 @@ async fn unauthorized_responses_say_why(backend: Backend) {
         (Some("tk_abcdefgh_0000".to_owned()), "invalid_api_key"),
     ];
     for (token, code) in cases {
-        let res = call(&app, token.as_deref(), Method::GET, &path, None).await;
+        let client = match &token {
+            Some(token) => app.as_(token),
+            None => app.anon(),
+        };
+        let res = client.get(&path).await;
         let challenge = res.headers().get("www-authenticate").cloned();
         assert_problem(res, 401, code).await;
         let challenge = challenge.expect("WWW-Authenticate on every 401");
@@ -323,53 +295,52 @@ async fn unauthorized_responses_say_why(backend: Backend) {
 }
 
 async fn secrets_are_not_cached(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let login = app
         .client
         .post(app.url("/v1/auth/login"))
-        .json(&json!({"email": "owner@example.com", "password": crate::identity::PASSWORD}))
+        .json(&json!({"email": "owner@example.com", "password": crate::helpers::PASSWORD}))
         .send()
         .await
         .unwrap();
-    let key = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        format!("/v1/orgs/{acme}/api-keys"),
-        Some(json!({"name": "k", "scopes": ["data:read"]})),
-    )
-    .await;
-    let invite = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        format!("/v1/orgs/{acme}/invitations"),
-        Some(json!({"email": "bob@example.com", "role": "member"})),
-    )
-    .await;
-    for res in [login, key, invite] {
+    let key = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "k", "scopes": ["data:read"]}),
+        )
+        .await;
+    let invite = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/invitations"),
+            json!({"email": "bob@example.com", "role": "member"}),
+        )
+        .await;
+    for res in [login, key.into_inner(), invite.into_inner()] {
         assert!(res.status().is_success(), "{}", res.status());
         assert_eq!(res.headers()["cache-control"], "no-store", "{}", res.url());
     }
 }
 
 async fn refused_requests_agree_on_when_to_retry(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("API_KEY_RATE_LIMIT".into(), "2".into());
-        v.insert("API_KEY_RATE_LIMIT_WINDOW_SEC".into(), "60".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("API_KEY_RATE_LIMIT".into(), "2".into());
+            v.insert("API_KEY_RATE_LIMIT_WINDOW_SEC".into(), "60".into());
+        })
+        .await
     else {
         return;
     };
     let (_, _, key, path) = item_fixture(&app).await;
     let mut refused = None;
     for _ in 0..4 {
-        let res = call(&app, Some(&key), Method::GET, &path, None).await;
+        let res = app.as_(&key).get(&path).await;
         if res.status() == 429 {
             refused = Some(res);
             break;
@@ -389,19 +360,14 @@ async fn refused_requests_agree_on_when_to_retry(backend: Backend) {
 }
 
 async fn downgrades_below_the_members_in_use_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let plan = |plan: &str| {
-        call(
-            &app,
-            Some(&owner),
-            Method::PUT,
-            format!("/v1/orgs/{acme}/plan"),
-            Some(json!({ "plan": plan })),
-        )
+        app.as_(&owner)
+            .put(format!("/v1/orgs/{acme}/plan"), json!({ "plan": plan }))
     };
     assert_eq!(
         plan("PRO").await.status(),
@@ -409,7 +375,8 @@ async fn downgrades_below_the_members_in_use_are_refused(backend: Backend) {
         "the seeds' upper-case names work"
     );
     for i in 0..3 {
-        member(&app, &owner, &acme, &format!("m{i}@example.com"), "member").await;
+        app.member(&acme, &format!("m{i}@example.com"), "member")
+            .await;
     }
     let body = assert_problem(plan("free").await, 409, "plan_seats_exceeded").await;
     let detail = body["detail"].as_str().unwrap();
@@ -432,10 +399,10 @@ async fn downgrades_below_the_members_in_use_are_refused(backend: Backend) {
 }
 
 async fn operators_read_the_platform_audit_chain(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    user(&app, "ann@example.com").await;
+    app.user("ann@example.com").await;
     let failed = app
         .client
         .post(app.url("/v1/auth/login"))
@@ -468,10 +435,11 @@ async fn operators_read_the_platform_audit_chain(backend: Backend) {
 }
 
 async fn production_locks_metrics_plans_and_cookies(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("TENANTRY_ENV".into(), "production".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("TENANTRY_ENV".into(), "production".into());
+        })
+        .await
     else {
         return;
     };
@@ -485,21 +453,17 @@ async fn production_locks_metrics_plans_and_cookies(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::PUT,
-        format!("/v1/orgs/{acme}/plan"),
-        Some(json!({"plan": "pro"})),
-    )
-    .await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let res = app
+        .as_(&owner)
+        .put(format!("/v1/orgs/{acme}/plan"), json!({"plan": "pro"}))
+        .await;
     assert_problem(res, 403, "plan_change_operator_only").await;
     let res = app
         .client
         .post(app.url("/v1/auth/sessions"))
-        .json(&json!({"email": "owner@example.com", "password": crate::identity::PASSWORD}))
+        .json(&json!({"email": "owner@example.com", "password": crate::helpers::PASSWORD}))
         .send()
         .await
         .unwrap();
@@ -514,17 +478,17 @@ async fn production_locks_metrics_plans_and_cookies(backend: Backend) {
 }
 
 async fn sign_out_and_reuse_revoke_access_tokens_at_once(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let me = |token: String| app.client.get(app.url("/v1/me")).bearer_auth(token).send();
     let post = |path: &'static str, body: Value| app.client.post(app.url(path)).json(&body).send();
-    let reg = crate::identity::register(&app, "ann@example.com").await;
-    let access = reg["access_token"].as_str().unwrap().to_owned();
+    let ann = app.user("ann@example.com").await;
+    let access = ann.token.clone();
     assert_eq!(me(access.clone()).await.unwrap().status(), 200);
     let res = post(
         "/v1/auth/logout",
-        json!({"refresh_token": reg["refresh_token"]}),
+        json!({"refresh_token": ann.refresh_token}),
     )
     .await
     .unwrap();
@@ -534,7 +498,7 @@ async fn sign_out_and_reuse_revoke_access_tokens_at_once(backend: Backend) {
     // A replayed refresh token revokes its family: every access token issued from it dies.
     let login: Value = post(
         "/v1/auth/login",
-        json!({"email": "ann@example.com", "password": crate::identity::PASSWORD}),
+        json!({"email": "ann@example.com", "password": crate::helpers::PASSWORD}),
     )
     .await
     .unwrap()
@@ -568,12 +532,12 @@ async fn sign_out_and_reuse_revoke_access_tokens_at_once(backend: Backend) {
 /// started later reads the recent revocations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_out_reaches_every_instance() {
-    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+    let Some(app) = TestApp::on(Backend::Postgres).await else {
         return;
     };
-    let other = crate::limits::Instance::start(&app.vars).await;
-    let reg = crate::identity::register(&app, "ann@example.com").await;
-    let access = reg["access_token"].as_str().unwrap().to_owned();
+    let other = crate::helpers::Instance::start(&app.vars).await;
+    let ann = app.user("ann@example.com").await;
+    let access = ann.token.clone();
     let me = |base: String| {
         app.client
             .get(format!("{base}/v1/me"))
@@ -584,7 +548,7 @@ async fn sign_out_reaches_every_instance() {
     let res = app
         .client
         .post(app.url("/v1/auth/logout"))
-        .json(&json!({"refresh_token": reg["refresh_token"]}))
+        .json(&json!({"refresh_token": ann.refresh_token}))
         .send()
         .await
         .unwrap();
@@ -598,7 +562,7 @@ async fn sign_out_reaches_every_instance() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused, "the other instance refuses the token within 2 s");
-    let later = crate::limits::Instance::start(&app.vars).await;
+    let later = crate::helpers::Instance::start(&app.vars).await;
     assert_eq!(me(later.base.clone()).await.unwrap().status(), 401);
     later.stop().await;
     other.stop().await;
@@ -608,7 +572,7 @@ async fn sign_out_reaches_every_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let app = TestApp::on(Backend::Sqlite).await.unwrap();
     app.create_org("acme").await;
     for name in ["tenantry.db", "tenantry.db-wal", "tenantry.db-shm"] {
         let path = app.db.dir.path().join(name);
@@ -618,15 +582,15 @@ async fn sqlite_files_are_private() {
 }
 
 async fn creating_requests_are_idempotent(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let post = |path: String, key: &str, body: Value| {
         app.client
             .post(app.url(&path))
-            .bearer_auth(&owner)
+            .bearer_auth(&owner.token)
             .header("idempotency-key", key)
             .json(&body)
             .send()
@@ -648,11 +612,7 @@ async fn creating_requests_are_idempotent(backend: Backend) {
         created,
         "the same response"
     );
-    let listed: crate::helpers::Listed = call(&app, Some(&owner), Method::GET, &workspaces, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: crate::helpers::Listed = app.as_(&owner).get(&workspaces).await.json().await;
     assert_eq!(
         listed.iter().filter(|w| w["slug"] == "ws").count(),
         1,
@@ -664,12 +624,12 @@ async fn creating_requests_are_idempotent(backend: Backend) {
         .unwrap();
     assert_problem(other, 422, "idempotency_key_reused").await;
     // Another sender's key space is its own.
-    let bob = user(&app, "bob@example.com").await;
-    let bobs = org(&app, &bob, "bobs").await;
+    let bob = app.user("bob@example.com").await;
+    let bobs = app.org_of(&bob, "bobs").await;
     let res = app
         .client
         .post(app.url(&format!("/v1/orgs/{bobs}/workspaces")))
-        .bearer_auth(&bob)
+        .bearer_auth(&bob.token)
         .header("idempotency-key", "k1")
         .json(&json!({"name": "W", "slug": "ws"}))
         .send()
@@ -685,11 +645,7 @@ async fn creating_requests_are_idempotent(backend: Backend) {
     assert!(res.json::<Value>().await.unwrap()["secret"].is_string());
     let res = post(keys.clone(), "k2", body).await.unwrap();
     assert_problem(res, 409, "idempotent_response_withheld").await;
-    let listed: crate::helpers::Listed = call(&app, Some(&owner), Method::GET, &keys, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: crate::helpers::Listed = app.as_(&owner).get(&keys).await.json().await;
     assert_eq!(listed.len(), 1);
     let res = post(
         workspaces,
@@ -702,18 +658,18 @@ async fn creating_requests_are_idempotent(backend: Backend) {
 }
 
 async fn concurrent_requests_with_one_key_create_once(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let path = format!("/v1/orgs/{acme}/data");
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let request = app
             .client
             .post(app.url(&path))
-            .bearer_auth(&owner)
+            .bearer_auth(&owner.token)
             .header("idempotency-key", "same")
             .json(&json!({"name": "once"}));
         requests.spawn(async move { request.send().await.unwrap().status().as_u16() });
@@ -724,21 +680,17 @@ async fn concurrent_requests_with_one_key_create_once(backend: Backend) {
         "{statuses:?}"
     );
     assert!(statuses.contains(&201), "{statuses:?}");
-    let listed: crate::helpers::Listed = call(&app, Some(&owner), Method::GET, &path, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: crate::helpers::Listed = app.as_(&owner).get(&path).await.json().await;
     assert_eq!(listed.len(), 1, "one item whatever the interleaving");
 }
 
 async fn unknown_query_parameters_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
-    let get = |path: String| call(&app, Some(&owner), Method::GET, path, None);
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let get = |path: String| app.as_(&owner).get(path);
     // An operation without query parameters, and a list with its own.
     let body = assert_problem(
         get(format!("/v1/orgs/{acme}/members?role=admin")).await,

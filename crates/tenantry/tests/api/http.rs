@@ -17,7 +17,7 @@ on_both_backends!(
 );
 
 async fn health_and_ready(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let res = app.client.get(app.url("/health")).send().await.unwrap();
@@ -35,10 +35,11 @@ async fn health_and_ready(backend: Backend) {
 
 async fn ready_checks_redis_when_configured(backend: Backend) {
     let redis = std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("REDIS_URL".into(), redis);
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("REDIS_URL".into(), redis);
+        })
+        .await
     else {
         return;
     };
@@ -53,10 +54,11 @@ async fn ready_checks_redis_when_configured(backend: Backend) {
         .unwrap();
     assert_eq!(body["checks"]["redis"], "ok", "{body}");
 
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("REDIS_URL".into(), "redis://127.0.0.1:1".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("REDIS_URL".into(), "redis://127.0.0.1:1".into());
+        })
+        .await
     else {
         return;
     };
@@ -73,7 +75,7 @@ async fn ready_checks_redis_when_configured(backend: Backend) {
 }
 
 async fn unknown_route_and_method_are_problems(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let res = app
@@ -88,7 +90,7 @@ async fn unknown_route_and_method_are_problems(backend: Backend) {
 }
 
 async fn malformed_and_mistyped_json_are_4xx_problems(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let post = |body: &'static str, content_type: &'static str| {
@@ -141,10 +143,11 @@ async fn malformed_and_mistyped_json_are_4xx_problems(backend: Backend) {
 }
 
 async fn oversized_body_is_413(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("BODY_LIMIT_BYTES".into(), "1024".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("BODY_LIMIT_BYTES".into(), "1024".into());
+        })
+        .await
     else {
         return;
     };
@@ -156,7 +159,7 @@ async fn oversized_body_is_413(backend: Backend) {
 }
 
 async fn request_id_is_returned_and_propagated(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let res = app.client.get(app.url("/health")).send().await.unwrap();
@@ -175,7 +178,7 @@ async fn request_id_is_returned_and_propagated(backend: Backend) {
 }
 
 async fn docs_are_served_without_a_cdn(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let res = app.client.get(app.url("/docs/")).send().await.unwrap();
@@ -205,7 +208,7 @@ async fn docs_are_served_without_a_cdn(backend: Backend) {
 }
 
 async fn metrics_count_requests_by_route(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let org = app.create_org("metered").await;

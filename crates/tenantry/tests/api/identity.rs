@@ -6,32 +6,21 @@ use tenantry::auth::TenantCtx;
 use tenantry::ids::OrgId;
 use tenantry::store::audit::AuditFilter;
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp};
+use crate::helpers::smtp::{token_in, SmtpSink};
+use crate::helpers::{assert_problem, register, Backend, Listed, TestApp, PASSWORD};
 use crate::on_both_backends;
-use crate::smtp::{token_in, SmtpSink};
 
 on_both_backends!(
-    register_login_refresh_rotation_and_logout,
+    registration_returns_a_token_pair_for_the_new_user,
+    wrong_password_and_unknown_account_answer_alike,
+    refresh_rotates_and_a_replay_revokes_the_family,
+    logout_revokes_the_registration_family,
     emails_are_unique_and_passwords_checked,
     cookie_sessions_need_csrf_and_are_capped,
     email_verification_and_password_reset,
     login_is_rate_limited_per_identifier,
     password_change_revokes_other_credentials,
 );
-
-pub const PASSWORD: &str = "correct horse battery";
-
-pub async fn register(app: &TestApp, email: &str) -> Value {
-    let res = app
-        .client
-        .post(app.url("/v1/auth/register"))
-        .json(&json!({"email": email, "password": PASSWORD, "name": "Ann"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    res.json().await.unwrap()
-}
 
 async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
     app.client
@@ -61,8 +50,18 @@ async fn platform_actions(app: &TestApp) -> Vec<String> {
     events.into_iter().map(|e| e.action).collect()
 }
 
-async fn register_login_refresh_rotation_and_logout(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+/// Asserts the platform audit chain holds `expected`.
+async fn assert_platform_audited(app: &TestApp, expected: &str) -> Vec<String> {
+    let actions = platform_actions(app).await;
+    assert!(
+        actions.iter().any(|a| a == expected),
+        "{expected} audited: {actions:?}"
+    );
+    actions
+}
+
+async fn registration_returns_a_token_pair_for_the_new_user(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let reg = register(&app, "ann@example.com").await;
@@ -75,7 +74,14 @@ async fn register_login_refresh_rotation_and_logout(backend: Backend) {
         .unwrap();
     assert_eq!(user["email"], "ann@example.com");
     assert!(user["email_verified_at"].is_null());
+    assert_platform_audited(&app, "user.registered").await;
+}
 
+async fn wrong_password_and_unknown_account_answer_alike(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    app.user("ann@example.com").await;
     // Wrong password and unknown account answer identically.
     let wrong = post(
         &app,
@@ -92,7 +98,15 @@ async fn register_login_refresh_rotation_and_logout(backend: Backend) {
     .await;
     let b = assert_problem(unknown, 401, "invalid_credentials").await;
     assert_eq!(a["detail"], b["detail"]);
+    let actions = assert_platform_audited(&app, "login.failed").await;
+    assert_eq!(actions.iter().filter(|a| *a == "login.failed").count(), 2);
+}
 
+async fn refresh_rotates_and_a_replay_revokes_the_family(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    app.user("ann@example.com").await;
     let login: Value = post(
         &app,
         "/v1/auth/login",
@@ -122,42 +136,34 @@ async fn register_login_refresh_rotation_and_logout(backend: Backend) {
     assert_problem(replay, 401, "refresh_token_reused").await;
     let after = post(&app, "/v1/auth/refresh", json!({"refresh_token": second})).await;
     assert_problem(after, 401, "invalid_refresh_token").await;
+    assert_platform_audited(&app, "login.succeeded").await;
+    assert_platform_audited(&app, "refresh_token.reuse_detected").await;
+}
 
-    // Logout revokes the registration family.
-    let reg_refresh = reg["refresh_token"].as_str().unwrap();
+async fn logout_revokes_the_registration_family(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let ann = app.user("ann@example.com").await;
     let res = post(
         &app,
         "/v1/auth/logout",
-        json!({"refresh_token": reg_refresh}),
+        json!({"refresh_token": ann.refresh_token}),
     )
     .await;
     assert_eq!(res.status(), 204);
     let res = post(
         &app,
         "/v1/auth/refresh",
-        json!({"refresh_token": reg_refresh}),
+        json!({"refresh_token": ann.refresh_token}),
     )
     .await;
     assert_problem(res, 401, "invalid_refresh_token").await;
-
-    let actions = platform_actions(&app).await;
-    for expected in [
-        "user.registered",
-        "login.failed",
-        "login.succeeded",
-        "refresh_token.reuse_detected",
-        "logout",
-    ] {
-        assert!(
-            actions.iter().any(|a| a == expected),
-            "{expected} audited: {actions:?}"
-        );
-    }
-    assert_eq!(actions.iter().filter(|a| *a == "login.failed").count(), 2);
+    assert_platform_audited(&app, "logout").await;
 }
 
 async fn emails_are_unique_and_passwords_checked(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     register(&app, "Ann@Example.com").await;
@@ -230,10 +236,11 @@ async fn start_session(app: &TestApp, email: &str) -> (String, String) {
 }
 
 async fn cookie_sessions_need_csrf_and_are_capped(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("SESSION_MAX_PER_USER".into(), "2".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("SESSION_MAX_PER_USER".into(), "2".into());
+        })
+        .await
     else {
         return;
     };
@@ -343,10 +350,11 @@ async fn cookie_sessions_need_csrf_and_are_capped(backend: Backend) {
 async fn email_verification_and_password_reset(backend: Backend) {
     let sink = SmtpSink::start().await;
     let url = sink.url();
-    let Some(app) = TestApp::spawn_with(backend, move |v| {
-        v.insert("SMTP_URL".into(), url);
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(move |v| {
+            v.insert("SMTP_URL".into(), url);
+        })
+        .await
     else {
         return;
     };
@@ -455,10 +463,11 @@ async fn email_verification_and_password_reset(backend: Backend) {
 }
 
 async fn login_is_rate_limited_per_identifier(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("AUTH_LOGIN_IDENTIFIER_RATE_LIMIT".into(), "3".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("AUTH_LOGIN_IDENTIFIER_RATE_LIMIT".into(), "3".into());
+        })
+        .await
     else {
         return;
     };
@@ -496,7 +505,7 @@ async fn login_is_rate_limited_per_identifier(backend: Backend) {
 }
 
 async fn password_change_revokes_other_credentials(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let reg = register(&app, "ann@example.com").await;

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, Backend, Listed, TestApp};
 use crate::on_both_backends;
-use crate::tenancy::{call, member, org, user};
 
 on_both_backends!(
     every_org_endpoint_isolates_tenants,
@@ -21,83 +20,70 @@ async fn all_powerful_key(app: &TestApp, owner: &str, org: &str) -> String {
         .iter()
         .map(|p| p.as_str())
         .collect();
-    crate::keys::key_with(app, owner, org, &all).await
+    crate::helpers::key_with(app, owner, org, &all).await
 }
 
 async fn every_org_endpoint_isolates_tenants(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner_a = user(&app, "owner-a@example.com").await;
-    let owner_b = user(&app, "owner-b@example.com").await;
-    let a = org(&app, &owner_a, "org-a").await;
-    let b = org(&app, &owner_b, "org-b").await;
-    let reader = member(&app, &owner_a, &a, "reader@example.com", "readonly").await;
-    let post =
-        |path: String, body: Value| call(&app, Some(&owner_a), Method::POST, path, Some(body));
+    let owner_a = app.user("owner-a@example.com").await;
+    let owner_b = app.user("owner-b@example.com").await;
+    let a = app.org_of(&owner_a, "org-a").await;
+    let b = app.org_of(&owner_b, "org-b").await;
+    let reader = app.member(&a, "reader@example.com", "readonly").await;
+    let post = |path: String, body: Value| app.as_(&owner_a).post(path, body);
     let ws: Value = post(
         format!("/v1/orgs/{a}/workspaces"),
         json!({"name": "W", "slug": "ws"}),
     )
     .await
     .json()
-    .await
-    .unwrap();
+    .await;
     let role: Value = post(
         format!("/v1/orgs/{a}/roles"),
         json!({"name": "R", "permissions": ["org:read"]}),
     )
     .await
     .json()
-    .await
-    .unwrap();
+    .await;
     let inv: Value = post(
         format!("/v1/orgs/{a}/invitations"),
         json!({"email": "p@example.com", "role": "member"}),
     )
     .await
     .json()
-    .await
-    .unwrap();
-    let members: Listed = call(
-        &app,
-        Some(&owner_a),
-        Method::GET,
-        &format!("/v1/orgs/{a}/members"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
+    let members: Listed = app
+        .as_(&owner_a)
+        .get(format!("/v1/orgs/{a}/members"))
+        .await
+        .json()
+        .await;
     let owner_id = members.iter().find(|m| m["role"] == "owner").unwrap()["user_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let ws_b: Value = call(
-        &app,
-        Some(&owner_b),
-        Method::POST,
-        &format!("/v1/orgs/{b}/workspaces"),
-        Some(json!({"name": "W", "slug": "ws"})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let ws_b: Value = app
+        .as_(&owner_b)
+        .post(
+            format!("/v1/orgs/{b}/workspaces"),
+            json!({"name": "W", "slug": "ws"}),
+        )
+        .await
+        .json()
+        .await;
     let key: Value = post(
         format!("/v1/orgs/{a}/api-keys"),
         json!({"name": "K", "scopes": ["data:read"]}),
     )
     .await
     .json()
-    .await
-    .unwrap();
+    .await;
     let item: Value = post(format!("/v1/orgs/{a}/data"), json!({"name": "I"}))
         .await
         .json()
-        .await
-        .unwrap();
+        .await;
     let key_b = &all_powerful_key(&app, &owner_b, &b).await;
     let (ws, role, inv, key, item) = (
         ws["id"].as_str().unwrap(),
@@ -261,27 +247,39 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
         (Method::GET, format!("/v1/orgs/{a}/usage"), None, 200),
     ];
     for (method, path, body, reader_status) in &matrix {
-        let res = call(&app, None, method.clone(), path, body.clone()).await;
+        let res = app.anon().send(method.clone(), path, body.clone()).await;
         assert_eq!(res.status(), 401, "anonymous {method} {path}");
         assert_problem(res, 401, "missing_credentials").await;
 
-        let res = call(&app, Some(&owner_b), method.clone(), path, body.clone()).await;
+        let res = app
+            .as_(&owner_b)
+            .send(method.clone(), path, body.clone())
+            .await;
         assert_eq!(res.status(), 404, "other tenant {method} {path}");
         let foreign = assert_problem(res, 404, "not_found").await;
         // Byte-for-byte the answer for an organization that does not exist.
-        let missing = path.replacen(&a, &format!("org_{}", "0".repeat(32)), 1);
-        let res = call(&app, Some(&owner_b), method.clone(), &missing, body.clone()).await;
+        let missing = path.replacen(a.as_str(), &format!("org_{}", "0".repeat(32)), 1);
+        let res = app
+            .as_(&owner_b)
+            .send(method.clone(), &missing, body.clone())
+            .await;
         let absent = assert_problem(res, 404, "not_found").await;
         assert_eq!(foreign["detail"], absent["detail"], "{method} {path}");
         // B's all-powerful API key learns nothing more.
-        let res = call(&app, Some(key_b), method.clone(), path, body.clone()).await;
+        let res = app
+            .as_(key_b)
+            .send(method.clone(), path, body.clone())
+            .await;
         let by_key = assert_problem(res, 404, "not_found").await;
         assert_eq!(
             by_key["detail"], absent["detail"],
             "key of B: {method} {path}"
         );
 
-        let res = call(&app, Some(&reader), method.clone(), path, body.clone()).await;
+        let res = app
+            .as_(&reader)
+            .send(method.clone(), path, body.clone())
+            .await;
         assert_eq!(
             res.status().as_u16(),
             *reader_status,
@@ -294,27 +292,18 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
 
     // Objects of B named under A's URL are missing for A's owner.
     let ws_b = ws_b["id"].as_str().unwrap();
-    let item_b: Value = call(
-        &app,
-        Some(key_b),
-        Method::POST,
-        &format!("/v1/orgs/{b}/data"),
-        Some(json!({"name": "B's"})),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let item_b: Value = app
+        .as_(key_b)
+        .post(format!("/v1/orgs/{b}/data"), json!({"name": "B's"}))
+        .await
+        .json()
+        .await;
     let item_b = item_b["id"].as_str().unwrap();
     for method in [Method::GET, Method::DELETE] {
-        let res = call(
-            &app,
-            Some(&owner_a),
-            method,
-            format!("/v1/orgs/{a}/data/{item_b}"),
-            None,
-        )
-        .await;
+        let res = app
+            .as_(&owner_a)
+            .send(method, format!("/v1/orgs/{a}/data/{item_b}"), None)
+            .await;
         assert_problem(res, 404, "not_found").await;
     }
     for (method, path) in [
@@ -326,27 +315,18 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
         ),
     ] {
         let body = (method == Method::PUT).then(|| json!({"role": "member"}));
-        let res = call(&app, Some(&owner_a), method.clone(), &path, body).await;
+        let res = app.as_(&owner_a).send(method.clone(), &path, body).await;
         assert_problem(res, 404, "not_found").await;
     }
     // Everything of A is intact after the whole matrix.
-    let ws_list: Listed = call(
-        &app,
-        Some(&owner_a),
-        Method::GET,
-        &format!("/v1/orgs/{a}/workspaces"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(ws_list.len(), 1);
-    let mine: Listed = call(&app, Some(&owner_b), Method::GET, "/v1/orgs", None)
+    let ws_list: Listed = app
+        .as_(&owner_a)
+        .get(format!("/v1/orgs/{a}/workspaces"))
         .await
         .json()
-        .await
-        .unwrap();
+        .await;
+    assert_eq!(ws_list.len(), 1);
+    let mine: Listed = app.as_(&owner_b).get("/v1/orgs").await.json().await;
     assert_eq!(mine.len(), 1, "B's owner lists only B");
 
     if let tenantry::db::Db::Postgres(pool) = app.store.db() {
@@ -376,13 +356,13 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
 /// organization and by its all-powerful API key, answers exactly as for an organization
 /// that does not exist (status, code and detail), whatever the ids and the body.
 async fn every_documented_org_operation_hides_other_tenants(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner_a = user(&app, "owner-a@example.com").await;
-    let owner_b = user(&app, "owner-b@example.com").await;
-    let a = org(&app, &owner_a, "org-a").await;
-    let b = org(&app, &owner_b, "org-b").await;
+    let owner_a = app.user("owner-a@example.com").await;
+    let owner_b = app.user("owner-b@example.com").await;
+    let a = app.org_of(&owner_a, "org-a").await;
+    let b = app.org_of(&owner_b, "org-b").await;
     let key_b = all_powerful_key(&app, &owner_b, &b).await;
     let missing = format!("org_{}", "0".repeat(32));
     let spec: Value = app
@@ -414,16 +394,15 @@ async fn every_documented_org_operation_hides_other_tenants(backend: Backend) {
                     .replace("{item_id}", &format!("item_{}", "7".repeat(32)))
             };
             let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
-            for token in [&owner_b, &key_b] {
-                let send =
-                    |org: &str| call(&app, Some(token), method.clone(), fill(org), body.clone());
+            for token in [&*owner_b, &*key_b] {
+                let send = |org: &str| app.as_(token).send(method.clone(), fill(org), body.clone());
                 let foreign = send(&a).await;
                 let absent = send(&missing).await;
                 let what = format!("{method} {template}");
                 assert_eq!(foreign.status(), 404, "{what}");
                 assert_eq!(absent.status(), 404, "{what}");
                 let (mut foreign, mut absent): (Value, Value) =
-                    (foreign.json().await.unwrap(), absent.json().await.unwrap());
+                    (foreign.json().await, absent.json().await);
                 foreign.as_object_mut().unwrap().remove("request_id");
                 absent.as_object_mut().unwrap().remove("request_id");
                 assert_eq!(

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 use tenantry::auth::TenantCtx;
 use tenantry::config::Config;
@@ -17,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{assert_problem, Backend, Listed, TestApp, TestDatabase};
 use crate::on_both_backends;
-use crate::tenancy::{call, member, org, user};
 
 on_both_backends!(
     enqueue_run_and_idempotency,
@@ -29,17 +27,12 @@ on_both_backends!(
 
 async fn wait_job(app: &TestApp, token: &str, org: &str, id: &str, status: &str) -> Value {
     for _ in 0..200 {
-        let job: Value = call(
-            app,
-            Some(token),
-            Method::GET,
-            format!("/v1/orgs/{org}/jobs/{id}"),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        let job: Value = app
+            .as_(token)
+            .get(format!("/v1/orgs/{org}/jobs/{id}"))
+            .await
+            .json()
+            .await;
         if job["status"] == status {
             return job;
         }
@@ -49,17 +42,19 @@ async fn wait_job(app: &TestApp, token: &str, org: &str, id: &str, status: &str)
 }
 
 async fn enqueue_run_and_idempotency(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(mut app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    // Jobs scheduled for 2999 stay queued.
+    app.expect_leftover_jobs();
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let path = format!("/v1/orgs/{acme}/jobs");
     let send = |key: Option<&'static str>, body: Value| {
         let mut req = app
             .client
             .post(app.url(&path))
-            .bearer_auth(&owner)
+            .bearer_auth(&owner.token)
             .json(&body);
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);
@@ -122,80 +117,54 @@ async fn enqueue_run_and_idempotency(backend: Backend) {
     assert_eq!(done["attempts"], 1);
 
     // Keys are per organization: another org may use "abc" too.
-    let other_org = org(&app, &owner, "other").await;
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        format!("/v1/orgs/{other_org}/jobs"),
-        Some(json!({"type": "echo", "payload": {"message": "x"}, "idempotency_key": "abc"})),
-    )
-    .await;
+    let other_org = app.org_of(&owner, "other").await;
+    let res = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{other_org}/jobs"),
+            json!({"type": "echo", "payload": {"message": "x"}, "idempotency_key": "abc"}),
+        )
+        .await;
     assert_eq!(res.status(), 201);
 
     // Cursor pagination and status filter.
     for i in 0..4 {
-        let res = call(&app, Some(&owner), Method::POST, path.clone(), Some(json!({"type": "echo", "payload": {"message": format!("m{i}")}, "run_at": "2999-01-01T00:00:00Z"}))).await;
+        let res = app.as_(&owner).post(path.clone(), json!({"type": "echo", "payload": {"message": format!("m{i}")}, "run_at": "2999-01-01T00:00:00Z"})).await;
         assert_eq!(res.status(), 201);
     }
-    let page: Value = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("{path}?limit=3"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let page: Value = app
+        .as_(&owner)
+        .get(format!("{path}?limit=3"))
+        .await
+        .json()
+        .await;
     assert_eq!(page["data"].as_array().unwrap().len(), 3);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest: Value = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("{path}?limit=3&cursor={cursor}"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let rest: Value = app
+        .as_(&owner)
+        .get(format!("{path}?limit=3&cursor={cursor}"))
+        .await
+        .json()
+        .await;
     assert_eq!(rest["data"].as_array().unwrap().len(), 2);
     assert!(rest["next_cursor"].is_null());
-    let waiting: Value = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("{path}?status=available"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let waiting: Value = app
+        .as_(&owner)
+        .get(format!("{path}?status=available"))
+        .await
+        .json()
+        .await;
     assert_eq!(waiting["data"].as_array().unwrap().len(), 4);
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("{path}?status=weird"),
-        None,
-    )
-    .await;
+    let res = app.as_(&owner).get(format!("{path}?status=weird")).await;
     assert_problem(res, 422, "validation_failed").await;
-    let audit: Listed = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/audit-events?action=job.enqueued&limit=200"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let audit: Listed = app
+        .as_(&owner)
+        .get(format!(
+            "/v1/orgs/{acme}/audit-events?action=job.enqueued&limit=200"
+        ))
+        .await
+        .json()
+        .await;
     assert_eq!(
         audit.len(),
         5,
@@ -204,29 +173,25 @@ async fn enqueue_run_and_idempotency(backend: Backend) {
 }
 
 async fn retries_dead_letters_cancel_and_retry(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(mut app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
-    let member_token = member(&app, &owner, &acme, "mia@example.com", "member").await;
+    // A job dead-lettered on purpose, and one scheduled for 2999.
+    app.expect_leftover_jobs();
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let member_token = app.member(&acme, "mia@example.com", "member").await;
     let enqueue = |body: Value| {
-        call(
-            &app,
-            Some(&member_token),
-            Method::POST,
-            format!("/v1/orgs/{acme}/jobs"),
-            Some(body),
-        )
+        app.as_(&member_token)
+            .post(format!("/v1/orgs/{acme}/jobs"), body)
     };
     let flaky: Value = enqueue(
         json!({"type": "echo", "payload": {"message": "m", "fail_attempts": 2}, "max_attempts": 5}),
     )
     .await
     .json()
-    .await
-    .unwrap();
-    let doomed: Value = enqueue(json!({"type": "echo", "payload": {"message": "m", "fail_attempts": 10}, "max_attempts": 2})).await.json().await.unwrap();
+    .await;
+    let doomed: Value = enqueue(json!({"type": "echo", "payload": {"message": "m", "fail_attempts": 10}, "max_attempts": 2})).await.json().await;
     let flaky = wait_job(
         &app,
         &owner,
@@ -246,27 +211,18 @@ async fn retries_dead_letters_cancel_and_retry(backend: Backend) {
             .contains("failing on purpose"),
         "{dead}"
     );
-    let audit: Listed = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/audit-events?action=job.dead"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let audit: Listed = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/audit-events?action=job.dead"))
+        .await
+        .json()
+        .await;
     assert_eq!(audit.len(), 1);
     // A dead job can be retried; it runs (and dies) again.
-    let res = call(
-        &app,
-        Some(&member_token),
-        Method::POST,
-        format!("/v1/orgs/{acme}/jobs/{doomed_id}/retry"),
-        None,
-    )
-    .await;
+    let res = app
+        .as_(&member_token)
+        .post_empty(format!("/v1/orgs/{acme}/jobs/{doomed_id}/retry"))
+        .await;
     assert_eq!(res.status(), 200);
     let dead_again = wait_job(&app, &owner, &acme, &doomed_id, "dead").await;
     assert_eq!(dead_again["attempts"], 2);
@@ -276,36 +232,24 @@ async fn retries_dead_letters_cancel_and_retry(backend: Backend) {
     )
     .await
     .json()
-    .await
-    .unwrap();
+    .await;
     let later_id = later["id"].as_str().unwrap();
     let cancel = format!("/v1/orgs/{acme}/jobs/{later_id}/cancel");
-    let res = call(
-        &app,
-        Some(&member_token),
-        Method::POST,
-        cancel.clone(),
-        None,
-    )
-    .await;
-    assert_eq!(res.json::<Value>().await.unwrap()["status"], "cancelled");
+    let res = app.as_(&member_token).post_empty(cancel.clone()).await;
+    assert_eq!(res.json::<Value>().await["status"], "cancelled");
     assert_problem(
-        call(&app, Some(&member_token), Method::POST, cancel, None).await,
+        app.as_(&member_token).post_empty(cancel).await,
         409,
         "job_state",
     )
     .await;
-    let res = call(
-        &app,
-        Some(&member_token),
-        Method::POST,
-        format!(
+    let res = app
+        .as_(&member_token)
+        .post_empty(format!(
             "/v1/orgs/{acme}/jobs/{}/retry",
             flaky["id"].as_str().unwrap()
-        ),
-        None,
-    )
-    .await;
+        ))
+        .await;
     assert_problem(res, 409, "job_state").await;
 }
 

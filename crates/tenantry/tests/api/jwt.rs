@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 use tenantry::auth::jwt::{encoding_key, public_key};
 
 use crate::helpers::{assert_problem, Backend, TestApp};
-use crate::identity::register;
 use crate::on_both_backends;
 
 on_both_backends!(forged_tokens_are_all_401, rotated_keys_keep_verifying);
@@ -26,11 +25,11 @@ async fn status_with(app: &TestApp, token: &str) -> reqwest::Response {
 }
 
 async fn forged_tokens_are_all_401(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let reg = register(&app, "ann@example.com").await;
-    let sub = reg["user"]["id"].as_str().unwrap().to_owned();
+    let ann = app.user("ann@example.com").await;
+    let sub = ann.id.to_string();
     let secret = app.vars["JWT_SIGNING_SECRET"].clone();
     let jwks: Value = app
         .client
@@ -79,12 +78,7 @@ async fn forged_tokens_are_all_401(backend: Backend) {
             .status(),
         200
     );
-    assert_eq!(
-        status_with(&app, reg["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(status_with(&app, &ann.token).await.status(), 200);
 
     let mut forged: Vec<(&str, String)> = Vec::new();
     for alg in ["none", "None", "NONE", "nOnE"] {
@@ -185,11 +179,10 @@ async fn forged_tokens_are_all_401(backend: Backend) {
 }
 
 async fn rotated_keys_keep_verifying(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let before = register(&app, "ann@example.com").await;
-    let old_token = before["access_token"].as_str().unwrap().to_owned();
+    let old_token = app.user("ann@example.com").await.token;
     let old_kid = jsonwebtoken::decode_header(&old_token)
         .unwrap()
         .kid
@@ -205,7 +198,7 @@ async fn rotated_keys_keep_verifying(backend: Backend) {
     let login: Value = app
         .client
         .post(app.url("/v1/auth/login"))
-        .json(&json!({"email": "ann@example.com", "password": crate::identity::PASSWORD}))
+        .json(&json!({"email": "ann@example.com", "password": crate::helpers::PASSWORD}))
         .send()
         .await
         .unwrap()

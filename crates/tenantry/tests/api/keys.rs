@@ -7,9 +7,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp};
+use crate::helpers::{assert_problem, create_key, key_with, Backend, Listed, TestApp};
 use crate::on_both_backends;
-use crate::tenancy::{call, member, org, user};
 
 on_both_backends!(
     keys_authenticate_as_their_org_within_their_scopes,
@@ -17,47 +16,14 @@ on_both_backends!(
     rotation_keeps_the_old_secret_for_the_grace_period,
 );
 
-/// Creates a key in `org` as `token`; returns the response JSON (with `secret`).
-pub async fn create_key(app: &TestApp, token: &str, org: &str, body: Value) -> Value {
-    let res = call(
-        app,
-        Some(token),
-        Method::POST,
-        format!("/v1/orgs/{org}/api-keys"),
-        Some(body),
-    )
-    .await;
-    assert_eq!(res.status(), 201, "create key");
-    res.json().await.unwrap()
-}
-
-/// A key of `org` with `scopes`; returns its secret.
-pub async fn key_with(app: &TestApp, token: &str, org: &str, scopes: &[&str]) -> String {
-    create_key(
-        app,
-        token,
-        org,
-        json!({"name": "test key", "scopes": scopes}),
-    )
-    .await["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// How many audit records of `org` have `action`.
 async fn audited(app: &TestApp, token: &str, org: &str, action: &str) -> usize {
-    let events: Value = call(
-        app,
-        Some(token),
-        Method::GET,
-        format!("/v1/orgs/{org}/audit-events"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let events: Value = app
+        .as_(token)
+        .get(format!("/v1/orgs/{org}/audit-events"))
+        .await
+        .json()
+        .await;
     events["data"]
         .as_array()
         .unwrap()
@@ -67,11 +33,11 @@ async fn audited(app: &TestApp, token: &str, org: &str, action: &str) -> usize {
 }
 
 async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let created = create_key(
         &app,
         &owner,
@@ -88,17 +54,12 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     assert_eq!(created["org_id"], acme.as_str());
 
     // The secret is never shown again, nor stored.
-    let listed: Listed = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/api-keys"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let listed: Listed = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/api-keys"))
+        .await
+        .json()
+        .await;
     assert_eq!(listed.len(), 1);
     assert!(listed[0].get("secret").is_none());
     assert!(!listed[0].to_string().contains(&secret[prefix.len()..]));
@@ -113,26 +74,24 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     }
 
     // The key reads and writes the example resource of its organization.
-    let res = call(
-        &app,
-        Some(secret),
-        Method::POST,
-        format!("/v1/orgs/{acme}/data"),
-        Some(json!({"name": "first", "value": {"n": 1}})),
-    )
-    .await;
+    let res = app
+        .as_(secret)
+        .post(
+            format!("/v1/orgs/{acme}/data"),
+            json!({"name": "first", "value": {"n": 1}}),
+        )
+        .await;
     assert_eq!(res.status(), 201);
-    let item: Value = res.json().await.unwrap();
-    let res = call(
-        &app,
-        Some(secret),
-        Method::GET,
-        format!("/v1/orgs/{acme}/data/{}", item["id"].as_str().unwrap()),
-        None,
-    )
-    .await;
+    let item: Value = res.json().await;
+    let res = app
+        .as_(secret)
+        .get(format!(
+            "/v1/orgs/{acme}/data/{}",
+            item["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap()["value"], json!({"n": 1}));
+    assert_eq!(res.json::<Value>().await["value"], json!({"n": 1}));
 
     // Outside its scopes: 403 naming the permission.
     for (method, path) in [
@@ -140,50 +99,46 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
         (Method::GET, format!("/v1/orgs/{acme}/api-keys")),
         (Method::GET, format!("/v1/orgs/{acme}/usage")),
     ] {
-        let res = call(&app, Some(secret), method, &path, None).await;
+        let res = app.as_(secret).send(method, &path, None).await;
         assert_problem(res, 403, "forbidden").await;
     }
     // Keys are not users.
-    let res = call(&app, Some(secret), Method::GET, "/v1/me", None).await;
+    let res = app.as_(secret).get("/v1/me").await;
     assert_problem(res, 401, "invalid_token").await;
 
     // Scopes must be catalog permissions the creator holds.
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        format!("/v1/orgs/{acme}/api-keys"),
-        Some(json!({"name": "x", "scopes": ["data:destroy"]})),
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": ["data:destroy"]}),
+        )
+        .await;
     assert_problem(res, 422, "validation_failed").await;
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        format!("/v1/orgs/{acme}/api-keys"),
-        Some(json!({"name": "x", "scopes": []})),
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": []}),
+        )
+        .await;
     assert_problem(res, 422, "validation_failed").await;
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        format!("/v1/orgs/{acme}/api-keys"),
-        Some(json!({"name": "x", "scopes": ["data:read"], "expires_at": "2001-01-01T00:00:00Z"})),
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": ["data:read"], "expires_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
     assert_problem(res, 422, "validation_failed").await;
-    let admin = member(&app, &owner, &acme, "admin@example.com", "admin").await;
-    let res = call(
-        &app,
-        Some(&admin),
-        Method::POST,
-        format!("/v1/orgs/{acme}/api-keys"),
-        Some(json!({"name": "x", "scopes": ["org:delete"]})),
-    )
-    .await;
+    let admin = app.member(&acme, "admin@example.com", "admin").await;
+    let res = app
+        .as_(&admin)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": ["org:delete"]}),
+        )
+        .await;
     let body = assert_problem(res, 403, "forbidden").await;
     assert_eq!(body["permission"], "org:delete");
     // Managing a key needs its scopes too: an admin cannot revoke or rotate (and so learn)
@@ -206,63 +161,46 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
             format!("/v1/orgs/{acme}/api-keys/{strong_id}"),
         ),
     ] {
-        let res = call(&app, Some(&admin), method, &path, None).await;
+        let res = app.as_(&admin).send(method, &path, None).await;
         let body = assert_problem(res, 403, "forbidden").await;
         assert_eq!(body["permission"], "org:delete");
     }
-    let res = call(
-        &app,
-        Some(strong["secret"].as_str().unwrap()),
-        Method::GET,
-        format!("/v1/orgs/{acme}/data"),
-        None,
-    )
-    .await;
+    let res = app
+        .as_(strong["secret"].as_str().unwrap())
+        .get(format!("/v1/orgs/{acme}/data"))
+        .await;
     assert_eq!(res.status(), 200, "the strong key is untouched");
     // A key's own rate limit may be stricter than the deployment's, never looser.
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        format!("/v1/orgs/{acme}/api-keys"),
-        Some(json!({"name": "x", "scopes": ["data:read"], "rate_limit": {"limit": 4_000_000_000u64, "window_sec": 1}})),
-    )
+    let res = app.as_(&owner).post(format!("/v1/orgs/{acme}/api-keys"), json!({"name": "x", "scopes": ["data:read"], "rate_limit": {"limit": 4_000_000_000u64, "window_sec": 1}}))
     .await;
     assert_problem(res, 422, "validation_failed").await;
     // A key that may manage keys cannot mint one stronger than itself.
     let manager = key_with(&app, &owner, &acme, &["api_keys:write", "data:read"]).await;
-    let res = call(
-        &app,
-        Some(&manager),
-        Method::POST,
-        format!("/v1/orgs/{acme}/api-keys"),
-        Some(json!({"name": "x", "scopes": ["data:write"]})),
-    )
-    .await;
+    let res = app
+        .as_(&manager)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": ["data:write"]}),
+        )
+        .await;
     assert_problem(res, 403, "forbidden").await;
-    let res = call(
-        &app,
-        Some(&manager),
-        Method::POST,
-        format!("/v1/orgs/{acme}/api-keys"),
-        Some(json!({"name": "x", "scopes": ["data:read"]})),
-    )
-    .await;
+    let res = app
+        .as_(&manager)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": ["data:read"]}),
+        )
+        .await;
     assert_eq!(res.status(), 201);
-    assert!(res.json::<Value>().await.unwrap()["created_by"].is_null());
+    assert!(res.json::<Value>().await["created_by"].is_null());
 
     // Audit: the key's creation by the owner, the data item by the key.
-    let events: Value = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/audit-events"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let events: Value = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/audit-events"))
+        .await
+        .json()
+        .await;
     let events = events["data"].as_array().unwrap();
     let find = |action: &str| {
         events
@@ -279,20 +217,15 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     // Last use is recorded (batched with usage).
     let mut last_used = Value::Null;
     for _ in 0..50 {
-        let key: Value = call(
-            &app,
-            Some(&owner),
-            Method::GET,
-            format!(
+        let key: Value = app
+            .as_(&owner)
+            .get(format!(
                 "/v1/orgs/{acme}/api-keys/{}",
                 created["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+            ))
+            .await
+            .json()
+            .await;
         last_used = key["last_used_at"].clone();
         if !last_used.is_null() {
             break;
@@ -303,13 +236,13 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
 }
 
 async fn invalid_revoked_expired_and_foreign_keys_are_refused(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
-    let other_owner = user(&app, "other@example.com").await;
-    let other = org(&app, &other_owner, "other").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let other_owner = app.user("other@example.com").await;
+    let other = app.org_of(&other_owner, "other").await;
     let data = format!("/v1/orgs/{acme}/data");
 
     // Unknown, malformed and tampered secrets: 401, alike.
@@ -319,89 +252,67 @@ async fn invalid_revoked_expired_and_foreign_keys_are_refused(backend: Backend) 
     tampered.push(if last == '0' { '1' } else { '0' });
     let unknown = format!("tk_{}_{}", "a".repeat(16), "b".repeat(64));
     for bad in [tampered.as_str(), unknown.as_str(), "tk_nonsense"] {
-        let res = call(&app, Some(bad), Method::GET, &data, None).await;
+        let res = app.as_(bad).get(&data).await;
         assert!(res.headers().contains_key("www-authenticate"));
         assert_problem(res, 401, "invalid_api_key").await;
     }
-    let res = call(&app, Some(&secret), Method::GET, &data, None).await;
+    let res = app.as_(&secret).get(&data).await;
     assert_eq!(res.status(), 200);
 
     // A key of another organization: 404 for this one, exactly as a missing organization.
     let foreign = key_with(&app, &other_owner, &other, &["data:read"]).await;
-    let res = call(&app, Some(&foreign), Method::GET, &data, None).await;
+    let res = app.as_(&foreign).get(&data).await;
     let body = assert_problem(res, 404, "not_found").await;
     let missing = format!("/v1/orgs/org_{}/data", "0".repeat(32));
-    let res = call(&app, Some(&foreign), Method::GET, &missing, None).await;
+    let res = app.as_(&foreign).get(&missing).await;
     let absent = assert_problem(res, 404, "not_found").await;
     assert_eq!(body["detail"], absent["detail"]);
     // A key id of another organization is missing here too.
-    let foreign_keys: Listed = call(
-        &app,
-        Some(&other_owner),
-        Method::GET,
-        format!("/v1/orgs/{other}/api-keys"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let foreign_keys: Listed = app
+        .as_(&other_owner)
+        .get(format!("/v1/orgs/{other}/api-keys"))
+        .await
+        .json()
+        .await;
     let foreign_id = foreign_keys[0]["id"].as_str().unwrap();
     for method in [Method::GET, Method::DELETE] {
-        let res = call(
-            &app,
-            Some(&owner),
-            method,
-            format!("/v1/orgs/{acme}/api-keys/{foreign_id}"),
-            None,
-        )
-        .await;
+        let res = app
+            .as_(&owner)
+            .send(
+                method,
+                format!("/v1/orgs/{acme}/api-keys/{foreign_id}"),
+                None,
+            )
+            .await;
         assert_problem(res, 404, "not_found").await;
     }
-    let res = call(
-        &app,
-        Some(&foreign),
-        Method::GET,
-        format!("/v1/orgs/{other}/data"),
-        None,
-    )
-    .await;
+    let res = app
+        .as_(&foreign)
+        .get(format!("/v1/orgs/{other}/data"))
+        .await;
     assert_eq!(res.status(), 200, "the foreign key still works at home");
 
     // Revoked: refused at once, even though verified keys are cached.
-    let keys: Listed = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/api-keys"),
-        None,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let keys: Listed = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/api-keys"))
+        .await
+        .json()
+        .await;
     let id = keys[0]["id"].as_str().unwrap();
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::DELETE,
-        format!("/v1/orgs/{acme}/api-keys/{id}"),
-        None,
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .delete(format!("/v1/orgs/{acme}/api-keys/{id}"))
+        .await;
     assert_eq!(res.status(), 200);
-    assert!(res.json::<Value>().await.unwrap()["revoked_at"].is_string());
-    let res = call(&app, Some(&secret), Method::GET, &data, None).await;
+    assert!(res.json::<Value>().await["revoked_at"].is_string());
+    let res = app.as_(&secret).get(&data).await;
     assert_problem(res, 401, "invalid_api_key").await;
     // Revoking twice is harmless and audited once.
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::DELETE,
-        format!("/v1/orgs/{acme}/api-keys/{id}"),
-        None,
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .delete(format!("/v1/orgs/{acme}/api-keys/{id}"))
+        .await;
     assert_eq!(res.status(), 200);
     let revoked = audited(&app, &owner, &acme, "api_key.revoked").await;
     assert_eq!(revoked, 1);
@@ -416,19 +327,19 @@ async fn invalid_revoked_expired_and_foreign_keys_are_refused(backend: Backend) 
     )
     .await;
     let short = short["secret"].as_str().unwrap();
-    let res = call(&app, Some(short), Method::GET, &data, None).await;
+    let res = app.as_(short).get(&data).await;
     assert_eq!(res.status(), 200);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let res = call(&app, Some(short), Method::GET, &data, None).await;
+    let res = app.as_(short).get(&data).await;
     assert_problem(res, 401, "invalid_api_key").await;
 }
 
 async fn rotation_keeps_the_old_secret_for_the_grace_period(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let data = format!("/v1/orgs/{acme}/data");
     let created = create_key(
         &app,
@@ -442,59 +353,46 @@ async fn rotation_keeps_the_old_secret_for_the_grace_period(backend: Backend) {
     let rotate = format!("/v1/orgs/{acme}/api-keys/{id}/rotate");
 
     // Default grace: both secrets work; same id, prefix and scopes.
-    let res = call(&app, Some(&owner), Method::POST, &rotate, None).await;
+    let res = app.as_(&owner).post_empty(&rotate).await;
     assert_eq!(res.status(), 200);
-    let rotated: Value = res.json().await.unwrap();
+    let rotated: Value = res.json().await;
     let new = rotated["secret"].as_str().unwrap();
     assert_ne!(new, old);
     assert_eq!(rotated["id"], created["id"]);
     assert_eq!(rotated["prefix"], created["prefix"]);
     assert!(rotated["previous_secret_expires_at"].is_string());
     for secret in [old, new] {
-        let res = call(&app, Some(secret), Method::GET, &data, None).await;
+        let res = app.as_(secret).get(&data).await;
         assert_eq!(res.status(), 200);
     }
 
     // Rotating again with no grace: only the newest secret works.
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        &rotate,
-        Some(json!({"grace_period_sec": 0})),
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .post(&rotate, json!({"grace_period_sec": 0}))
+        .await;
     assert_eq!(res.status(), 200);
-    let newest: Value = res.json().await.unwrap();
+    let newest: Value = res.json().await;
     let newest = newest["secret"].as_str().unwrap();
     for secret in [old, new] {
-        let res = call(&app, Some(secret), Method::GET, &data, None).await;
+        let res = app.as_(secret).get(&data).await;
         assert_problem(res, 401, "invalid_api_key").await;
     }
-    let res = call(&app, Some(newest), Method::GET, &data, None).await;
+    let res = app.as_(newest).get(&data).await;
     assert_eq!(res.status(), 200);
 
     // Bad grace periods, and revoked keys cannot be rotated.
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::POST,
-        &rotate,
-        Some(json!({"grace_period_sec": 9_999_999})),
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .post(&rotate, json!({"grace_period_sec": 9_999_999}))
+        .await;
     assert_problem(res, 422, "validation_failed").await;
-    call(
-        &app,
-        Some(&owner),
-        Method::DELETE,
-        format!("/v1/orgs/{acme}/api-keys/{id}"),
-        None,
-    )
-    .await;
-    let res = call(&app, Some(&owner), Method::POST, &rotate, None).await;
+    app.as_(&owner)
+        .delete(format!("/v1/orgs/{acme}/api-keys/{id}"))
+        .await;
+    let res = app.as_(&owner).post_empty(&rotate).await;
     assert_problem(res, 409, "api_key_inactive").await;
-    let res = call(&app, Some(newest), Method::GET, &data, None).await;
+    let res = app.as_(newest).get(&data).await;
     assert_problem(res, 401, "invalid_api_key").await;
 
     let rotations = audited(&app, &owner, &acme, "api_key.rotated").await;

@@ -23,7 +23,6 @@ mod openapi;
 mod outage;
 mod process;
 mod rls;
-mod smtp;
 mod store;
 mod tenancy;
 mod usage;

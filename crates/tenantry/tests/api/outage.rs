@@ -9,11 +9,12 @@ async fn database_outage_is_503_and_recovers() {
     };
     drop(probe);
     let proxy = Proxy::to_postgres().await;
-    let Some(app) = TestApp::spawn_with(Backend::Postgres, |v| {
-        proxy.route(v);
-        v.insert("DATABASE_ACQUIRE_TIMEOUT_SEC".into(), "1".into());
-    })
-    .await
+    let Some(app) = TestApp::on(Backend::Postgres)
+        .with_vars(|v| {
+            proxy.route(v);
+            v.insert("DATABASE_ACQUIRE_TIMEOUT_SEC".into(), "1".into());
+        })
+        .await
     else {
         return;
     };
@@ -64,19 +65,23 @@ async fn stalled_connections_are_replaced_and_shutdown_is_bounded() {
     };
     drop(probe);
     let proxy = Proxy::to_postgres().await;
-    let Some(mut app) = TestApp::spawn_with(Backend::Postgres, |v| {
-        proxy.route(v);
-        v.insert("DATABASE_MAX_CONNECTIONS".into(), "3".into());
-        v.insert("DATABASE_ACQUIRE_TIMEOUT_SEC".into(), "1".into());
-        v.insert("REQUEST_TIMEOUT_SEC".into(), "2".into());
-        v.insert("SHUTDOWN_TIMEOUT_SEC".into(), "2".into());
-        v.insert("DATABASE_STATEMENT_TIMEOUT_SEC".into(), "2".into());
-        v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "100".into());
-    })
-    .await
+    let Some(mut app) = TestApp::on(Backend::Postgres)
+        .with_vars(|v| {
+            proxy.route(v);
+            v.insert("DATABASE_MAX_CONNECTIONS".into(), "3".into());
+            v.insert("DATABASE_ACQUIRE_TIMEOUT_SEC".into(), "1".into());
+            v.insert("REQUEST_TIMEOUT_SEC".into(), "2".into());
+            v.insert("SHUTDOWN_TIMEOUT_SEC".into(), "2".into());
+            v.insert("DATABASE_STATEMENT_TIMEOUT_SEC".into(), "2".into());
+            v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "100".into());
+        })
+        .await
     else {
         return;
     };
+    // Shut down with the database frozen: jobs the worker took meanwhile can neither
+    // finish nor be released, and stay `running` until a lease expires.
+    app.expect_leftover_jobs();
     app.create_org("before-freeze").await;
     let orgs = || async { app.admin_get("/v1/admin/orgs").await.status().as_u16() };
     assert_eq!(orgs().await, 200);

@@ -10,12 +10,13 @@ use crate::helpers::{Backend, TestApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rls_blocks_unscoped_and_cross_tenant_queries() {
-    let Some(app) = TestApp::spawn_with(Backend::Postgres, |v| {
-        // Two connections: the worker's LISTEN holds one, so the scoped transaction and the
-        // later unscoped query share the other.
-        v.insert("DATABASE_MAX_CONNECTIONS".into(), "2".into());
-    })
-    .await
+    let Some(app) = TestApp::on(Backend::Postgres)
+        .with_vars(|v| {
+            // Two connections: the worker's LISTEN holds one, so the scoped transaction and the
+            // later unscoped query share the other.
+            v.insert("DATABASE_MAX_CONNECTIONS".into(), "2".into());
+        })
+        .await
     else {
         return;
     };
@@ -136,13 +137,14 @@ async fn service_refuses_a_role_that_bypasses_rls() {
 /// again afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_statement_reads_scope_only_themselves() {
-    let Some(app) = TestApp::spawn_with(Backend::Postgres, |v| {
-        // A tiny pool (the worker's LISTEN holds one of two) that gives up quickly: reads
-        // must never keep the connection a transaction needs.
-        v.insert("DATABASE_MAX_CONNECTIONS".into(), "2".into());
-        v.insert("DATABASE_ACQUIRE_TIMEOUT_SEC".into(), "1".into());
-    })
-    .await
+    let Some(app) = TestApp::on(Backend::Postgres)
+        .with_vars(|v| {
+            // A tiny pool (the worker's LISTEN holds one of two) that gives up quickly: reads
+            // must never keep the connection a transaction needs.
+            v.insert("DATABASE_MAX_CONNECTIONS".into(), "2".into());
+            v.insert("DATABASE_ACQUIRE_TIMEOUT_SEC".into(), "1".into());
+        })
+        .await
     else {
         return;
     };

@@ -40,7 +40,7 @@ async fn two_orgs(app: &TestApp) -> (TenantCtx, TenantCtx) {
 }
 
 async fn tenant_rows_are_invisible_to_other_tenants(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let (a, b) = two_orgs(&app).await;
@@ -80,7 +80,7 @@ async fn tenant_rows_are_invisible_to_other_tenants(backend: Backend) {
 }
 
 async fn slugs_are_unique_per_organization_only(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let (a, b) = two_orgs(&app).await;
@@ -113,7 +113,7 @@ async fn slugs_are_unique_per_organization_only(backend: Backend) {
 }
 
 async fn concurrent_appends_keep_one_gapless_chain(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let Some(app) = TestApp::on(backend).await else {
         return;
     };
     let (a, b) = two_orgs(&app).await;

@@ -4,13 +4,10 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, Backend, TestApp};
-use crate::keys::key_with;
+use crate::helpers::{assert_problem, key_with, meter, Backend, TestApp};
 use crate::on_both_backends;
-use crate::tenancy::{call, org, user};
 
 on_both_backends!(
     burst_is_metered_exactly_and_quota_enforced,
@@ -19,49 +16,30 @@ on_both_backends!(
 );
 
 async fn usage(app: &TestApp, token: &str, org: &str) -> Value {
-    let res = call(
-        app,
-        Some(token),
-        Method::GET,
-        format!("/v1/orgs/{org}/usage"),
-        None,
-    )
-    .await;
+    let res = app.as_(token).get(format!("/v1/orgs/{org}/usage")).await;
     assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
-}
-
-pub(crate) fn meter<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["meters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["meter"] == name)
-        .unwrap_or_else(|| panic!("meter {name} in {report}"))
+    res.json().await
 }
 
 async fn burst_is_metered_exactly_and_quota_enforced(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("QUOTA_API_CALLS_FREE".into(), "120".into());
-        v.insert("API_KEY_RATE_LIMIT".into(), "0".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("QUOTA_API_CALLS_FREE".into(), "120".into());
+            v.insert("API_KEY_RATE_LIMIT".into(), "0".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let key = key_with(&app, &owner, &acme, &["data:read", "data:write"]).await;
-    let res = call(
-        &app,
-        Some(&key),
-        Method::POST,
-        format!("/v1/orgs/{acme}/data"),
-        Some(json!({"name": "x"})),
-    )
-    .await;
+    let res = app
+        .as_(&key)
+        .post(format!("/v1/orgs/{acme}/data"), json!({"name": "x"}))
+        .await;
     assert_eq!(res.status(), 201);
-    let item: Value = res.json().await.unwrap();
+    let item: Value = res.json().await;
     let path = format!("/v1/orgs/{acme}/data/{}", item["id"].as_str().unwrap());
 
     // A concurrent burst of 119 reads: with the creation, exactly the quota of 120.
@@ -83,29 +61,25 @@ async fn burst_is_metered_exactly_and_quota_enforced(backend: Backend) {
 
     // Over quota: 429 `quota_exceeded` until the next month, for users and keys alike;
     // refused calls are not counted and non-metered endpoints still work.
-    let res = call(&app, Some(&key), Method::GET, &path, None).await;
+    let res = app.as_(&key).get(&path).await;
     assert!(res.headers().contains_key("retry-after"));
     let body = assert_problem(res, 429, "quota_exceeded").await;
     assert_eq!(body["limit"], 120);
     assert_eq!(body["used"], 120);
     assert!(body["resets_at"].is_string());
-    let res = call(&app, Some(&owner), Method::GET, &path, None).await;
+    let res = app.as_(&owner).get(&path).await;
     assert_problem(res, 429, "quota_exceeded").await;
     let report = usage(&app, &owner, &acme).await;
     assert_eq!(meter(&report, "api_calls")["period_total"], 120);
 
     // Upgrading the plan raises the quota (seen within the refresh interval).
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::PUT,
-        format!("/v1/orgs/{acme}/plan"),
-        Some(json!({"plan": "pro"})),
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .put(format!("/v1/orgs/{acme}/plan"), json!({"plan": "pro"}))
+        .await;
     assert_eq!(res.status(), 200);
     tokio::time::sleep(tenantry::usage::QUOTA_REFRESH + Duration::from_millis(200)).await;
-    let res = call(&app, Some(&key), Method::GET, &path, None).await;
+    let res = app.as_(&key).get(&path).await;
     assert_eq!(res.status(), 200);
     let report = usage(&app, &owner, &acme).await;
     assert_eq!(report["plan"], "pro");
@@ -113,41 +87,36 @@ async fn burst_is_metered_exactly_and_quota_enforced(backend: Backend) {
     assert_eq!(meter(&report, "api_calls")["limit"], 1_000_000);
 
     // Another organization's usage is its own.
-    let other = org(&app, &owner, "other").await;
+    let other = app.org_of(&owner, "other").await;
     let report = usage(&app, &owner, &other).await;
     assert_eq!(meter(&report, "api_calls")["period_total"], 0);
 
     // Report ranges are checked.
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/usage?from=2026-01-10&to=2026-01-01"),
-        None,
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .get(format!(
+            "/v1/orgs/{acme}/usage?from=2026-01-10&to=2026-01-01"
+        ))
+        .await;
     assert_problem(res, 422, "validation_failed").await;
-    let res = call(
-        &app,
-        Some(&owner),
-        Method::GET,
-        format!("/v1/orgs/{acme}/usage?from=yesterday"),
-        None,
-    )
-    .await;
+    let res = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/usage?from=yesterday"))
+        .await;
     assert_problem(res, 400, "invalid_query").await;
 }
 
 async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |v| {
-        v.insert("USAGE_ROLLUP_INTERVAL_SEC".into(), "1".into());
-    })
-    .await
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("USAGE_ROLLUP_INTERVAL_SEC".into(), "1".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     let key = key_with(&app, &owner, &acme, &["usage:write", "usage:read"]).await;
     let events = format!("/v1/orgs/{acme}/usage/events");
     let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
@@ -156,10 +125,10 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
         {"meter": "emails.sent", "quantity": 7, "idempotency_key": "b"},
         {"meter": "storage.gb", "quantity": 3, "idempotency_key": "c", "timestamp": yesterday.to_rfc3339()},
     ]});
-    let res = call(&app, Some(&key), Method::POST, &events, Some(batch.clone())).await;
+    let res = app.as_(&key).post(&events, batch.clone()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(
-        res.json::<Value>().await.unwrap(),
+        res.json::<Value>().await,
         json!({"accepted": 3, "duplicates": 0})
     );
     // A retried batch with one new event: only the new one counts.
@@ -168,9 +137,9 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
         .as_array_mut()
         .unwrap()
         .push(json!({"meter": "emails.sent", "quantity": 1, "idempotency_key": "d"}));
-    let res = call(&app, Some(&key), Method::POST, &events, Some(retry)).await;
+    let res = app.as_(&key).post(&events, retry).await;
     assert_eq!(
-        res.json::<Value>().await.unwrap(),
+        res.json::<Value>().await,
         json!({"accepted": 1, "duplicates": 3})
     );
 
@@ -190,11 +159,7 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
         "/v1/orgs/{acme}/usage?from={}",
         (yesterday - chrono::Duration::days(1)).format("%Y-%m-%d")
     );
-    let before: Value = call(&app, Some(&key), Method::GET, &path, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let before: Value = app.as_(&key).get(&path).await.json().await;
     if yesterday.format("%Y-%m").to_string() == chrono::Utc::now().format("%Y-%m").to_string() {
         assert_eq!(meter(&before, "storage.gb")["period_total"], 3);
     }
@@ -211,20 +176,12 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(rolled, "usage.rollup ran");
-    let after: Value = call(&app, Some(&key), Method::GET, &path, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let after: Value = app.as_(&key).get(&path).await.json().await;
     check(after);
     // Rolling up again (twice at once) changes nothing.
     let (a, b) = tokio::join!(app.store.rollup_usage(), app.store.rollup_usage());
     assert_eq!(a.unwrap() + b.unwrap(), 0);
-    let again: Value = call(&app, Some(&key), Method::GET, &path, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = app.as_(&key).get(&path).await.json().await;
     check(again);
     // Rolled-up events past the retention are deleted; their totals stay.
     owner_sql(
@@ -237,11 +194,7 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
         owner_count(&app, "SELECT count(*) FROM usage_events").await,
         0
     );
-    let kept: Value = call(&app, Some(&key), Method::GET, &path, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let kept: Value = app.as_(&key).get(&path).await.json().await;
     check(kept);
 
     // Invalid events are refused as a whole, naming the event.
@@ -267,25 +220,14 @@ async fn ingestion_dedups_and_rollup_counts_once(backend: Backend) {
             "events[0].timestamp",
         ),
     ] {
-        let res = call(
-            &app,
-            Some(&key),
-            Method::POST,
-            &events,
-            Some(json!({ "events": [event] })),
-        )
-        .await;
+        let res = app
+            .as_(&key)
+            .post(&events, json!({ "events": [event] }))
+            .await;
         let body = assert_problem(res, 422, "validation_failed").await;
         assert!(body.to_string().contains(field), "{body}");
     }
-    let res = call(
-        &app,
-        Some(&key),
-        Method::POST,
-        &events,
-        Some(json!({"events": []})),
-    )
-    .await;
+    let res = app.as_(&key).post(&events, json!({"events": []})).await;
     assert_problem(res, 422, "validation_failed").await;
 }
 
@@ -321,25 +263,19 @@ async fn owner_sql(app: &TestApp, sql: &str) {
 }
 
 async fn shutdown_writes_pending_usage(backend: Backend) {
-    let Some(mut app) = TestApp::spawn_with(backend, |v| {
-        // Far longer than the test: only the shutdown flush can write these calls.
-        v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "600000".into());
-    })
-    .await
+    let Some(mut app) = TestApp::on(backend)
+        .with_vars(|v| {
+            // Far longer than the test: only the shutdown flush can write these calls.
+            v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "600000".into());
+        })
+        .await
     else {
         return;
     };
-    let owner = user(&app, "owner@example.com").await;
-    let acme = org(&app, &owner, "acme").await;
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
     for _ in 0..25 {
-        let res = call(
-            &app,
-            Some(&owner),
-            Method::GET,
-            format!("/v1/orgs/{acme}/data"),
-            None,
-        )
-        .await;
+        let res = app.as_(&owner).get(format!("/v1/orgs/{acme}/data")).await;
         assert_eq!(res.status(), 200);
     }
     assert_eq!(

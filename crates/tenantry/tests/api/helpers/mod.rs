@@ -1,4 +1,22 @@
-//! The test application and the two-backend test macro.
+//! Shared test support: the test application, the two-backend test macro, and the
+//! helpers several test modules use (accounts, requests, keys, usage, SMTP, proxies).
+
+mod accounts;
+mod client;
+mod instance;
+mod keys;
+mod leftover;
+mod proxy;
+mod seed;
+pub mod smtp;
+mod usage;
+
+pub use accounts::{register, PASSWORD};
+pub use instance::Instance;
+pub use keys::{create_key, key_with};
+pub use proxy::Proxy;
+pub use seed::{Org, User};
+pub use usage::meter;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,18 +65,57 @@ pub struct TestApp {
     pub vars: HashMap<String, String>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The test leaves jobs behind on purpose ([`TestApp::expect_leftover_jobs`]).
+    leftover_jobs_expected: bool,
+    /// The leftover-jobs check ran.
+    jobs_checked: bool,
     /// Dropped last: removes the database.
     pub db: TestDatabase,
 }
 
+/// Vars adjustments of a [`Launch`].
+type Adjust<'a> = Box<dyn FnOnce(&mut HashMap<String, String>) + 'a>;
+
+/// An app about to start: `TestApp::on(backend).with_vars(|v| …).await`.
+pub struct Launch<'a> {
+    backend: Backend,
+    adjust: Vec<Adjust<'a>>,
+}
+
+impl<'a> Launch<'a> {
+    /// Adjusts the configuration variables before the app is built.
+    #[must_use]
+    pub fn with_vars(mut self, adjust: impl FnOnce(&mut HashMap<String, String>) + 'a) -> Self {
+        self.adjust.push(Box::new(adjust));
+        self
+    }
+}
+
+impl<'a> std::future::IntoFuture for Launch<'a> {
+    type Output = Option<TestApp>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<TestApp>> + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(TestApp::spawn_with(self.backend, move |vars| {
+            for adjust in self.adjust {
+                adjust(vars);
+            }
+        }))
+    }
+}
+
 impl TestApp {
-    /// Spawns the app on `backend`; `None` when PostgreSQL is unavailable and not required.
-    pub async fn spawn(backend: Backend) -> Option<Self> {
-        Self::spawn_with(backend, |_| {}).await
+    /// The app on `backend`, started by awaiting it (`None` when PostgreSQL is unavailable
+    /// and not required).
+    pub fn on(backend: Backend) -> Launch<'static> {
+        Launch {
+            backend,
+            adjust: Vec::new(),
+        }
     }
 
     /// Spawns the app with adjusted configuration variables.
-    pub async fn spawn_with(
+    async fn spawn_with(
         backend: Backend,
         adjust: impl FnOnce(&mut HashMap<String, String>),
     ) -> Option<Self> {
@@ -81,15 +138,21 @@ impl TestApp {
             vars,
             shutdown,
             server: Some(server),
+            leftover_jobs_expected: false,
+            jobs_checked: false,
             db,
         })
     }
 
-    /// Shuts the app down gracefully and waits until it has stopped.
+    /// Shuts the app down gracefully and waits until it has stopped; then checks that no
+    /// job was left running, failed or dead (see [`TestApp::expect_leftover_jobs`]).
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("clean stop");
+        }
+        if let Err(leftover) = self.check_jobs(true).await {
+            panic!("{leftover}");
         }
     }
 
@@ -133,16 +196,32 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// Runs the leftover-jobs check (unless the test is already failing), then stops the
+    /// app; panics afterwards if jobs were left behind.
     fn drop(&mut self) {
+        let mut verdict = Ok(());
+        if !std::thread::panicking() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                    let stopped = self.server.is_none();
+                    verdict =
+                        tokio::task::block_in_place(|| handle.block_on(self.check_jobs(stopped)));
+                }
+            }
+        }
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server.abort();
+        }
+        if let Err(leftover) = verdict {
+            panic!("{leftover}");
         }
     }
 }
 
 /// Asserts a problem+json response with `status` and `code`; returns the body.
-pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> Value {
+pub async fn assert_problem(res: impl Into<reqwest::Response>, status: u16, code: &str) -> Value {
+    let res: reqwest::Response = res.into();
     assert_eq!(res.status().as_u16(), status, "status");
     let content_type = res
         .headers()
@@ -167,96 +246,6 @@ pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> 
         "request id in body"
     );
     body
-}
-
-/// A TCP forwarder to the test PostgreSQL server that can be cut (connections closed,
-/// new ones refused), frozen (connections kept open but silent, as after a failover or a
-/// lost NAT entry) and restored.
-pub struct Proxy {
-    /// The port it listens on (127.0.0.1).
-    pub port: u16,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    freeze: std::sync::Arc<std::sync::Mutex<CancellationToken>>,
-    pipes: std::sync::Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    /// Starts forwarding to the server of `TENANTRY_TEST_POSTGRES_URL`.
-    pub async fn to_postgres() -> Self {
-        use std::sync::atomic::Ordering;
-        let url = url::Url::parse(&tenantry::testing::postgres_admin_url()).unwrap();
-        let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let proxy = Self {
-            port,
-            up: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
-            freeze: Default::default(),
-            pipes: Default::default(),
-        };
-        let (up, freeze, pipes) = (proxy.up.clone(), proxy.freeze.clone(), proxy.pipes.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !up.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let target = target.clone();
-                let frozen = freeze.lock().unwrap().clone();
-                let pipe = tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        biased;
-                        // Frozen: both sockets stay open, nothing more crosses.
-                        () = frozen.cancelled() => std::future::pending::<()>().await,
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                    }
-                });
-                pipes.lock().unwrap().push(pipe);
-            }
-        });
-        proxy
-    }
-
-    /// Points `DATABASE_URL` in `vars` at this proxy.
-    pub fn route(&self, vars: &mut HashMap<String, String>) {
-        let mut db_url = url::Url::parse(&vars["DATABASE_URL"]).unwrap();
-        db_url.set_port(Some(self.port)).unwrap();
-        vars.insert("DATABASE_URL".into(), db_url.to_string());
-    }
-
-    /// Closes every connection and refuses new ones.
-    pub fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        for pipe in self.pipes.lock().unwrap().drain(..) {
-            pipe.abort();
-        }
-    }
-
-    /// Makes every connection, open or new, silent until [`Proxy::thaw`].
-    pub fn freeze(&self) {
-        self.freeze.lock().unwrap().cancel();
-    }
-
-    /// New connections forward again; the ones frozen stay frozen (their peer is gone).
-    pub fn thaw(&self) {
-        *self.freeze.lock().unwrap() = CancellationToken::new();
-    }
-
-    /// Accepts connections again after [`Proxy::cut`].
-    pub fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        for pipe in self.pipes.lock().unwrap().drain(..) {
-            pipe.abort();
-        }
-    }
 }
 
 /// A list response: the one envelope `{"data": [...], "next_cursor": …}` and nothing else;
