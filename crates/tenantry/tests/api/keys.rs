@@ -11,7 +11,9 @@ use crate::helpers::{assert_problem, create_key, key_with, Backend, Listed, Test
 use crate::on_both_backends;
 
 on_both_backends!(
-    keys_authenticate_as_their_org_within_their_scopes,
+    a_key_acts_for_its_org_within_its_scopes,
+    new_keys_hold_only_catalog_permissions_the_creator_holds,
+    managing_a_key_needs_all_its_scopes,
     invalid_revoked_expired_and_foreign_keys_are_refused,
     rotation_keeps_the_old_secret_for_the_grace_period,
 );
@@ -32,7 +34,7 @@ async fn audited(app: &TestApp, token: &str, org: &str, action: &str) -> usize {
         .count()
 }
 
-async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
+async fn a_key_acts_for_its_org_within_its_scopes(backend: Backend) {
     let Some(app) = TestApp::on(backend).await else {
         return;
     };
@@ -106,94 +108,6 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
     let res = app.as_(secret).get("/v1/me").await;
     assert_problem(res, 401, "invalid_token").await;
 
-    // Scopes must be catalog permissions the creator holds.
-    let res = app
-        .as_(&owner)
-        .post(
-            format!("/v1/orgs/{acme}/api-keys"),
-            json!({"name": "x", "scopes": ["data:destroy"]}),
-        )
-        .await;
-    assert_problem(res, 422, "validation_failed").await;
-    let res = app
-        .as_(&owner)
-        .post(
-            format!("/v1/orgs/{acme}/api-keys"),
-            json!({"name": "x", "scopes": []}),
-        )
-        .await;
-    assert_problem(res, 422, "validation_failed").await;
-    let res = app
-        .as_(&owner)
-        .post(
-            format!("/v1/orgs/{acme}/api-keys"),
-            json!({"name": "x", "scopes": ["data:read"], "expires_at": "2001-01-01T00:00:00Z"}),
-        )
-        .await;
-    assert_problem(res, 422, "validation_failed").await;
-    let admin = app.member(&acme, "admin@example.com", "admin").await;
-    let res = app
-        .as_(&admin)
-        .post(
-            format!("/v1/orgs/{acme}/api-keys"),
-            json!({"name": "x", "scopes": ["org:delete"]}),
-        )
-        .await;
-    let body = assert_problem(res, 403, "forbidden").await;
-    assert_eq!(body["permission"], "org:delete");
-    // Managing a key needs its scopes too: an admin cannot revoke or rotate (and so learn)
-    // a key holding `org:delete`.
-    let strong = create_key(
-        &app,
-        &owner,
-        &acme,
-        json!({"name": "strong", "scopes": ["org:delete", "data:read"]}),
-    )
-    .await;
-    let strong_id = strong["id"].as_str().unwrap();
-    for (method, path) in [
-        (
-            Method::POST,
-            format!("/v1/orgs/{acme}/api-keys/{strong_id}/rotate"),
-        ),
-        (
-            Method::DELETE,
-            format!("/v1/orgs/{acme}/api-keys/{strong_id}"),
-        ),
-    ] {
-        let res = app.as_(&admin).send(method, &path, None).await;
-        let body = assert_problem(res, 403, "forbidden").await;
-        assert_eq!(body["permission"], "org:delete");
-    }
-    let res = app
-        .as_(strong["secret"].as_str().unwrap())
-        .get(format!("/v1/orgs/{acme}/data"))
-        .await;
-    assert_eq!(res.status(), 200, "the strong key is untouched");
-    // A key's own rate limit may be stricter than the deployment's, never looser.
-    let res = app.as_(&owner).post(format!("/v1/orgs/{acme}/api-keys"), json!({"name": "x", "scopes": ["data:read"], "rate_limit": {"limit": 4_000_000_000u64, "window_sec": 1}}))
-    .await;
-    assert_problem(res, 422, "validation_failed").await;
-    // A key that may manage keys cannot mint one stronger than itself.
-    let manager = key_with(&app, &owner, &acme, &["api_keys:write", "data:read"]).await;
-    let res = app
-        .as_(&manager)
-        .post(
-            format!("/v1/orgs/{acme}/api-keys"),
-            json!({"name": "x", "scopes": ["data:write"]}),
-        )
-        .await;
-    assert_problem(res, 403, "forbidden").await;
-    let res = app
-        .as_(&manager)
-        .post(
-            format!("/v1/orgs/{acme}/api-keys"),
-            json!({"name": "x", "scopes": ["data:read"]}),
-        )
-        .await;
-    assert_eq!(res.status(), 201);
-    assert!(res.json::<Value>().await["created_by"].is_null());
-
     // Audit: the key's creation by the owner, the data item by the key.
     let events: Value = app
         .as_(&owner)
@@ -233,6 +147,112 @@ async fn keys_authenticate_as_their_org_within_their_scopes(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(last_used.is_string(), "last_used_at recorded");
+}
+
+async fn new_keys_hold_only_catalog_permissions_the_creator_holds(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+
+    // Scopes must be catalog permissions the creator holds.
+    let res = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": ["data:destroy"]}),
+        )
+        .await;
+    assert_problem(res, 422, "validation_failed").await;
+    let res = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": []}),
+        )
+        .await;
+    assert_problem(res, 422, "validation_failed").await;
+    let res = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": ["data:read"], "expires_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_problem(res, 422, "validation_failed").await;
+    let admin = app.member(&acme, "admin@example.com", "admin").await;
+    let res = app
+        .as_(&admin)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": ["org:delete"]}),
+        )
+        .await;
+    let body = assert_problem(res, 403, "forbidden").await;
+    assert_eq!(body["permission"], "org:delete");
+    // A key's own rate limit may be stricter than the deployment's, never looser.
+    let res = app.as_(&owner).post(format!("/v1/orgs/{acme}/api-keys"), json!({"name": "x", "scopes": ["data:read"], "rate_limit": {"limit": 4_000_000_000u64, "window_sec": 1}}))
+    .await;
+    assert_problem(res, 422, "validation_failed").await;
+    // A key that may manage keys cannot mint one stronger than itself.
+    let manager = key_with(&app, &owner, &acme, &["api_keys:write", "data:read"]).await;
+    let res = app
+        .as_(&manager)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": ["data:write"]}),
+        )
+        .await;
+    assert_problem(res, 403, "forbidden").await;
+    let res = app
+        .as_(&manager)
+        .post(
+            format!("/v1/orgs/{acme}/api-keys"),
+            json!({"name": "x", "scopes": ["data:read"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    assert!(res.json::<Value>().await["created_by"].is_null());
+}
+
+async fn managing_a_key_needs_all_its_scopes(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let admin = app.member(&acme, "admin@example.com", "admin").await;
+
+    // Managing a key needs its scopes too: an admin cannot revoke or rotate (and so learn)
+    // a key holding `org:delete`.
+    let strong = create_key(
+        &app,
+        &owner,
+        &acme,
+        json!({"name": "strong", "scopes": ["org:delete", "data:read"]}),
+    )
+    .await;
+    let strong_id = strong["id"].as_str().unwrap();
+    for (method, path) in [
+        (
+            Method::POST,
+            format!("/v1/orgs/{acme}/api-keys/{strong_id}/rotate"),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/orgs/{acme}/api-keys/{strong_id}"),
+        ),
+    ] {
+        let res = app.as_(&admin).send(method, &path, None).await;
+        let body = assert_problem(res, 403, "forbidden").await;
+        assert_eq!(body["permission"], "org:delete");
+    }
+    let res = app
+        .as_(strong["secret"].as_str().unwrap())
+        .get(format!("/v1/orgs/{acme}/data"))
+        .await;
+    assert_eq!(res.status(), 200, "the strong key is untouched");
 }
 
 async fn invalid_revoked_expired_and_foreign_keys_are_refused(backend: Backend) {
