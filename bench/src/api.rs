@@ -31,7 +31,99 @@ const SECS: u64 = 10;
 
 pub(crate) async fn run() -> anyhow::Result<()> {
     let pgbench = pgbench_select_only()?;
-    let db = TestDatabase::create(Backend::Postgres)
+    let Served {
+        db,
+        item,
+        url: ours_url,
+        secret,
+        shutdown,
+        server,
+    } = serve(Backend::Postgres).await?;
+
+    let bare_id = item.trim_start_matches("item_");
+    let bare = bare_server(&db.url, bare_id, PoolTuning::Defaults).await?;
+    let best = bare_server(&db.url, bare_id, PoolTuning::Best).await?;
+
+    let ours = load(&ours_url, Some(&secret)).await?;
+    let plain = load(&bare, None).await?;
+    let fastest = load(&best, None).await?;
+
+    println!("pgbench -S ({CONNECTIONS} connections, {SECS} s): {pgbench:.0} tps (baseline 2)");
+    println!(
+        "bare axum+sqlx single-row GET: {:.0} req/s p50={:.2} ms p99={:.2} ms (baseline 1)",
+        plain.rps,
+        plain.p50(),
+        plain.p99()
+    );
+    println!(
+        "best bare axum+sqlx single-row GET (no ping before acquire, connections kept): {:.0} req/s p50={:.2} ms p99={:.2} ms (baseline 1b)",
+        fastest.rps,
+        fastest.p50(),
+        fastest.p99()
+    );
+    println!(
+        "tenantry API-key GET /data/{{id}}: {:.0} req/s p50={:.2} ms p99={:.2} ms",
+        ours.rps,
+        ours.p50(),
+        ours.p99()
+    );
+    println!(
+        "ratios: {:.2}x bare axum+sqlx (target >= 0.75), {:.2}x pgbench -S (target >= 0.35); p50 {:.2}x, p99 {:.2}x the bare endpoint",
+        ours.rps / plain.rps,
+        ours.rps / pgbench,
+        ours.p50() / plain.p50(),
+        ours.p99() / plain.p99()
+    );
+    println!(
+        "against the best bare endpoint: {:.2}x its throughput (target >= 0.9), p50 {:.2}x, p99 {:.2}x",
+        ours.rps / fastest.rps,
+        ours.p50() / fastest.p50(),
+        ours.p99() / fastest.p99()
+    );
+
+    // Every metered call was counted.
+    shutdown.cancel();
+    server.await??;
+    let owner = sqlx::PgPool::connect(&db.url).await?;
+    let counted: i64 = sqlx::query_scalar(
+        "SELECT CAST(coalesce(SUM(quantity), 0) AS BIGINT) FROM usage_events WHERE meter = 'api_calls'",
+    )
+    .fetch_one(&owner)
+    .await?;
+    println!(
+        "metered calls stored: {counted} (requests answered 200: {}, plus 1 creation)",
+        ours.ok
+    );
+    owner.close().await;
+
+    // The same read on embedded SQLite, against this run's PostgreSQL figure.
+    let lite = serve(Backend::Sqlite).await?;
+    let on_sqlite = load(&lite.url, Some(&lite.secret)).await?;
+    lite.shutdown.cancel();
+    lite.server.await??;
+    drop(lite.db);
+    println!(
+        "tenantry API-key GET /data/{{id}} on SQLite: {:.0} req/s p50={:.2} ms p99={:.2} ms, no errors (any other status than 200 fails the run); {:.2}x the PostgreSQL read (target >= 1.5)",
+        on_sqlite.rps,
+        on_sqlite.p50(),
+        on_sqlite.p99(),
+        on_sqlite.rps / ours.rps
+    );
+    Ok(())
+}
+
+/// A running Tenantry with one organization, one `data:read` key and one item.
+struct Served {
+    db: TestDatabase,
+    item: String,
+    url: String,
+    secret: String,
+    shutdown: tokio_util::sync::CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn serve(backend: Backend) -> anyhow::Result<Served> {
+    let db = TestDatabase::create(backend)
         .await
         .context("PostgreSQL unreachable")?;
     let mut vars: HashMap<String, String> = db.vars();
@@ -89,63 +181,14 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         .await?;
     let item = item["id"].as_str().context("no item")?.to_owned();
     let ours_url = format!("{base}/v1/orgs/{org}/data/{item}");
-
-    let bare_id = item.trim_start_matches("item_");
-    let bare = bare_server(&db.url, bare_id, PoolTuning::Defaults).await?;
-    let best = bare_server(&db.url, bare_id, PoolTuning::Best).await?;
-
-    let ours = load(&ours_url, Some(&secret)).await?;
-    let plain = load(&bare, None).await?;
-    let fastest = load(&best, None).await?;
-
-    println!("pgbench -S ({CONNECTIONS} connections, {SECS} s): {pgbench:.0} tps (baseline 2)");
-    println!(
-        "bare axum+sqlx single-row GET: {:.0} req/s p50={:.2} ms p99={:.2} ms (baseline 1)",
-        plain.rps,
-        plain.p50(),
-        plain.p99()
-    );
-    println!(
-        "best bare axum+sqlx single-row GET (no ping before acquire, connections kept): {:.0} req/s p50={:.2} ms p99={:.2} ms (baseline 1b)",
-        fastest.rps,
-        fastest.p50(),
-        fastest.p99()
-    );
-    println!(
-        "tenantry API-key GET /data/{{id}}: {:.0} req/s p50={:.2} ms p99={:.2} ms",
-        ours.rps,
-        ours.p50(),
-        ours.p99()
-    );
-    println!(
-        "ratios: {:.2}x bare axum+sqlx (target >= 0.75), {:.2}x pgbench -S (target >= 0.35); p50 {:.2}x, p99 {:.2}x the bare endpoint",
-        ours.rps / plain.rps,
-        ours.rps / pgbench,
-        ours.p50() / plain.p50(),
-        ours.p99() / plain.p99()
-    );
-    println!(
-        "against the best bare endpoint: {:.2}x its throughput (target >= 0.9), p50 {:.2}x, p99 {:.2}x",
-        ours.rps / fastest.rps,
-        ours.p50() / fastest.p50(),
-        ours.p99() / fastest.p99()
-    );
-
-    // Every metered call was counted.
-    shutdown.cancel();
-    server.await??;
-    let owner = sqlx::PgPool::connect(&db.url).await?;
-    let counted: i64 = sqlx::query_scalar(
-        "SELECT CAST(coalesce(SUM(quantity), 0) AS BIGINT) FROM usage_events WHERE meter = 'api_calls'",
-    )
-    .fetch_one(&owner)
-    .await?;
-    println!(
-        "metered calls stored: {counted} (requests answered 200: {}, plus 1 creation)",
-        ours.ok
-    );
-    owner.close().await;
-    Ok(())
+    Ok(Served {
+        db,
+        item,
+        url: ours_url,
+        secret,
+        shutdown,
+        server,
+    })
 }
 
 struct Run {

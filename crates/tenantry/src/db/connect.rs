@@ -19,9 +19,12 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
     match &config.database_url {
         DatabaseUrl::Sqlite(url) => {
             let options = sqlite_options(url)?;
+            // No ping before every use (a round trip to the connection's worker thread
+            // each time): the file does not go away under an open connection.
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.database_max_connections)
                 .acquire_timeout(config.database_acquire_timeout)
+                .test_before_acquire(false)
                 .before_acquire(|conn, _meta| Box::pin(outside_transaction(conn)))
                 .connect_with(options)
                 .await

@@ -112,16 +112,17 @@ impl Store {
                 self.hot().give_back(conn, pool);
                 row
             }
-            Db::Sqlite(_) => {
-                let mut tx = self.tenant_tx(ctx, Access::Read).await?;
-                let sql = format!("SELECT {COLUMNS} FROM data_items WHERE org_id = $1 AND id = $2");
-                let row = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            // One statement is its own consistent snapshot in SQLite: no BEGIN and COMMIT
+            // round trips (the tenant filter is the query's own `org_id`).
+            Db::Sqlite(pool) => {
+                static SQL: LazyLock<String> = LazyLock::new(|| {
+                    format!("SELECT {COLUMNS} FROM data_items WHERE org_id = $1 AND id = $2")
+                });
+                sqlx::query_as(&SQL)
                     .bind(ctx.org_id())
                     .bind(id)
-                    .fetch_optional(&mut *c)
-                    .await)?;
-                tx.commit().await?;
-                row
+                    .fetch_optional(pool)
+                    .await?
             }
         };
         row.map(Row::into_item).ok_or(StoreError::NotFound)

@@ -177,18 +177,32 @@ impl Store {
         org: OrgId,
         user: UserId,
     ) -> Result<Option<MemberAccess>, StoreError> {
-        let mut tx = self.db().begin(Scope::Tenant(org), Access::Read).await?;
-        let row: Option<AccessColumns> = on_conn!(tx.conn(), c => sqlx::query_as(
+        const SQL: &str =
             "SELECT m.role, m.custom_role_id, r.permissions, o.plan FROM memberships m \
              JOIN organizations o ON o.id = m.org_id \
              LEFT JOIN roles r ON r.org_id = m.org_id AND r.id = m.custom_role_id \
-             WHERE m.org_id = $1 AND m.user_id = $2",
-        )
-        .bind(org)
-        .bind(user)
-        .fetch_optional(&mut *c)
-        .await)?;
-        tx.commit().await?;
+             WHERE m.org_id = $1 AND m.user_id = $2";
+        let row: Option<AccessColumns> = match self.db() {
+            // One statement is its own consistent snapshot in SQLite: no BEGIN and COMMIT
+            // round trips.
+            crate::db::Db::Sqlite(pool) => {
+                sqlx::query_as(SQL)
+                    .bind(org)
+                    .bind(user)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            crate::db::Db::Postgres(_) => {
+                let mut tx = self.db().begin(Scope::Tenant(org), Access::Read).await?;
+                let row = on_conn!(tx.conn(), c => sqlx::query_as(SQL)
+                    .bind(org)
+                    .bind(user)
+                    .fetch_optional(&mut *c)
+                    .await)?;
+                tx.commit().await?;
+                row
+            }
+        };
         let Some((role, custom, permissions, plan)) = row else {
             return Ok(None);
         };
