@@ -5,7 +5,7 @@ use crate::auth::OrgMember;
 use crate::domain::access::{grantable, owner_rule};
 use crate::domain::error::Grant;
 use crate::domain::DomainError;
-use crate::rbac::{Permission, RoleRef};
+use crate::rbac::RoleRef;
 use crate::store::{Store, StoreError};
 
 /// Refuses to give `role` (to a member, an invitee or a workspace member) unless `member`
@@ -39,13 +39,4 @@ pub(crate) async fn ensure_role_grantable(
         }
         .into()
     })
-}
-
-/// Refuses permissions for a custom role or a key's scopes beyond what `member` holds.
-pub(crate) fn ensure_permissions_grantable(
-    member: &OrgMember,
-    grant: Grant,
-    requested: &[Permission],
-) -> Result<(), DomainError> {
-    grantable(grant, &member.permissions, requested.iter().copied())
 }

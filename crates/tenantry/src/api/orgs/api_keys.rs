@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{api_key, OrgMember};
-use crate::domain::access::parse_permissions;
+use crate::domain::access::{grantable, parse_permissions};
 use crate::domain::error::Grant;
 use crate::domain::DisplayName;
 use crate::http::error::{ApiError, Problem};
@@ -18,7 +18,6 @@ use crate::http::extract::{AppJson, OrgPath};
 use crate::http::list::List;
 use crate::ids::{ApiKeyId, OrgId};
 use crate::rbac::Permission;
-use crate::services::access::ensure_permissions_grantable;
 use crate::state::AppState;
 use crate::store::api_keys::{ApiKey, KeyRateLimit, NewApiKey};
 use crate::store::now;
@@ -99,10 +98,10 @@ fn check_rate(rate: KeyRateLimit, default: crate::ratelimit::Rate) -> Result<(),
 /// 403 unless the caller holds every scope of `key`: managing a key (revoking it, or
 /// rotating it and so learning a new secret) must not reach beyond one's own permissions.
 fn ensure_covers(member: &OrgMember, key: &ApiKey) -> Result<(), ApiError> {
-    Ok(ensure_permissions_grantable(
-        member,
+    Ok(grantable(
         Grant::ManagedKey,
-        &key.scopes,
+        &member.permissions,
+        key.scopes.iter().copied(),
     )?)
 }
 
@@ -133,7 +132,7 @@ pub(super) async fn create_api_key(
             format!("`{scope}` is not a permission of the catalog"),
         )
     })?;
-    ensure_permissions_grantable(&member, Grant::KeyScope, &scopes)?;
+    grantable(Grant::KeyScope, &member.permissions, scopes.iter().copied())?;
     if body.expires_at.is_some_and(|at| at <= now()) {
         return Err(ApiError::validation("expires_at", "must be in the future"));
     }

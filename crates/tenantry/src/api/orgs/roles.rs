@@ -7,14 +7,13 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::OrgMember;
-use crate::domain::access::parse_permissions;
+use crate::domain::access::{grantable, parse_permissions};
 use crate::domain::error::Grant;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, OrgPath};
 use crate::http::list::List;
 use crate::ids::{OrgId, RoleId};
 use crate::rbac::{BuiltinRole, Permission};
-use crate::services::access::ensure_permissions_grantable;
 use crate::state::AppState;
 use crate::store::roles::Role;
 
@@ -61,7 +60,11 @@ fn checked_permissions(
     let mut permissions = parse_permissions(requested).map_err(|name| {
         ApiError::validation("permissions", format!("`{name}` is not in the catalog"))
     })?;
-    ensure_permissions_grantable(member, Grant::RolePermission, &permissions)?;
+    grantable(
+        Grant::RolePermission,
+        &member.permissions,
+        permissions.iter().copied(),
+    )?;
     permissions.sort_unstable();
     Ok(permissions)
 }
