@@ -25,8 +25,8 @@ use tenantry::startup::Application;
 use tenantry::testing::{postgres_admin_url, Backend, TestDatabase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const CLIENTS: usize = 16;
-const CONNECTIONS: u32 = 16;
+pub(crate) const CLIENTS: usize = 16;
+pub(crate) const CONNECTIONS: u32 = 16;
 const SECS: u64 = 10;
 
 pub(crate) async fn run() -> anyhow::Result<()> {
@@ -112,6 +112,33 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `soak`: the SQLite API-key read with `CLIENTS` clients for `SOAK_SECS`; any answer but
+/// 200 (or a dropped connection) fails the run.
+pub(crate) async fn soak() -> anyhow::Result<()> {
+    let lite = serve(Backend::Sqlite).await?;
+    let parsed = url::Url::parse(&lite.url)?;
+    let addr = address(&parsed)?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\r\n",
+        parsed.path(),
+        lite.secret
+    );
+    let run = load_requests(&addr, vec![request], 200, SOAK_SECS).await?;
+    lite.shutdown.cancel();
+    lite.server.await??;
+    println!(
+        "SQLite API-key GET /data/{{id}}, {CLIENTS} clients, {SOAK_SECS} s: {} requests, 0 errors, {:.0} req/s p50={:.2} ms p99={:.2} ms",
+        run.ok,
+        run.rps,
+        run.p50(),
+        run.p99()
+    );
+    Ok(())
+}
+
+/// Length of the soak run.
+const SOAK_SECS: u64 = 300;
+
 /// A running Tenantry with one organization, one `data:read` key and one item.
 struct Served {
     db: TestDatabase,
@@ -191,9 +218,11 @@ async fn serve(backend: Backend) -> anyhow::Result<Served> {
     })
 }
 
-struct Run {
-    rps: f64,
-    ok: usize,
+/// One measured load run: throughput, answers counted (warm-up included) and the sorted
+/// latencies.
+pub(crate) struct Run {
+    pub(crate) rps: f64,
+    pub(crate) ok: usize,
     latencies: Vec<Duration>,
 }
 
@@ -202,46 +231,69 @@ impl Run {
         let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
         self.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     }
-    fn p50(&self) -> f64 {
+    pub(crate) fn p50(&self) -> f64 {
         self.pct(0.5)
     }
-    fn p99(&self) -> f64 {
+    pub(crate) fn p99(&self) -> f64 {
         self.pct(0.99)
     }
 }
 
 /// `CLIENTS` keep-alive connections sending GET `url` back to back for `SECS` s after a
-/// 2 s warm-up. The client is a minimal HTTP/1.1 writer and reader over TCP, so the load
-/// generator takes as little as possible of the cores the servers and PostgreSQL share.
+/// 2 s warm-up; every answer must be 200.
 async fn load(url: &str, bearer: Option<&str>) -> anyhow::Result<Run> {
     let parsed = url::Url::parse(url)?;
-    let addr = format!(
-        "{}:{}",
-        parsed.host_str().context("host")?,
-        parsed.port().context("port")?
-    );
+    let addr = address(&parsed)?;
     let auth = bearer.map_or(String::new(), |b| format!("authorization: Bearer {b}\r\n"));
     let request = format!(
         "GET {} HTTP/1.1\r\nhost: {addr}\r\n{auth}\r\n",
         parsed.path()
     );
+    load_requests(&addr, vec![request], 200, SECS).await
+}
+
+/// `host:port` of `url`.
+pub(crate) fn address(url: &url::Url) -> anyhow::Result<String> {
+    Ok(format!(
+        "{}:{}",
+        url.host_str().context("host")?,
+        url.port().context("port")?
+    ))
+}
+
+/// `CLIENTS` keep-alive connections to `addr`, each sending the raw HTTP/1.1 `requests` in
+/// turn (client `i` starts at request `i`), back to back for `secs` s after a 2 s warm-up;
+/// every answer must have status `expect`. The client is a minimal writer and reader over
+/// TCP, so the load generator takes as little as possible of the cores the servers and
+/// PostgreSQL share.
+pub(crate) async fn load_requests(
+    addr: &str,
+    requests: Vec<String>,
+    expect: u16,
+    secs: u64,
+) -> anyhow::Result<Run> {
+    anyhow::ensure!(!requests.is_empty(), "no requests to send");
+    let requests = std::sync::Arc::new(requests);
     let mut warm_ok = 0;
-    for (secs, measured) in [(2, false), (SECS, true)] {
+    for (secs, measured) in [(2, false), (secs, true)] {
         let until = Instant::now() + Duration::from_secs(secs);
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..CLIENTS {
-            let (addr, request) = (addr.clone(), request.clone());
+        for client in 0..CLIENTS {
+            let (addr, requests) = (addr.to_owned(), requests.clone());
             tasks.push(tokio::spawn(async move {
                 let mut conn = tokio::net::TcpStream::connect(&addr).await?;
                 conn.set_nodelay(true)?;
                 let mut buf = Vec::with_capacity(8192);
                 let mut samples = Vec::new();
+                let mut next = client;
                 while Instant::now() < until {
+                    let request = &requests[next % requests.len()];
+                    next += CLIENTS;
                     let t = Instant::now();
                     conn.write_all(request.as_bytes()).await?;
                     let status = read_response(&mut conn, &mut buf).await?;
-                    anyhow::ensure!(status == 200, "status {status}");
+                    anyhow::ensure!(status == expect, "status {status}");
                     samples.push(t.elapsed());
                 }
                 Ok::<_, anyhow::Error>(samples)

@@ -1,4 +1,4 @@
-//! `cargo run --release -p tenantry-bench -- auth|jobs|api`: benchmarks with in-run baselines.
+//! `cargo run --release -p tenantry-bench -- auth|jobs|api|writes|soak`: benchmarks with in-run baselines.
 //!
 //! `auth`: identity benchmarks.
 //!
@@ -27,6 +27,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod api;
 mod jobs;
+mod writes;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -35,7 +36,11 @@ async fn main() -> anyhow::Result<()> {
         "auth" => auth().await,
         "jobs" => jobs::run().await,
         "api" => api::run().await,
-        other => anyhow::bail!("unknown benchmark `{other}` (available: auth, jobs, api)"),
+        "writes" => writes::run().await,
+        "soak" => api::soak().await,
+        other => {
+            anyhow::bail!("unknown benchmark `{other}` (available: auth, jobs, api, writes, soak)")
+        }
     }
 }
 

@@ -85,6 +85,23 @@ pub fn single_statement_tenant_read(select: &str) -> String {
     )
 }
 
+/// Builds one statement that writes on PostgreSQL in a single round trip, atomic without an
+/// explicit transaction (a statement is its own transaction): `ctes` are data-modifying
+/// CTEs, each reading from the scope CTE `s` (`FROM s WHERE s.scope IS NOT NULL`), and
+/// `select` reads their `RETURNING` rows. `$1` is bound to the organization id.
+///
+/// `s` is `MATERIALIZED` and every insert's rows come from it, so PostgreSQL sets the scope
+/// before producing any row for row-level security to check; the setting ends with the
+/// statement's implicit transaction. Were the order ever different, the policies' `WITH
+/// CHECK` would see no scope and refuse the rows: the failure mode is an error, never a
+/// write into another tenant. Use it on the pool, never inside a [`Tx`].
+pub fn single_statement_tenant_write(ctes: &str, select: &str) -> String {
+    format!(
+        "WITH s AS MATERIALIZED (SELECT set_config('tenantry.org_id', $1::text, true) AS scope), \
+         {ctes} {select}"
+    )
+}
+
 /// Whether a transaction writes; SQLite takes the write lock up front for writers so
 /// concurrent writers queue on the busy timeout instead of failing mid-transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

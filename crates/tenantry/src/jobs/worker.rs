@@ -115,6 +115,7 @@ impl Worker {
         let background = CancellationToken::new();
         let listener = listen(shared.store.db().clone(), wake.clone(), background.clone());
         let upkeep = tokio::spawn(upkeep(shared.clone(), background.clone()));
+        let sealer = tokio::spawn(seal_audit(shared.store.clone(), background.clone()));
         let (done, finished) = tokio::sync::mpsc::unbounded_channel();
         let completer = tokio::spawn(completer(shared.clone(), finished));
         let mut busy = false;
@@ -183,6 +184,7 @@ impl Worker {
         let _ = completer.await;
         background.cancel();
         let _ = upkeep.await;
+        let _ = sealer.await;
         if let Some(listener) = listener {
             let _ = listener.await;
         }
@@ -307,6 +309,34 @@ fn backoff(base: Duration, attempt: i32) -> chrono::Duration {
 }
 
 /// Renews leases of running jobs, reclaims expired ones and enqueues periodic jobs.
+/// Links new audit records into their organizations' chains every
+/// [`SEAL_INTERVAL`](crate::store::audit::SEAL_INTERVAL), and once more on the way out.
+async fn seal_audit(store: Store, stop: CancellationToken) {
+    loop {
+        let stopping = stop.is_cancelled();
+        let started = std::time::Instant::now();
+        match store.bounded(store.seal_audit_chains()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!("audit_records_sealed_total")
+                    .increment(u64::try_from(n).unwrap_or(u64::MAX));
+                metrics::histogram!("audit_seal_pass_seconds")
+                    .record(started.elapsed().as_secs_f64());
+            }
+            Err(err) => {
+                tracing::warn!(error = %crate::telemetry::error_chain(&err), "cannot seal audit records")
+            }
+        }
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(crate::store::audit::SEAL_INTERVAL) => {}
+        }
+    }
+}
+
 async fn upkeep(shared: Arc<Shared>, stop: CancellationToken) {
     let tick = (shared.config.lease / 3).max(Duration::from_millis(200));
     let mut last_periodic = std::time::Instant::now() - Duration::from_secs(3600);

@@ -1,21 +1,41 @@
-//! The append-only audit log with a per-organization hash chain.
+//! The append-only audit log with a per-organization hash chain, sealed behind the writers.
 //!
-//! Each record's `hash` is SHA-256 over the previous record's hash and the record's own
-//! canonical JSON, so a changed, removed or reordered record breaks every hash after it.
-//! Appends lock the chain head row, which serializes writers of one organization only.
+//! A change's transaction writes its record (`audit_events`) and a pending marker
+//! (`audit_pending`): inserts that share no row with the organization's other writers, so
+//! writers of one organization never queue behind each other. The sealer links pending
+//! records into the organization's chain (`audit_chain`, one row per position) in batches,
+//! under the chain head's row lock, which only sealers take: the worker runs it every
+//! [`SEAL_INTERVAL`], and every reader of a chain runs it for that chain before reading.
+//! A position's `hash` is SHA-256 over the previous position's hash and the canonical JSON of
+//! the record with its position, so a changed, removed or reordered sealed record breaks
+//! every hash after it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use super::{now, page_size, Store, StoreError};
 use crate::auth::{Actor, ActorKind, RequestMeta, TenantCtx};
-use crate::db::{on_conn, Access, Tx};
+use crate::db::{on_conn, Access, Conn, Scope, Tx};
 use crate::ids::{AuditEventId, OrgId};
 
 /// Hash that precedes the first record of every chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How often the worker's sealer links the records written since its last pass: with the
+/// time a pass takes, the bound on how long a record stays outside its chain.
+pub const SEAL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Most records one sealing transaction links.
+const SEAL_BATCH: usize = 1000;
+
+/// Most organizations one sealing transaction of the worker locks.
+const SEAL_ORGS: usize = 256;
 
 /// What happened, as the caller describes it.
 #[derive(Clone, Debug)]
@@ -89,10 +109,10 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
+/// A record's content, as written with its change.
 #[derive(sqlx::FromRow)]
-struct AuditRow {
+struct RecordRow {
     org_id: OrgId,
-    seq: i64,
     id: AuditEventId,
     actor_type: String,
     actor_id: Option<String>,
@@ -104,14 +124,29 @@ struct AuditRow {
     user_agent: Option<String>,
     request_id: Option<String>,
     created_at: DateTime<Utc>,
+}
+
+/// A sealed record: its content and its place in the chain.
+#[derive(sqlx::FromRow)]
+struct ChainedRow {
+    #[sqlx(flatten)]
+    record: RecordRow,
+    seq: i64,
     prev_hash: String,
     hash: String,
 }
 
-const COLUMNS: &str = "org_id, seq, id, actor_type, actor_id, action, target_type, target_id, \
-                       metadata, ip, user_agent, request_id, created_at, prev_hash, hash";
+const RECORD_COLUMNS: &str = "org_id, id, actor_type, actor_id, action, target_type, target_id, \
+                              metadata, ip, user_agent, request_id, created_at";
 
-/// The hashed form of a record: every field but the hash itself, in a fixed order.
+/// A sealed record joined with its content, in chain order.
+const CHAINED: &str = "SELECT e.org_id, e.id, e.actor_type, e.actor_id, e.action, e.target_type, \
+                       e.target_id, e.metadata, e.ip, e.user_agent, e.request_id, e.created_at, \
+                       c.seq, c.prev_hash, c.hash \
+                       FROM audit_chain c JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.record_id";
+
+/// The hashed form of a record: its position and every field of its content, in a fixed
+/// order.
 #[derive(Serialize)]
 struct HashInput<'a> {
     org_id: OrgId,
@@ -129,11 +164,12 @@ struct HashInput<'a> {
     created_at: String,
 }
 
-impl AuditRow {
-    fn compute_hash(&self) -> Result<String, StoreError> {
+impl RecordRow {
+    /// The record's hash at position `seq` after `prev_hash`.
+    fn hash_at(&self, seq: i64, prev_hash: &str) -> Result<String, StoreError> {
         let input = HashInput {
             org_id: self.org_id,
-            seq: self.seq,
+            seq,
             id: self.id,
             actor_type: &self.actor_type,
             actor_id: self.actor_id.as_deref(),
@@ -151,114 +187,188 @@ impl AuditRow {
         let json = serde_json::to_vec(&input)
             .map_err(|e| StoreError::Corrupt(format!("audit hash input: {e}")))?;
         let mut hasher = Sha256::new();
-        hasher.update(self.prev_hash.as_bytes());
+        hasher.update(prev_hash.as_bytes());
         hasher.update(b"\n");
         hasher.update(&json);
         Ok(hex::encode(hasher.finalize()))
     }
+}
 
+impl ChainedRow {
     fn into_event(self) -> Result<AuditEvent, StoreError> {
-        let kind = ActorKind::parse(&self.actor_type)
-            .ok_or_else(|| StoreError::Corrupt(format!("actor type {}", self.actor_type)))?;
-        let metadata = serde_json::from_str(&self.metadata)
+        let r = self.record;
+        let kind = ActorKind::parse(&r.actor_type)
+            .ok_or_else(|| StoreError::Corrupt(format!("actor type {}", r.actor_type)))?;
+        let metadata = serde_json::from_str(&r.metadata)
             .map_err(|e| StoreError::Corrupt(format!("audit metadata: {e}")))?;
         Ok(AuditEvent {
-            id: self.id,
+            id: r.id,
             seq: self.seq,
             actor: AuditActor {
                 kind,
-                id: self.actor_id,
+                id: r.actor_id,
             },
-            action: self.action,
-            target_type: self.target_type,
-            target_id: self.target_id,
+            action: r.action,
+            target_type: r.target_type,
+            target_id: r.target_id,
             metadata,
-            ip: self.ip,
-            user_agent: self.user_agent,
-            request_id: self.request_id,
-            created_at: self.created_at,
+            ip: r.ip,
+            user_agent: r.user_agent,
+            request_id: r.request_id,
+            created_at: r.created_at,
             prev_hash: self.prev_hash,
             hash: self.hash,
         })
     }
 }
 
-/// Appends a record to `org_id`'s chain inside the caller's transaction, so the record
-/// exists if and only if the change it describes commits.
+/// A record about to be written: what `append` and the one-statement writes insert.
+pub(crate) struct NewRecord {
+    org_id: OrgId,
+    id: AuditEventId,
+    actor_type: &'static str,
+    actor_id: Option<String>,
+    action: &'static str,
+    target_type: Option<&'static str>,
+    target_id: Option<String>,
+    metadata: String,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl NewRecord {
+    /// `entry`, by `actor`, in `org_id`'s log, now.
+    pub(crate) fn new(org_id: OrgId, actor: &Actor, meta: &RequestMeta, entry: AuditEntry) -> Self {
+        Self {
+            org_id,
+            id: AuditEventId::new(),
+            actor_type: actor.kind.as_str(),
+            actor_id: actor.id.clone(),
+            action: entry.action,
+            target_type: entry.target_type,
+            target_id: entry.target_id,
+            metadata: entry.metadata.to_string(),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            request_id: meta.request_id.clone(),
+            created_at: now(),
+        }
+    }
+
+    /// PostgreSQL: data-modifying CTEs inserting the record and its marker, for a statement
+    /// whose own parameters end at `$after` and whose CTE `s` sets the tenant scope (every
+    /// insert reads from it, so the scope is set before any row is checked). Bind the
+    /// record with [`NewRecord::bind_pg`] after the statement's own parameters.
+    pub(crate) fn pg_ctes(after: usize) -> String {
+        let params: Vec<String> = (after + 1..=after + 12).map(|i| format!("${i}")).collect();
+        format!(
+            "audit_record AS (INSERT INTO audit_events ({RECORD_COLUMNS}) SELECT {} FROM s \
+             WHERE s.scope IS NOT NULL RETURNING org_id, id), \
+             audit_mark AS (INSERT INTO audit_pending (org_id, record_id) SELECT org_id, id FROM audit_record)",
+            params.join(", ")
+        )
+    }
+
+    /// Binds the record's twelve values, in [`RECORD_COLUMNS`] order.
+    pub(crate) fn bind_pg<'q, O>(
+        &'q self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.org_id)
+            .bind(self.id)
+            .bind(self.actor_type)
+            .bind(&self.actor_id)
+            .bind(self.action)
+            .bind(self.target_type)
+            .bind(&self.target_id)
+            .bind(&self.metadata)
+            .bind(&self.ip)
+            .bind(&self.user_agent)
+            .bind(&self.request_id)
+            .bind(self.created_at)
+    }
+}
+
+/// Writes a record of `org_id` inside the caller's transaction, so the record exists if and
+/// only if the change it describes commits. It joins the chain when the sealer next runs.
 pub(crate) async fn append(
     tx: &mut Tx,
     org_id: OrgId,
     actor: &Actor,
     meta: &RequestMeta,
     entry: AuditEntry,
-) -> Result<AuditEvent, StoreError> {
+) -> Result<AuditEventId, StoreError> {
     // A request's first audited change also claims its idempotency key, atomically.
     super::idempotency::claim_in(tx).await?;
-    on_conn!(tx.conn(), c => sqlx::query(
-        "INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (org_id) DO NOTHING",
-    )
-    .bind(org_id)
-    .bind(GENESIS_HASH)
-    .execute(&mut *c)
-    .await
-    .map(|_| ()))?;
-    // The UPDATE takes the head's row lock: appends to one chain queue here.
-    let (seq, prev_hash): (i64, String) = on_conn!(tx.conn(), c => sqlx::query_as(
-        "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = $1 RETURNING seq, hash",
-    )
-    .bind(org_id)
-    .fetch_one(&mut *c)
-    .await)?;
-    let mut row = AuditRow {
-        org_id,
-        seq,
-        id: AuditEventId::new(),
-        actor_type: actor.kind.as_str().to_owned(),
-        actor_id: actor.id.clone(),
-        action: entry.action.to_owned(),
-        target_type: entry.target_type.map(str::to_owned),
-        target_id: entry.target_id,
-        metadata: entry.metadata.to_string(),
-        ip: meta.ip.clone(),
-        user_agent: meta.user_agent.clone(),
-        request_id: meta.request_id.clone(),
-        created_at: now(),
-        prev_hash,
-        hash: String::new(),
+    let r = NewRecord::new(org_id, actor, meta, entry);
+    let values = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    // PostgreSQL: the record and its marker in one round trip.
+    let sql = match tx {
+        Tx::Postgres(_) => format!(
+            "WITH e AS (INSERT INTO audit_events ({RECORD_COLUMNS}) VALUES {values} RETURNING org_id, id) \
+             INSERT INTO audit_pending (org_id, record_id) SELECT org_id, id FROM e"
+        ),
+        Tx::Sqlite(_) => format!("INSERT INTO audit_events ({RECORD_COLUMNS}) VALUES {values}"),
     };
-    row.hash = row.compute_hash()?;
-    let insert = format!(
-        "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-    );
-    on_conn!(tx.conn(), c => sqlx::query(&insert)
-        .bind(row.org_id)
-        .bind(row.seq)
-        .bind(row.id)
-        .bind(&row.actor_type)
-        .bind(&row.actor_id)
-        .bind(&row.action)
-        .bind(&row.target_type)
-        .bind(&row.target_id)
-        .bind(&row.metadata)
-        .bind(&row.ip)
-        .bind(&row.user_agent)
-        .bind(&row.request_id)
-        .bind(row.created_at)
-        .bind(&row.prev_hash)
-        .bind(&row.hash)
+    on_conn!(tx.conn(), c => sqlx::query(&sql)
+        .bind(r.org_id)
+        .bind(r.id)
+        .bind(r.actor_type)
+        .bind(&r.actor_id)
+        .bind(r.action)
+        .bind(r.target_type)
+        .bind(&r.target_id)
+        .bind(&r.metadata)
+        .bind(&r.ip)
+        .bind(&r.user_agent)
+        .bind(&r.request_id)
+        .bind(r.created_at)
         .execute(&mut *c)
         .await
         .map(|_| ()))?;
-    on_conn!(tx.conn(), c => sqlx::query("UPDATE audit_heads SET hash = $2 WHERE org_id = $1")
-        .bind(org_id)
-        .bind(&row.hash)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))?;
-    row.into_event()
+    if let Conn::Sqlite(c) = tx.conn() {
+        sqlx::query("INSERT INTO audit_pending (org_id, record_id) VALUES ($1, $2)")
+            .bind(org_id)
+            .bind(r.id)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(r.id)
+}
+
+/// Whose pending records a sealing transaction links.
+#[derive(Clone, Copy, Debug)]
+enum Sealing {
+    /// One organization's, waiting for a concurrent sealer of its chain: before a read.
+    Org(OrgId),
+    /// Any organizations', skipping chains another sealer holds: the worker's pass.
+    Any,
+}
+
+/// One position linked by a sealing transaction.
+struct Link {
+    org_id: OrgId,
+    seq: i64,
+    record_id: AuditEventId,
+    prev_hash: String,
+    hash: String,
+}
+
+/// What a sealing transaction did.
+#[derive(Default)]
+struct Sealed {
+    records: usize,
+    /// Organizations whose chains it looked at.
+    orgs: usize,
+    /// Longest time one of the records waited outside its chain.
+    lag: Option<chrono::Duration>,
 }
 
 /// Filters of an audit listing.
+
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
     /// Only this action.
@@ -272,29 +382,50 @@ pub struct AuditFilter {
 /// Result of checking an organization's chain.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ChainReport {
-    /// True when every record's hash and link is intact and the chain reaches the head.
+    /// True when every sealed record's hash and link is intact, the chain reaches the head,
+    /// and every record is either sealed or waiting to be.
     pub valid: bool,
-    /// Records checked.
+    /// Sealed records checked.
     pub checked: i64,
-    /// Sequence number of the first record that does not verify.
+    /// Sequence number of the first position that does not verify.
     pub first_invalid_seq: Option<i64>,
-    /// Hash of the last record.
+    /// Hash of the last sealed record.
     pub head_hash: String,
+    /// Records written but not yet sealed when the check began (the check seals the chain
+    /// first, so these committed while it ran).
+    pub unsealed: i64,
+    /// When the oldest of them was written.
+    pub oldest_unsealed_at: Option<DateTime<Utc>>,
+    /// Records neither sealed nor waiting to be: taken out of the sealer's queue by
+    /// something other than the sealer. Any makes the chain invalid.
+    pub unchained: i64,
+}
+
+/// Counts taken in one snapshot at the start of a check.
+#[derive(sqlx::FromRow)]
+struct Tally {
+    head_seq: Option<i64>,
+    head_hash: Option<String>,
+    records: i64,
+    pending: i64,
+    oldest_pending: Option<DateTime<Utc>>,
 }
 
 impl Store {
-    /// Lists an organization's audit records, oldest first.
+    /// Lists an organization's audit records in chain order, oldest first, after sealing
+    /// every record committed before the call.
     pub async fn list_audit_events(
         &self,
         ctx: &TenantCtx,
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.seal_before_reading(ctx.org_id()).await?;
         let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 \
-             AND ($3 IS NULL OR action = $3) ORDER BY seq LIMIT $4"
+            "{CHAINED} WHERE c.org_id = $1 AND c.seq > $2 AND ($3 IS NULL OR e.action = $3) \
+             ORDER BY c.seq LIMIT $4"
         );
-        let rows: Vec<AuditRow> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+        let rows: Vec<ChainedRow> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(ctx.org_id())
             .bind(filter.after_seq.unwrap_or(0))
             .bind(&filter.action)
@@ -302,54 +433,369 @@ impl Store {
             .fetch_all(&mut *c)
             .await)?;
         tx.commit().await?;
-        rows.into_iter().map(AuditRow::into_event).collect()
+        rows.into_iter().map(ChainedRow::into_event).collect()
     }
 
-    /// Recomputes an organization's whole chain.
+    /// Seals an organization's chain, then recomputes all of it: every sealed position's
+    /// hash and link up to the head, and that every record is sealed or waiting to be.
     pub async fn verify_audit_chain(&self, ctx: &TenantCtx) -> Result<ChainReport, StoreError> {
+        self.seal_before_reading(ctx.org_id()).await?;
         let mut tx = self.tenant_tx(ctx, Access::Read).await?;
-        let sql = format!("SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000");
-        let head: Option<(i64, String)> = on_conn!(tx.conn(), c => sqlx::query_as(
-            "SELECT seq, hash FROM audit_heads WHERE org_id = $1",
+        // One statement, one snapshot: the head and the counts agree with each other.
+        let tally: Tally = on_conn!(tx.conn(), c => sqlx::query_as(
+            "SELECT (SELECT seq FROM audit_heads WHERE org_id = $1) AS head_seq, \
+                    (SELECT hash FROM audit_heads WHERE org_id = $1) AS head_hash, \
+                    (SELECT count(*) FROM audit_events WHERE org_id = $1) AS records, \
+                    (SELECT count(*) FROM audit_pending WHERE org_id = $1) AS pending, \
+                    (SELECT min(e.created_at) FROM audit_pending p JOIN audit_events e \
+                       ON e.org_id = p.org_id AND e.id = p.record_id WHERE p.org_id = $1) AS oldest_pending",
         )
         .bind(ctx.org_id())
-        .fetch_optional(&mut *c)
+        .fetch_one(&mut *c)
         .await)?;
+        let head_seq = tally.head_seq.unwrap_or(0);
+        let head_hash = tally.head_hash.unwrap_or_else(|| GENESIS_HASH.to_owned());
         let mut report = ChainReport {
             valid: true,
             checked: 0,
             first_invalid_seq: None,
             head_hash: GENESIS_HASH.to_owned(),
+            unsealed: tally.pending,
+            oldest_unsealed_at: tally.oldest_pending,
+            unchained: tally.records - tally.pending - head_seq,
         };
-        loop {
-            let rows: Vec<AuditRow> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+        // Positions up to the head were sealed before the snapshot and never change.
+        let sql = format!(
+            "{CHAINED} WHERE c.org_id = $1 AND c.seq > $2 AND c.seq <= $3 ORDER BY c.seq LIMIT 1000"
+        );
+        'walk: while report.checked < head_seq {
+            let rows: Vec<ChainedRow> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
                 .bind(ctx.org_id())
                 .bind(report.checked)
+                .bind(head_seq)
                 .fetch_all(&mut *c)
                 .await)?;
             if rows.is_empty() {
                 break;
             }
             for row in rows {
+                // A removed position or record shows as a gap in the sequence.
                 let intact = row.seq == report.checked + 1
                     && row.prev_hash == report.head_hash
-                    && row.compute_hash()? == row.hash;
+                    && row.record.hash_at(row.seq, &row.prev_hash)? == row.hash;
                 if !intact {
-                    report.valid = false;
                     report.first_invalid_seq = Some(report.checked + 1);
-                    tx.commit().await?;
-                    return Ok(report);
+                    break 'walk;
                 }
                 report.checked = row.seq;
                 report.head_hash = row.hash;
             }
         }
         tx.commit().await?;
-        let (head_seq, head_hash) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
-        if head_seq != report.checked || head_hash != report.head_hash {
-            report.valid = false;
+        if report.first_invalid_seq.is_none()
+            && (report.checked != head_seq || report.head_hash != head_hash)
+        {
             report.first_invalid_seq = Some(report.checked + 1);
         }
+        report.valid = report.first_invalid_seq.is_none() && report.unchained == 0;
         Ok(report)
     }
+
+    /// Links every organization's pending records into its chain, in transactions of up to
+    /// [`SEAL_BATCH`] records, skipping chains another sealer is linking. Returns how many
+    /// records were sealed. An organization whose records cannot be sealed is logged and
+    /// left behind; the others' are still sealed.
+    pub async fn seal_audit_chains(&self) -> Result<usize, StoreError> {
+        let mut sealed = 0;
+        loop {
+            match self.seal_batch(Sealing::Any).await {
+                Ok(batch) => {
+                    sealed += batch.records;
+                    // A batch that took all it may take leaves more behind.
+                    if batch.records < SEAL_BATCH && batch.orgs < SEAL_ORGS {
+                        return Ok(sealed);
+                    }
+                }
+                Err(err @ StoreError::Unavailable(_)) => return Err(err),
+                Err(err) => {
+                    tracing::warn!(
+                        error = %crate::telemetry::error_chain(&err),
+                        "cannot seal audit records in one batch; sealing each organization on its own"
+                    );
+                    return Ok(sealed + self.seal_each().await?);
+                }
+            }
+        }
+    }
+
+    /// Seals organization by organization, so that one failing chain holds up no other.
+    async fn seal_each(&self) -> Result<usize, StoreError> {
+        let mut tx = self.db().begin(Scope::System, Access::Read).await?;
+        let orgs: Vec<OrgId> = on_conn!(tx.conn(), c => sqlx::query_scalar(
+            "SELECT DISTINCT org_id FROM audit_pending",
+        )
+        .fetch_all(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        let mut sealed = 0;
+        for org in orgs {
+            match self.seal_org(org).await {
+                Ok(n) => sealed += n,
+                Err(err @ StoreError::Unavailable(_)) => return Err(err),
+                Err(err) => tracing::error!(
+                    org = %org,
+                    error = %crate::telemetry::error_chain(&err),
+                    "cannot seal this organization's audit records"
+                ),
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// Seals `org`'s records committed so far, if it has any, before its chain is read.
+    async fn seal_before_reading(&self, org: OrgId) -> Result<(), StoreError> {
+        let mut tx = self.db().begin(Scope::Tenant(org), Access::Read).await?;
+        let pending: bool = on_conn!(tx.conn(), c => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM audit_pending WHERE org_id = $1)",
+        )
+        .bind(org)
+        .fetch_one(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        if pending {
+            self.seal_org(org).await?;
+        }
+        Ok(())
+    }
+
+    /// Seals all of `org`'s pending records, waiting for a concurrent sealer of its chain.
+    async fn seal_org(&self, org: OrgId) -> Result<usize, StoreError> {
+        let mut sealed = 0;
+        loop {
+            let batch = self.seal_batch(Sealing::Org(org)).await?;
+            sealed += batch.records;
+            if batch.records < SEAL_BATCH {
+                return Ok(sealed);
+            }
+        }
+    }
+
+    /// One sealing transaction: locks the chain heads, links up to [`SEAL_BATCH`] pending
+    /// records in the order they were written, removes their markers and moves the heads.
+    async fn seal_batch(&self, sealing: Sealing) -> Result<Sealed, StoreError> {
+        let scope = match sealing {
+            Sealing::Org(org) => Scope::Tenant(org),
+            Sealing::Any => Scope::System,
+        };
+        let mut tx = self.db().begin(scope, Access::Write).await?;
+        let mut orgs: Vec<OrgId> = match sealing {
+            Sealing::Org(org) => vec![org],
+            Sealing::Any => on_conn!(tx.conn(), c => sqlx::query_scalar(
+                "SELECT DISTINCT org_id FROM audit_pending LIMIT $1",
+            )
+            .bind(i64::try_from(SEAL_ORGS).unwrap_or(i64::MAX))
+            .fetch_all(&mut *c)
+            .await)?,
+        };
+        if orgs.is_empty() {
+            tx.commit().await?;
+            return Ok(Sealed::default());
+        }
+        // Heads are created and locked in one order, so that two sealers never deadlock.
+        orgs.sort_unstable();
+        let mut heads = lock_heads(&mut tx, &orgs, matches!(sealing, Sealing::Any)).await?;
+        let locked: Vec<OrgId> = heads.keys().copied().collect();
+        let records = pending_records(&mut tx, &locked).await?;
+        let at = now();
+        let mut sealed = Sealed {
+            orgs: orgs.len(),
+            ..Sealed::default()
+        };
+        let mut links = Vec::with_capacity(records.len());
+        for record in &records {
+            let head = heads.get_mut(&record.org_id).ok_or_else(|| {
+                StoreError::Corrupt(format!("audit record of unlocked chain {}", record.org_id))
+            })?;
+            let seq = head.0 + 1;
+            let hash = record.hash_at(seq, &head.1)?;
+            let prev_hash = std::mem::replace(&mut head.1, hash.clone());
+            head.0 = seq;
+            links.push(Link {
+                org_id: record.org_id,
+                seq,
+                record_id: record.id,
+                prev_hash,
+                hash,
+            });
+            sealed.lag = sealed.lag.max(Some(at - record.created_at));
+        }
+        write_links(&mut tx, &links, at).await?;
+        tx.commit().await?;
+        sealed.records = links.len();
+        if let Some(lag) = sealed.lag {
+            // A writer's clock ahead of the sealer's reads as no wait at all.
+            let secs = lag.to_std().map_or(0.0, |d| d.as_secs_f64());
+            metrics::histogram!("audit_seal_lag_seconds").record(secs);
+        }
+        Ok(sealed)
+    }
+}
+
+/// Creates the heads of `orgs` that do not exist yet and locks them, in `orgs`' order
+/// (sorted); with `skip_locked`, heads another sealer holds are left out. Returns each
+/// locked head's position and hash.
+async fn lock_heads(
+    tx: &mut Tx,
+    orgs: &[OrgId],
+    skip_locked: bool,
+) -> Result<BTreeMap<OrgId, (i64, String)>, StoreError> {
+    let rows: Vec<(OrgId, i64, String)> = match tx.conn() {
+        Conn::Postgres(c) => {
+            let ids: Vec<Uuid> = orgs.iter().map(OrgId::as_uuid).collect();
+            sqlx::query(
+                "INSERT INTO audit_heads (org_id, seq, hash) SELECT o, 0, $2 FROM UNNEST($1::uuid[]) AS o \
+                 ON CONFLICT (org_id) DO NOTHING",
+            )
+            .bind(&ids)
+            .bind(GENESIS_HASH)
+            .execute(&mut *c)
+            .await?;
+            let skip = if skip_locked { " SKIP LOCKED" } else { "" };
+            sqlx::query_as(&format!(
+                "SELECT org_id, seq, hash FROM audit_heads WHERE org_id = ANY($1) ORDER BY org_id FOR UPDATE{skip}"
+            ))
+            .bind(&ids)
+            .fetch_all(&mut *c)
+            .await?
+        }
+        // One writer at a time (`BEGIN IMMEDIATE`): nothing to lock.
+        Conn::Sqlite(c) => {
+            let mut rows = Vec::with_capacity(orgs.len());
+            for org in orgs {
+                rows.push(
+                    sqlx::query_as(
+                        "INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) \
+                         ON CONFLICT (org_id) DO UPDATE SET seq = seq RETURNING org_id, seq, hash",
+                    )
+                    .bind(org)
+                    .bind(GENESIS_HASH)
+                    .fetch_one(&mut *c)
+                    .await?,
+                );
+            }
+            rows
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(org, seq, hash)| (org, (seq, hash)))
+        .collect())
+}
+
+/// Up to [`SEAL_BATCH`] pending records of `orgs`, per organization in the order written.
+async fn pending_records(tx: &mut Tx, orgs: &[OrgId]) -> Result<Vec<RecordRow>, StoreError> {
+    let select = concat!(
+        "SELECT e.org_id, e.id, e.actor_type, e.actor_id, e.action, e.target_type, e.target_id, ",
+        "e.metadata, e.ip, e.user_agent, e.request_id, e.created_at ",
+        "FROM audit_pending p JOIN audit_events e ON e.org_id = p.org_id AND e.id = p.record_id"
+    );
+    let limit = i64::try_from(SEAL_BATCH).unwrap_or(i64::MAX);
+    match tx.conn() {
+        Conn::Postgres(c) => {
+            let ids: Vec<Uuid> = orgs.iter().map(OrgId::as_uuid).collect();
+            Ok(sqlx::query_as(&format!(
+                "{select} WHERE p.org_id = ANY($1) ORDER BY p.org_id, e.created_at, e.id LIMIT $2"
+            ))
+            .bind(&ids)
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?)
+        }
+        Conn::Sqlite(c) => {
+            let sql = format!("{select} WHERE p.org_id = $1 ORDER BY e.created_at, e.id LIMIT $2");
+            let mut records: Vec<RecordRow> = Vec::new();
+            for org in orgs {
+                let room = limit - i64::try_from(records.len()).unwrap_or(i64::MAX);
+                if room <= 0 {
+                    break;
+                }
+                let more: Vec<RecordRow> = sqlx::query_as(&sql)
+                    .bind(org)
+                    .bind(room)
+                    .fetch_all(&mut *c)
+                    .await?;
+                records.extend(more);
+            }
+            Ok(records)
+        }
+    }
+}
+
+/// Inserts the chain positions, removes their records' markers and moves each head to its
+/// chain's last new position.
+async fn write_links(tx: &mut Tx, links: &[Link], at: DateTime<Utc>) -> Result<(), StoreError> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    match tx.conn() {
+        Conn::Postgres(c) => {
+            let orgs: Vec<Uuid> = links.iter().map(|l| l.org_id.as_uuid()).collect();
+            let seqs: Vec<i64> = links.iter().map(|l| l.seq).collect();
+            let records: Vec<Uuid> = links.iter().map(|l| l.record_id.as_uuid()).collect();
+            let prev: Vec<&str> = links.iter().map(|l| l.prev_hash.as_str()).collect();
+            let hashes: Vec<&str> = links.iter().map(|l| l.hash.as_str()).collect();
+            // One statement: the positions, the markers and the heads.
+            sqlx::query(
+                "WITH links AS (SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[], $4::text[], $5::text[]) \
+                                AS l(org_id, seq, record_id, prev_hash, hash)), \
+                      chained AS (INSERT INTO audit_chain (org_id, seq, record_id, prev_hash, hash, sealed_at) \
+                                  SELECT org_id, seq, record_id, prev_hash, hash, $6 FROM links), \
+                      taken AS (DELETE FROM audit_pending p USING links l \
+                                WHERE p.org_id = l.org_id AND p.record_id = l.record_id) \
+                 UPDATE audit_heads h SET seq = t.seq, hash = t.hash \
+                 FROM (SELECT DISTINCT ON (org_id) org_id, seq, hash FROM links ORDER BY org_id, seq DESC) t \
+                 WHERE h.org_id = t.org_id",
+            )
+            .bind(&orgs)
+            .bind(&seqs)
+            .bind(&records)
+            .bind(&prev)
+            .bind(&hashes)
+            .bind(at)
+            .execute(&mut *c)
+            .await?;
+        }
+        Conn::Sqlite(c) => {
+            let mut last: BTreeMap<OrgId, &Link> = BTreeMap::new();
+            for link in links {
+                sqlx::query(
+                    "INSERT INTO audit_chain (org_id, seq, record_id, prev_hash, hash, sealed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(link.org_id)
+                .bind(link.seq)
+                .bind(link.record_id)
+                .bind(&link.prev_hash)
+                .bind(&link.hash)
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query("DELETE FROM audit_pending WHERE org_id = $1 AND record_id = $2")
+                    .bind(link.org_id)
+                    .bind(link.record_id)
+                    .execute(&mut *c)
+                    .await?;
+                last.insert(link.org_id, link);
+            }
+            for (org, link) in last {
+                sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE org_id = $1")
+                    .bind(org)
+                    .bind(link.seq)
+                    .bind(&link.hash)
+                    .execute(&mut *c)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }

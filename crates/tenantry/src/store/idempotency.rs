@@ -70,6 +70,14 @@ pub struct StoredKey {
     pub body: Option<Vec<u8>>,
 }
 
+/// Whether the request being served has an idempotency key its first audited change has yet
+/// to claim: such a change runs in a transaction with [`claim_in`].
+pub(super) fn claim_outstanding() -> bool {
+    CLAIM
+        .try_with(|claim| !claim.claimed.load(Ordering::Acquire))
+        .unwrap_or(false)
+}
+
 /// Inserts the claim of the request being served, once, in the transaction of its first
 /// audited change; a key already claimed (by a concurrent request) is a conflict, and the
 /// change rolls back with it.

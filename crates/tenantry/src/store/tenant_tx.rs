@@ -4,10 +4,11 @@
 
 use std::ops::{Deref, DerefMut};
 
-use super::audit::{self, AuditEntry, AuditEvent};
+use super::audit::{self, AuditEntry};
 use super::{Store, StoreError};
 use crate::auth::TenantCtx;
 use crate::db::{Access, Scope, Tx};
+use crate::ids::AuditEventId;
 
 /// A transaction in one tenant's scope, acting as that tenant's caller. Dereferences to
 /// the [`Tx`] for queries; dropped without [`commit`](TenantTx::commit), it rolls back.
@@ -30,7 +31,7 @@ impl Store {
 
 impl TenantTx<'_> {
     /// Appends `entry` to the tenant's audit chain, by the caller, in this transaction.
-    pub(crate) async fn audit(&mut self, entry: AuditEntry) -> Result<AuditEvent, StoreError> {
+    pub(crate) async fn audit(&mut self, entry: AuditEntry) -> Result<AuditEventId, StoreError> {
         let ctx = self.ctx;
         audit::append(&mut self.tx, ctx.org_id(), ctx.actor(), ctx.meta(), entry).await
     }

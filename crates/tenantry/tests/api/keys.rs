@@ -127,6 +127,11 @@ async fn a_key_acts_for_its_org_within_its_scopes(backend: Backend) {
     let by_key = find("data_item.created");
     assert_eq!(by_key["actor"]["type"], "api_key");
     assert_eq!(by_key["actor"]["id"], created["id"]);
+    assert_eq!(by_key["target_type"], "data_item");
+    assert!(
+        by_key["target_id"].as_str().unwrap().starts_with("item_"),
+        "{by_key}"
+    );
 
     // Last use is recorded (batched with usage).
     let mut last_used = Value::Null;

@@ -56,7 +56,14 @@ async fn rls_blocks_unscoped_and_cross_tenant_queries() {
     assert!(!bypass);
 
     // A deliberately unscoped query (no WHERE, no tenant setting) returns nothing.
-    for table in ["organizations", "workspaces", "audit_events", "audit_heads"] {
+    for table in [
+        "organizations",
+        "workspaces",
+        "audit_events",
+        "audit_heads",
+        "audit_chain",
+        "audit_pending",
+    ] {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&pool)
             .await
@@ -106,13 +113,13 @@ async fn rls_blocks_unscoped_and_cross_tenant_queries() {
     // Every tenant table has RLS enabled and forced (so a non-superuser owner is filtered too).
     let mut owner = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
     let tables: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_class WHERE relname IN ('organizations','workspaces','audit_events','audit_heads') \
+        "SELECT count(*) FROM pg_class WHERE relname IN ('organizations','workspaces','audit_events','audit_heads','audit_chain','audit_pending') \
          AND relrowsecurity AND relforcerowsecurity",
     )
     .fetch_one(&mut owner)
     .await
     .unwrap();
-    assert_eq!(tables, 4, "RLS enabled and forced on every tenant table");
+    assert_eq!(tables, 6, "RLS enabled and forced on every tenant table");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,4 +226,71 @@ async fn single_statement_reads_scope_only_themselves() {
             .await;
         assert!(matches!(other, Err(tenantry::store::StoreError::NotFound)));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_statement_writes_scope_only_themselves() {
+    let Some(app) = TestApp::on(Backend::Postgres).await else {
+        return;
+    };
+    let Db::Postgres(pool) = app.store.db().clone() else {
+        unreachable!()
+    };
+    let mut orgs = Vec::new();
+    for slug in ["write-a", "write-b"] {
+        let id: OrgId = app.create_org(slug).await["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        orgs.push(id);
+    }
+    let (a, b) = (orgs[0], orgs[1]);
+    // The hot write: the item and its audit record, in one statement.
+    app.store
+        .create_data_item(&TenantCtx::for_tests(a), "x", &serde_json::json!(1))
+        .await
+        .unwrap();
+    let sql = tenantry::db::single_statement_tenant_write(
+        "item AS (INSERT INTO data_items (org_id, id, name, value, created_at, updated_at) \
+         SELECT $2, $3, 'y', '1', now(), now() FROM s WHERE s.scope IS NOT NULL RETURNING id)",
+        "SELECT id FROM item",
+    );
+    let write = |scope: OrgId, into: OrgId| {
+        sqlx::query_scalar::<_, tenantry::ids::DataItemId>(&sql)
+            .bind(scope)
+            .bind(into)
+            .bind(tenantry::ids::DataItemId::new())
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    // Scoped to a, a row of b is refused by the policy's WITH CHECK.
+    let err = write(a, b).fetch_one(&mut *conn).await.unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    write(a, a).fetch_one(&mut *conn).await.unwrap();
+    // Nothing of either statement outlives it on the connection.
+    let (setting, rows): (Option<String>, i64) = sqlx::query_as(
+        "SELECT NULLIF(current_setting('tenantry.org_id', true), ''), (SELECT count(*) FROM data_items)",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(setting, None);
+    assert_eq!(rows, 0, "no scope, no rows");
+    drop(conn);
+    for (org, items) in [(a, 2), (b, 0)] {
+        let listed = app
+            .store
+            .list_data_items(&TenantCtx::for_tests(org), None, None)
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), items);
+    }
+    // The hot write's record is in a's chain (after the organization's creation).
+    let report = app
+        .store
+        .verify_audit_chain(&TenantCtx::for_tests(a))
+        .await
+        .unwrap();
+    assert!(report.valid, "{report:?}");
+    assert_eq!(report.checked, 2);
 }
