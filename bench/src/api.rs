@@ -139,6 +139,28 @@ pub(crate) async fn soak() -> anyhow::Result<()> {
 /// Length of the soak run.
 const SOAK_SECS: u64 = 300;
 
+/// Configuration for a benchmarked server on `db`: `CONNECTIONS` connections, quiet logs,
+/// and limits checked on every request but set high enough to refuse nothing; `extra`
+/// adds or overrides variables.
+pub(crate) fn unlimited_vars(db: &TestDatabase, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut vars: HashMap<String, String> = db.vars();
+    let connections = CONNECTIONS.to_string();
+    for (k, v) in [
+        ("DATABASE_MAX_CONNECTIONS", connections.as_str()),
+        ("LOG_LEVEL", "error"),
+        ("IP_RATE_LIMIT", "1000000000"),
+        ("API_KEY_RATE_LIMIT", "1000000000"),
+        ("ORG_RATE_LIMIT_FREE", "1000000000"),
+        ("QUOTA_API_CALLS_FREE", "1000000000000"),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    {
+        vars.insert(k.to_owned(), v.to_owned());
+    }
+    vars
+}
+
 /// A running Tenantry with one organization, one `data:read` key and one item.
 struct Served {
     db: TestDatabase,
@@ -153,19 +175,8 @@ async fn serve(backend: Backend) -> anyhow::Result<Served> {
     let db = TestDatabase::create(backend)
         .await
         .context("PostgreSQL unreachable")?;
-    let mut vars: HashMap<String, String> = db.vars();
-    for (k, v) in [
-        ("DATABASE_MAX_CONNECTIONS", CONNECTIONS.to_string()),
-        ("LOG_LEVEL", "error".to_owned()),
-        // Limits are checked on every request but set high enough to refuse nothing.
-        ("IP_RATE_LIMIT", "1000000000".to_owned()),
-        ("API_KEY_RATE_LIMIT", "1000000000".to_owned()),
-        ("ORG_RATE_LIMIT_FREE", "1000000000".to_owned()),
-        ("QUOTA_API_CALLS_FREE", "1000000000000".to_owned()),
-    ] {
-        vars.insert(k.to_owned(), v);
-    }
-    let config = Config::from_vars(&vars).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config =
+        Config::from_vars(&unlimited_vars(&db, &[])).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = Application::build(config).await?;
     let base = format!("http://{}", app.local_addr()?);
     let shutdown = app.shutdown_token();

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::audit::AuditEntry;
 use super::{now, Store, StoreError};
 use crate::auth::TenantCtx;
-use crate::db::{on_conn, Access, Scope, Tx};
+use crate::db::{on_conn, Access, Conn, Scope, Tx};
 use crate::domain::DomainError;
 use crate::ids::{ApiKeyId, OrgId, UserId};
 use crate::rbac::{Permission, Permissions, Plan};
@@ -339,15 +339,33 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
-        for (id, at) in used {
-            on_conn!(tx.conn(), c => sqlx::query(
-                "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
-            )
-            .bind(*id)
-            .bind(*at)
-            .execute(&mut *c)
-            .await
-            .map(|_| ()))?;
+        match tx.conn() {
+            // One statement for the whole batch: a flush touches every key used since the
+            // last one, which is one key per organization for a busy instance.
+            Conn::Postgres(c) => {
+                let ids: Vec<uuid::Uuid> = used.iter().map(|(id, _)| id.as_uuid()).collect();
+                let ats: Vec<DateTime<Utc>> = used.iter().map(|(_, at)| *at).collect();
+                sqlx::query(
+                    "UPDATE api_keys k SET last_used_at = u.at \
+                     FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at) \
+                     WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)",
+                )
+                .bind(&ids)
+                .bind(&ats)
+                .execute(&mut *c)
+                .await?;
+            }
+            Conn::Sqlite(c) => {
+                for (id, at) in used {
+                    sqlx::query(
+                        "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+                    )
+                    .bind(*id)
+                    .bind(*at)
+                    .execute(&mut *c)
+                    .await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(())

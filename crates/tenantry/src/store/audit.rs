@@ -222,6 +222,25 @@ impl ChainedRow {
     }
 }
 
+/// Binds a [`NewRecord`]'s twelve values to `$query`, in [`RECORD_COLUMNS`] order.
+macro_rules! bind_record {
+    ($query:expr, $r:expr) => {
+        $query
+            .bind($r.org_id)
+            .bind($r.id)
+            .bind($r.actor_type)
+            .bind(&$r.actor_id)
+            .bind($r.action)
+            .bind($r.target_type)
+            .bind(&$r.target_id)
+            .bind(&$r.metadata)
+            .bind(&$r.ip)
+            .bind(&$r.user_agent)
+            .bind(&$r.request_id)
+            .bind($r.created_at)
+    };
+}
+
 /// A record about to be written: what `append` and the one-statement writes insert.
 pub(crate) struct NewRecord {
     org_id: OrgId,
@@ -276,19 +295,7 @@ impl NewRecord {
         &'q self,
         query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-        query
-            .bind(self.org_id)
-            .bind(self.id)
-            .bind(self.actor_type)
-            .bind(&self.actor_id)
-            .bind(self.action)
-            .bind(self.target_type)
-            .bind(&self.target_id)
-            .bind(&self.metadata)
-            .bind(&self.ip)
-            .bind(&self.user_agent)
-            .bind(&self.request_id)
-            .bind(self.created_at)
+        bind_record!(query, self)
     }
 }
 
@@ -313,19 +320,7 @@ pub(crate) async fn append(
         ),
         Tx::Sqlite(_) => format!("INSERT INTO audit_events ({RECORD_COLUMNS}) VALUES {values}"),
     };
-    on_conn!(tx.conn(), c => sqlx::query(&sql)
-        .bind(r.org_id)
-        .bind(r.id)
-        .bind(r.actor_type)
-        .bind(&r.actor_id)
-        .bind(r.action)
-        .bind(r.target_type)
-        .bind(&r.target_id)
-        .bind(&r.metadata)
-        .bind(&r.ip)
-        .bind(&r.user_agent)
-        .bind(&r.request_id)
-        .bind(r.created_at)
+    on_conn!(tx.conn(), c => bind_record!(sqlx::query(&sql), r)
         .execute(&mut *c)
         .await
         .map(|_| ()))?;

@@ -5,13 +5,15 @@
 //! both backends. A period's total is the rolled-up days plus the events not yet rolled up,
 //! so totals are exact between rollups too.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{now, Store, StoreError};
 use crate::auth::TenantCtx;
-use crate::db::{on_conn, Access, Scope, Tx};
+use crate::db::{on_conn, single_statement_tenant_read, Access, Db, Scope, Tx};
 use crate::ids::OrgId;
 use crate::rbac::Plan;
 
@@ -229,20 +231,44 @@ impl Store {
         meter: &str,
         from: &str,
     ) -> Result<Option<(Plan, i64)>, StoreError> {
-        let mut tx = self.db().begin(Scope::Tenant(org), Access::Read).await?;
-        let row: Option<(Plan, i64)> = on_conn!(tx.conn(), c => sqlx::query_as(
-            "SELECT o.plan, CAST(coalesce(( \
-                 SELECT SUM(quantity) FROM usage_daily WHERE org_id = $1 AND meter = $2 AND day >= $3), 0) \
+        // Re-read for every active organization every few seconds: one statement, without
+        // BEGIN and COMMIT round trips (see `single_statement_tenant_read`; on SQLite one
+        // statement is its own snapshot).
+        static SELECT: &str = "SELECT o.plan, CAST(coalesce(( \
+                 SELECT SUM(quantity) FROM usage_daily WHERE org_id = $2 AND meter = $3 AND day >= $4), 0) \
                + coalesce(( \
-                 SELECT SUM(quantity) FROM usage_events WHERE org_id = $1 AND meter = $2 AND day >= $3 AND NOT rolled_up), 0) AS BIGINT) \
-             FROM organizations o WHERE o.id = $1",
-        )
-        .bind(org)
-        .bind(meter)
-        .bind(from)
-        .fetch_optional(&mut *c)
-        .await)?;
-        tx.commit().await?;
+                 SELECT SUM(quantity) FROM usage_events WHERE org_id = $2 AND meter = $3 AND day >= $4 AND NOT rolled_up), 0) AS BIGINT) \
+             FROM organizations o WHERE o.id = $2";
+        let row: Option<(Plan, i64)> = match self.db() {
+            Db::Postgres(pool) => {
+                static SQL: LazyLock<String> =
+                    LazyLock::new(|| single_statement_tenant_read(SELECT));
+                let mut conn = self.hot().take(pool).await?;
+                let row = sqlx::query_as(&SQL)
+                    .bind(org)
+                    .bind(org)
+                    .bind(meter)
+                    .bind(from)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                self.hot().give_back(conn, pool);
+                row
+            }
+            Db::Sqlite(pool) => {
+                static SQL: LazyLock<String> = LazyLock::new(|| {
+                    SELECT
+                        .replace("$2", "$1")
+                        .replace("$3", "$2")
+                        .replace("$4", "$3")
+                });
+                sqlx::query_as(&SQL)
+                    .bind(org)
+                    .bind(meter)
+                    .bind(from)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
         if let Some((_, used)) = row.filter(|(_, used)| *used < 0) {
             return Err(StoreError::Corrupt(format!("usage total {used}")));
         }
