@@ -6,6 +6,7 @@ pub(crate) mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub(crate) mod console;
 pub mod db;
 pub mod domain;
 pub(crate) mod http;

@@ -243,6 +243,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit_bytes;
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .merge(crate::console::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route.") })
         .layer(
             ServiceBuilder::new()

@@ -50,7 +50,12 @@ async fn render(req: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+    // A console page (HTML) is its own rendering of the problem.
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"text/html"));
+    if is_problem || is_page {
         return response;
     }
     let is_text = response

@@ -47,6 +47,30 @@ pub(super) async fn create_session(
     let meta = request_meta(&parts);
     let email = body.email.clone();
     let user = authenticate(&state, body, "cookie", &meta).await?;
+    let (jar, session) = start_session(&state, jar, user.id, &email, "cookie", &meta).await?;
+    let csrf = csrf_token(state.config.session_secret.expose(), session.id);
+    Ok((
+        StatusCode::CREATED,
+        jar,
+        Json(SessionOut {
+            user,
+            session,
+            csrf_token: csrf,
+        }),
+    ))
+}
+
+/// Starts a cookie session for `user` (signed in with `email` by `method`, audited as a
+/// sign-in) and adds its cookie to `jar`. The API's `POST /v1/auth/sessions` and the
+/// console's sign-in and sign-up use it.
+pub(crate) async fn start_session(
+    state: &AppState,
+    jar: CookieJar,
+    user: crate::ids::UserId,
+    email: &str,
+    method: &'static str,
+    meta: &crate::auth::RequestMeta,
+) -> Result<(CookieJar, Session), ApiError> {
     let value = random_token(32);
     let hash = token_hash(&value);
     let auth = &state.config.auth;
@@ -57,27 +81,17 @@ pub(super) async fn create_session(
         max_per_user: auth.session_max_per_user,
     };
     let attempt = LoginAttempt {
-        email: &email,
-        user: Some(user.id),
-        method: "cookie",
+        email,
+        user: Some(user),
+        method,
         refresh: None,
         session: Some(new),
     };
-    let grant = state.store.record_login(attempt, &meta).await?;
+    let grant = state.store.record_login(attempt, meta).await?;
     let session = grant
         .session
         .ok_or_else(|| ApiError::internal(&"no session"))?;
-    let csrf = csrf_token(state.config.session_secret.expose(), session.id);
-    let jar = jar.add(session_cookie(&state.config.auth, value));
-    Ok((
-        StatusCode::CREATED,
-        jar,
-        Json(SessionOut {
-            user,
-            session,
-            csrf_token: csrf,
-        }),
-    ))
+    Ok((jar.add(session_cookie(&state.config.auth, value)), session))
 }
 
 /// The CSRF token.

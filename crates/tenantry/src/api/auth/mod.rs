@@ -1,8 +1,8 @@
 //! Identity endpoints: `/v1/auth/…`, `/v1/me…` and the JWKS.
 
 mod email;
-mod me;
-mod tokens;
+pub(crate) mod me;
+pub(crate) mod tokens;
 
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;

@@ -23,7 +23,7 @@ use crate::store::identity::{LoginAttempt, Refresh, User};
 /// Sign-up input.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RegisterIn {
+pub(crate) struct RegisterIn {
     /// Email address (unique, case-insensitively).
     #[schema(format = Email, max_length = 254)]
     pub email: String,
@@ -46,7 +46,7 @@ pub(super) struct RegisterIn {
 /// Credentials.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct LoginIn {
+pub(crate) struct LoginIn {
     /// Email address.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
@@ -131,9 +131,35 @@ pub(super) async fn register(
     AppJson(body): AppJson<RegisterIn>,
 ) -> Result<(StatusCode, Json<TokensOut>), ApiError> {
     let meta = request_meta(&parts);
+    let (user, org_id) = create_account(&state, body, &meta).await?;
+    let (refresh, refresh_hash, expires) = new_refresh(&state);
+    let attempt = LoginAttempt {
+        email: &user.email,
+        user: Some(user.id),
+        method: "register",
+        refresh: Some((&refresh_hash, expires)),
+        session: None,
+    };
+    let grant = state.store.record_login(attempt, &meta).await?;
+    let family = grant
+        .family
+        .ok_or_else(|| ApiError::internal(&"no refresh family"))?;
+    let mut out = tokens_for(&state, user, family, refresh).await?;
+    out.org_id = org_id;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Creates an account from a registration (with its first organization, or joining the
+/// invitation it names) and queues its verification email; the caller signs it in. The
+/// API's `POST /v1/auth/register` and the console's sign-up use it.
+pub(crate) async fn create_account(
+    state: &AppState,
+    body: RegisterIn,
+    meta: &crate::auth::RequestMeta,
+) -> Result<(User, Option<crate::ids::OrgId>), ApiError> {
     limit(
-        &state,
-        &format!("register:ip:{}", client_ip(&meta)),
+        state,
+        &format!("register:ip:{}", client_ip(meta)),
         state.config.auth.register_ip_limit,
     )
     .await?;
@@ -165,7 +191,7 @@ pub(super) async fn register(
     );
     let (user, created) = state
         .store
-        .register_user(email.as_str(), name.as_str(), &hash, verify, org, &meta)
+        .register_user(email.as_str(), name.as_str(), &hash, verify, org, meta)
         .await?;
     state.request_mail_delivery().await;
     let mut org_id = created.map(|o| o.id);
@@ -174,30 +200,16 @@ pub(super) async fn register(
         // the invitation can be accepted later.
         let joined = state
             .store
-            .accept_invitation(&token_hash(invitation), user.id, email.as_str(), &meta)
+            .accept_invitation(&token_hash(invitation), user.id, email.as_str(), meta)
             .await?;
         org_id = Some(joined);
     }
-    let (refresh, refresh_hash, expires) = new_refresh(&state);
-    let attempt = LoginAttempt {
-        email: email.as_str(),
-        user: Some(user.id),
-        method: "register",
-        refresh: Some((&refresh_hash, expires)),
-        session: None,
-    };
-    let grant = state.store.record_login(attempt, &meta).await?;
-    let family = grant
-        .family
-        .ok_or_else(|| ApiError::internal(&"no refresh family"))?;
-    let mut out = tokens_for(&state, user, family, refresh).await?;
-    out.org_id = org_id;
-    Ok((StatusCode::CREATED, Json(out)))
+    Ok((user, org_id))
 }
 
 /// Checks credentials with per-IP and per-identifier limits, in constant time whether or
 /// not the account exists, and audits the attempt. Returns the user on success.
-pub(super) async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     body: LoginIn,
     method: &'static str,

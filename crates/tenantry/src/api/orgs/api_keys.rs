@@ -30,7 +30,7 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 /// A new API key.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ApiKeyIn {
+pub(crate) struct ApiKeyIn {
     /// Display name.
     #[schema(
         min_length = 1,
@@ -49,7 +49,7 @@ pub(super) struct ApiKeyIn {
 
 /// A key with its secret: returned once, at creation or rotation.
 #[derive(Serialize, ToSchema)]
-pub(super) struct ApiKeyWithSecret {
+pub(crate) struct ApiKeyWithSecret {
     /// The key.
     #[serde(flatten)]
     pub key: ApiKey,
@@ -113,7 +113,7 @@ fn ensure_covers(member: &OrgMember, key: &ApiKey) -> Result<(), ApiError> {
         (status = 201, description = "Created; `secret` is shown once", body = ApiKeyWithSecret),
         (status = 403, description = "`forbidden`: a scope the caller does not hold", body = Problem),
         (status = 422, description = "`validation_failed`", body = Problem)))]
-pub(super) async fn create_api_key(
+pub(crate) async fn create_api_key(
     State(state): State<AppState>,
     member: OrgMember,
     AppJson(body): AppJson<ApiKeyIn>,
@@ -195,7 +195,7 @@ pub(super) async fn get_api_key(
         (status = 200, description = "The revoked key", body = ApiKey),
         (status = 403, description = "`forbidden`: the key holds a permission the caller does not", body = Problem),
         (status = 404, description = "Not found", body = Problem)))]
-pub(super) async fn revoke_api_key(
+pub(crate) async fn revoke_api_key(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(id): OrgPath<ApiKeyId>,

@@ -1,7 +1,7 @@
 //! Organization-scoped endpoints: `/v1/orgs/{org_id}/…`, every one behind
 //! [`OrgMember`](crate::auth::OrgMember) and a permission check.
 
-mod api_keys;
+pub(crate) mod api_keys;
 mod data;
 mod invitations;
 mod jobs;

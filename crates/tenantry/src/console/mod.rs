@@ -1,0 +1,219 @@
+//! The web console at `/app`: server-rendered pages over the same handlers, extractors and
+//! store calls as the API, so every action passes the same authorization.
+//!
+//! - Pages are askama templates (`templates/console/`), with one stylesheet and a small
+//!   script of our own and htmx 2 vendored under `assets/` (served from `/app/static/`):
+//!   every form is a plain HTML form that works without JavaScript.
+//! - Sign-in is the API's cookie session (`SameSite=Lax`, `HttpOnly`). A form's
+//!   `csrf_token` field is moved into the `X-CSRF-Token` header before the request reaches
+//!   its handler ([`csrf_from_form`]), so the API's own CSRF check guards the console too;
+//!   a cross-origin `Origin` is refused outright.
+//! - An [`ApiError`] becomes an HTML page with the same status and problem code; a missing
+//!   or expired session redirects to the sign-in page ([`html_problems`]).
+//! - Every console response carries a strict CSP (no inline script, `frame-ancestors
+//!   'none'`), `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` and
+//!   `Cache-Control: no-store` ([`security_headers`]).
+
+mod pages;
+
+use askama::Template;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::auth::user::CSRF_HEADER;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// Largest console form body.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// The console's routes, with its layers.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/app") }))
+        .route("/app", get(pages::home))
+        .route("/app/login", get(pages::login_page).post(pages::login))
+        .route("/app/signup", get(pages::signup_page).post(pages::signup))
+        .route("/app/logout", post(pages::logout))
+        .route("/app/orgs", post(pages::create_org))
+        .route("/app/orgs/{org_id}", get(pages::org))
+        .route("/app/orgs/{org_id}/members", get(pages::members))
+        .route(
+            "/app/orgs/{org_id}/api-keys",
+            get(pages::keys).post(pages::create_key),
+        )
+        .route(
+            "/app/orgs/{org_id}/api-keys/{key_id}/revoke",
+            post(pages::revoke_key),
+        )
+        .route("/app/orgs/{org_id}/audit", get(pages::audit))
+        .route("/app/static/{file}", get(asset))
+        .layer(axum::middleware::from_fn(html_problems))
+        .layer(axum::middleware::from_fn(csrf_from_form))
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// Vendored and own assets, compiled into the binary.
+async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let (body, kind): (&'static [u8], &str) = match file.as_str() {
+        "console.css" => (
+            include_bytes!("../../assets/console/console.css"),
+            "text/css; charset=utf-8",
+        ),
+        "console.js" => (
+            include_bytes!("../../assets/console/console.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "htmx-2.0.11.min.js" => (
+            include_bytes!("../../assets/vendor/htmx-2.0.11.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        _ => return ApiError::not_found().into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The console's security headers on every response.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// Refuses a cross-origin form post, and hands a form's `csrf_token` field to the API's CSRF
+/// check as the `X-CSRF-Token` header.
+async fn csrf_from_form(req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    if !same_origin(&req) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf_failed",
+            "This form was sent from another site.",
+        )
+        .into_response();
+    }
+    let (mut parts, body) = req.into_parts();
+    let bytes: Bytes = match axum::body::to_bytes(body, FORM_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The form is too large.",
+            )
+            .into_response()
+        }
+    };
+    let token = url::form_urlencoded::parse(&bytes)
+        .find(|(name, _)| name == "csrf_token")
+        .map(|(_, value)| value.into_owned());
+    if let Some(value) = token.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        parts.headers.insert(CSRF_HEADER, value);
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// No `Origin` (a same-origin navigation from an old browser) or one naming this host.
+fn same_origin(req: &Request) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| url::Url::parse(o).ok())
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| u.port().map_or(h.to_owned(), |p| format!("{h}:{p}")))
+        });
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(&o))
+}
+
+/// The error page.
+#[derive(Template)]
+#[template(path = "console/error.html")]
+struct ErrorPage {
+    signed_in: Option<String>,
+    csrf: String,
+    title: String,
+    detail: String,
+    code: String,
+    request_id: Option<String>,
+}
+
+/// Turns the API's problems into pages: 401 redirects to the sign-in page, anything else
+/// is an error page with the same status and code.
+async fn html_problems(req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get(crate::http::meta::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = next.run(req).await;
+    let Some(err) = response.extensions().get::<ApiError>().cloned() else {
+        return response;
+    };
+    if err.status() == StatusCode::UNAUTHORIZED {
+        return Redirect::to("/app/login").into_response();
+    }
+    let problem = err.to_problem(request_id.clone());
+    let page = ErrorPage {
+        signed_in: None,
+        csrf: String::new(),
+        title: problem.title.clone(),
+        detail: problem.detail.clone().unwrap_or_default(),
+        code: problem.code.clone(),
+        request_id,
+    };
+    match page.render() {
+        Ok(html) => {
+            let mut page = (err.status(), Html(html)).into_response();
+            // Retry-After and the like stay.
+            for (name, value) in response.headers() {
+                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                    page.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
+            page
+        }
+        Err(render) => ApiError::internal(&render).into_response(),
+    }
+}

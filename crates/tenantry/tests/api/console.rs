@@ -1,0 +1,318 @@
+//! The web console at `/app`: forms over the API's own rules, cookie sessions with CSRF,
+//! strict security headers, and tenants kept apart.
+
+use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+
+use crate::helpers::{Backend, TestApp, PASSWORD};
+use crate::on_both_backends;
+
+on_both_backends!(
+    a_new_user_signs_up_creates_a_key_uses_and_revokes_it,
+    console_forms_need_the_sessions_csrf_token,
+    members_see_only_what_their_role_allows,
+);
+
+/// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            app,
+            client,
+            cookie: None,
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        let mut req = self.client.get(self.app.url(path));
+        if let Some(cookie) = &self.cookie {
+            req = req.header(COOKIE, cookie);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.client.post(self.app.url(path)).form(form);
+        if let Some(cookie) = &self.cookie {
+            req = req.header(COOKIE, cookie);
+        }
+        let res = req.send().await.unwrap();
+        if let Some(set) = res.headers().get(SET_COOKIE) {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            self.cookie = Some(pair);
+        }
+        res
+    }
+
+    async fn sign_in(&mut self, email: &str) {
+        let res = self
+            .post("/app/login", &[("email", email), ("password", PASSWORD)])
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert!(self.cookie.is_some(), "a session cookie");
+    }
+
+    /// The page's CSRF token (every signed-in page carries one in its sign-out form).
+    async fn csrf(&self, path: &str) -> String {
+        let html = self.get(path).await.text().await.unwrap();
+        value_after(&html, "name=\"csrf_token\" value=\"")
+    }
+}
+
+fn value_after(html: &str, marker: &str) -> String {
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} in {html}"))
+        + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+async fn a_new_user_signs_up_creates_a_key_uses_and_revokes_it(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let mut browser = Browser::new(&app);
+    // The root leads to the console, which asks for a sign-in.
+    assert_eq!(location(&browser.get("/").await), "/app");
+    let res = browser.get("/app").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/app/login");
+    let res = browser.get("/app/login").await;
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    // The vendored assets are served by the binary itself.
+    for asset in ["console.css", "console.js", "htmx-2.0.11.min.js"] {
+        let res = browser.get(&format!("/app/static/{asset}")).await;
+        assert_eq!(res.status(), 200, "{asset}");
+    }
+
+    // Sign up with a first organization: straight to it, signed in.
+    let res = browser
+        .post(
+            "/app/signup",
+            &[
+                ("name", "Dana"),
+                ("email", "dana@example.com"),
+                ("password", "a long enough passphrase"),
+                ("org_name", "Dana Co"),
+                ("org_slug", "dana-co"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let org_page = location(&res);
+    let org = org_page.trim_start_matches("/app/orgs/").to_owned();
+    assert!(org.starts_with("org_"), "{org_page}");
+    let html = browser.get(&org_page).await.text().await.unwrap();
+    assert!(html.contains("Dana Co") && html.contains(&org), "{html}");
+    let home = browser.get("/app").await.text().await.unwrap();
+    assert!(home.contains("Dana Co") && home.contains("owner"), "{home}");
+
+    // A key with one scope: its secret is shown once.
+    let keys = format!("/app/orgs/{org}/api-keys");
+    let csrf = browser.csrf(&keys).await;
+    let res = browser
+        .post(
+            &keys,
+            &[
+                ("csrf_token", &csrf),
+                ("name", "ci"),
+                ("scopes", "data:read"),
+                ("scopes", "data:write"),
+                ("expires_in_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("shown only this once"), "{html}");
+    let start = html
+        .find("<code id=\"new-secret\">")
+        .expect("the new secret")
+        + 22;
+    let secret = html[start..].split('<').next().unwrap().to_owned();
+    assert!(secret.starts_with("tk_"), "{secret}");
+    let listed = browser.get(&keys).await.text().await.unwrap();
+    assert!(!listed.contains(&secret), "the secret is not shown again");
+    assert!(listed.contains("data:read, data:write"), "{listed}");
+
+    // The key works on the API.
+    let res = app
+        .as_(&secret)
+        .post(
+            format!("/v1/orgs/{org}/data"),
+            serde_json::json!({"name": "from the console", "value": 1}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    // The audit page shows the key's creation and the key's write.
+    let audit = browser
+        .get(&format!("/app/orgs/{org}/audit"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(audit.contains("api_key.created"), "{audit}");
+    assert!(audit.contains("data_item.created"), "{audit}");
+
+    // Revoked from the console, refused by the API at once.
+    let key_id = value_after(&listed, &format!("action=\"/app/orgs/{org}/api-keys/"));
+    let key_id = key_id.trim_end_matches("/revoke").to_owned();
+    let res = browser
+        .post(
+            &format!("/app/orgs/{org}/api-keys/{key_id}/revoke"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = app.as_(&secret).get(format!("/v1/orgs/{org}/data")).await;
+    assert_eq!(res.status(), 401);
+    let listed = browser.get(&keys).await.text().await.unwrap();
+    assert!(listed.contains("revoked"), "{listed}");
+
+    // Signing out ends the session: the cookie no longer opens a page.
+    let stale = browser.cookie.clone();
+    let res = browser.post("/app/logout", &[("csrf_token", &csrf)]).await;
+    assert_eq!(location(&res), "/app/login");
+    browser.cookie = stale;
+    assert_eq!(location(&browser.get("/app").await), "/app/login");
+}
+
+async fn console_forms_need_the_sessions_csrf_token(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    app.user("erin@example.com").await;
+    let mut browser = Browser::new(&app);
+    // A wrong password stays on the form with a message.
+    let res = browser
+        .post(
+            "/app/login",
+            &[
+                ("email", "erin@example.com"),
+                ("password", "not the password"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 401);
+    assert!(res.text().await.unwrap().contains("incorrect"));
+    browser.sign_in("erin@example.com").await;
+    let form = [("name", "Evil"), ("slug", "evil")];
+    // Without the token: refused with the API's code, on an HTML page.
+    let res = browser.post("/app/orgs", &form).await;
+    assert_eq!(res.status(), 403);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(res.text().await.unwrap().contains("csrf_failed"));
+    // A token of another value, or a form posted from another site: refused.
+    let res = browser
+        .post(
+            "/app/orgs",
+            &[("csrf_token", "forged"), ("name", "Evil"), ("slug", "evil")],
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    let csrf = browser.csrf("/app").await;
+    let res = browser
+        .client
+        .post(app.url("/app/orgs"))
+        .header(COOKIE, browser.cookie.clone().unwrap())
+        .header(ORIGIN, "https://evil.example")
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("name", "Evil"),
+            ("slug", "evil"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let home = browser.get("/app").await.text().await.unwrap();
+    assert!(!home.contains("Evil"), "nothing was created");
+    // With the token, it works; a taken slug is the API's 409 on a page.
+    let with = [
+        ("csrf_token", csrf.as_str()),
+        ("name", "Erin Co"),
+        ("slug", "erin-co"),
+    ];
+    let res = browser.post("/app/orgs", &with).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = browser.post("/app/orgs", &with).await;
+    assert_eq!(res.status(), 409);
+    assert!(res.text().await.unwrap().contains("slug_taken"));
+}
+
+async fn members_see_only_what_their_role_allows(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("olga@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let other = app.user("omar@example.com").await;
+    let globex = app.org_of(&other, "globex").await;
+    app.member(&acme, "rita@example.com", "readonly").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("rita@example.com").await;
+    // Her organization, without the sections her role cannot open.
+    let html = browser
+        .get(&format!("/app/orgs/{acme}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("acme"), "{html}");
+    assert!(
+        !html.contains("/audit\""),
+        "no link to the audit log: {html}"
+    );
+    let res = browser.get(&format!("/app/orgs/{acme}/audit")).await;
+    assert_eq!(res.status(), 403);
+    // Reaching an admin action directly is the API's 403.
+    let csrf = browser.csrf("/app").await;
+    let res = browser
+        .post(
+            &format!("/app/orgs/{acme}/api-keys"),
+            &[
+                ("csrf_token", &csrf),
+                ("name", "mine"),
+                ("scopes", "data:read"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    // Another organization does not exist for her, on every page.
+    for page in ["", "/members", "/api-keys", "/audit"] {
+        let res = browser.get(&format!("/app/orgs/{globex}{page}")).await;
+        assert_eq!(res.status(), 404, "{page}");
+        let text = res.text().await.unwrap();
+        assert!(!text.contains("globex"), "{page}: {text}");
+    }
+    let home = browser.get("/app").await.text().await.unwrap();
+    assert!(home.contains("acme") && !home.contains("globex"), "{home}");
+}
