@@ -106,6 +106,7 @@ async fn serve(config: Config, no_worker: bool) -> anyhow::Result<()> {
     };
     tracing::info!(
         address = %addr,
+        console = %format!("{base}/app"),
         api = %format!("{base}/v1"),
         docs = %format!("{base}/docs"),
         openapi = %format!("{base}/openapi.json"),
