@@ -171,8 +171,7 @@ fn same_origin(req: &Request) -> bool {
 #[derive(Template)]
 #[template(path = "console/error.html")]
 struct ErrorPage {
-    signed_in: Option<String>,
-    csrf: String,
+    chrome: pages::Chrome,
     title: String,
     detail: String,
     code: String,
@@ -196,8 +195,7 @@ async fn html_problems(req: Request, next: Next) -> Response {
     }
     let problem = err.to_problem(request_id.clone());
     let page = ErrorPage {
-        signed_in: None,
-        csrf: String::new(),
+        chrome: pages::Chrome::default(),
         title: problem.title.clone(),
         detail: problem.detail.clone().unwrap_or_default(),
         code: problem.code.clone(),

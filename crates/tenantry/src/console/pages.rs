@@ -33,9 +33,10 @@ fn page(template: &impl Template) -> Result<Response, ApiError> {
 }
 
 /// The signed-in user's name and CSRF token, for the page chrome.
-struct Chrome {
-    signed_in: Option<String>,
-    csrf: String,
+#[derive(Default)]
+pub(super) struct Chrome {
+    pub(super) signed_in: Option<String>,
+    pub(super) csrf: String,
 }
 
 async fn chrome(state: &AppState, user: &CurrentUser) -> Result<Chrome, ApiError> {
@@ -54,8 +55,7 @@ async fn chrome(state: &AppState, user: &CurrentUser) -> Result<Chrome, ApiError
 #[derive(Template)]
 #[template(path = "console/login.html")]
 struct LoginPage {
-    signed_in: Option<String>,
-    csrf: String,
+    chrome: Chrome,
     error: Option<String>,
     email: String,
 }
@@ -63,8 +63,7 @@ struct LoginPage {
 /// The sign-in form.
 pub(super) async fn login_page() -> Result<Response, ApiError> {
     page(&LoginPage {
-        signed_in: None,
-        csrf: String::new(),
+        chrome: Chrome::default(),
         error: None,
         email: String::new(),
     })
@@ -97,8 +96,7 @@ pub(super) async fn login(
         }
         Err(err) if err.status() == axum::http::StatusCode::UNAUTHORIZED => {
             let mut response = page(&LoginPage {
-                signed_in: None,
-                csrf: String::new(),
+                chrome: Chrome::default(),
                 error: Some("Email or password is incorrect.".to_owned()),
                 email: form.email,
             })?;
@@ -112,8 +110,7 @@ pub(super) async fn login(
 #[derive(Template)]
 #[template(path = "console/signup.html")]
 struct SignupPage {
-    signed_in: Option<String>,
-    csrf: String,
+    chrome: Chrome,
     error: Option<String>,
     name: String,
     email: String,
@@ -136,8 +133,7 @@ pub(super) struct SignupForm {
 /// The sign-up form.
 pub(super) async fn signup_page() -> Result<Response, ApiError> {
     page(&SignupPage {
-        signed_in: None,
-        csrf: String::new(),
+        chrome: Chrome::default(),
         error: None,
         name: String::new(),
         email: String::new(),
@@ -178,8 +174,7 @@ pub(super) async fn signup(
         Err(err) if err.status().is_client_error() && err.status().as_u16() != 429 => {
             let problem = err.to_problem(None);
             let mut response = page(&SignupPage {
-                signed_in: None,
-                csrf: String::new(),
+                chrome: Chrome::default(),
                 error: Some(problem.detail.unwrap_or(problem.title)),
                 name: form.name,
                 email: form.email,
@@ -223,8 +218,7 @@ struct OrgLine {
 #[derive(Template)]
 #[template(path = "console/home.html")]
 struct HomePage {
-    signed_in: Option<String>,
-    csrf: String,
+    chrome: Chrome,
     orgs: Vec<OrgLine>,
 }
 
@@ -233,7 +227,7 @@ pub(super) async fn home(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Response, ApiError> {
-    let Chrome { signed_in, csrf } = chrome(&state, &user).await?;
+    let chrome = chrome(&state, &user).await?;
     let orgs = state
         .store
         .my_orgs(user.id)
@@ -246,11 +240,7 @@ pub(super) async fn home(
             role: m.role,
         })
         .collect();
-    page(&HomePage {
-        signed_in,
-        csrf,
-        orgs,
-    })
+    page(&HomePage { chrome, orgs })
 }
 
 /// The new organization form's fields.
@@ -285,9 +275,7 @@ struct Nav {
 }
 
 /// What every organization page shows around its content.
-struct OrgChrome {
-    signed_in: Option<String>,
-    csrf: String,
+struct OrgView {
     org: Organization,
     nav: Nav,
 }
@@ -296,8 +284,8 @@ async fn org_chrome(
     state: &AppState,
     user: &CurrentUser,
     member: &OrgMember,
-) -> Result<OrgChrome, ApiError> {
-    let Chrome { signed_in, csrf } = chrome(state, user).await?;
+) -> Result<(Chrome, OrgView), ApiError> {
+    let chrome = chrome(state, user).await?;
     member.require(Permission::OrgRead)?;
     let org = state.store.get_org(&member.ctx).await?;
     let holds = |p: Permission| member.permissions.contains(&p);
@@ -306,21 +294,14 @@ async fn org_chrome(
         keys: holds(Permission::ApiKeysRead),
         audit: holds(Permission::AuditRead),
     };
-    Ok(OrgChrome {
-        signed_in,
-        csrf,
-        org,
-        nav,
-    })
+    Ok((chrome, OrgView { org, nav }))
 }
 
 #[derive(Template)]
 #[template(path = "console/org.html")]
 struct OrgPage {
-    signed_in: Option<String>,
-    csrf: String,
-    org: Organization,
-    nav: Nav,
+    chrome: Chrome,
+    view: OrgView,
     tab: &'static str,
 }
 
@@ -330,17 +311,10 @@ pub(super) async fn org(
     user: CurrentUser,
     member: OrgMember,
 ) -> Result<Response, ApiError> {
-    let OrgChrome {
-        signed_in,
-        csrf,
-        org,
-        nav,
-    } = org_chrome(&state, &user, &member).await?;
+    let (chrome, view) = org_chrome(&state, &user, &member).await?;
     page(&OrgPage {
-        signed_in,
-        csrf,
-        org,
-        nav,
+        chrome,
+        view,
         tab: "overview",
     })
 }
@@ -348,10 +322,8 @@ pub(super) async fn org(
 #[derive(Template)]
 #[template(path = "console/members.html")]
 struct MembersPage {
-    signed_in: Option<String>,
-    csrf: String,
-    org: Organization,
-    nav: Nav,
+    chrome: Chrome,
+    view: OrgView,
     tab: &'static str,
     members: Vec<crate::store::members::Member>,
 }
@@ -362,19 +334,12 @@ pub(super) async fn members(
     user: CurrentUser,
     member: OrgMember,
 ) -> Result<Response, ApiError> {
-    let OrgChrome {
-        signed_in,
-        csrf,
-        org,
-        nav,
-    } = org_chrome(&state, &user, &member).await?;
+    let (chrome, view) = org_chrome(&state, &user, &member).await?;
     member.require(Permission::MembersRead)?;
     let members = state.store.list_members(&member.ctx).await?;
     page(&MembersPage {
-        signed_in,
-        csrf,
-        org,
-        nav,
+        chrome,
+        view,
         tab: "members",
         members,
     })
@@ -394,10 +359,8 @@ struct KeyLine {
 #[derive(Template)]
 #[template(path = "console/keys.html")]
 struct KeysPage {
-    signed_in: Option<String>,
-    csrf: String,
-    org: Organization,
-    nav: Nav,
+    chrome: Chrome,
+    view: OrgView,
     tab: &'static str,
     keys: Vec<KeyLine>,
     can_write: bool,
@@ -411,12 +374,7 @@ async fn keys_page(
     member: &OrgMember,
     new_secret: Option<String>,
 ) -> Result<Response, ApiError> {
-    let OrgChrome {
-        signed_in,
-        csrf,
-        org,
-        nav,
-    } = org_chrome(state, user, member).await?;
+    let (chrome, view) = org_chrome(state, user, member).await?;
     member.require(Permission::ApiKeysRead)?;
     let at = crate::store::now();
     let keys = state
@@ -457,10 +415,8 @@ async fn keys_page(
         .map(|p| p.as_str())
         .collect();
     page(&KeysPage {
-        signed_in,
-        csrf,
-        org,
-        nav,
+        chrome,
+        view,
         tab: "keys",
         keys,
         can_write: member.permissions.contains(&Permission::ApiKeysWrite),
@@ -547,10 +503,8 @@ struct AuditLine {
 #[derive(Template)]
 #[template(path = "console/audit.html")]
 struct AuditPage {
-    signed_in: Option<String>,
-    csrf: String,
-    org: Organization,
-    nav: Nav,
+    chrome: Chrome,
+    view: OrgView,
     tab: &'static str,
     events: Vec<AuditLine>,
     next_after: Option<i64>,
@@ -572,12 +526,7 @@ pub(super) async fn audit(
     member: OrgMember,
     Query(q): Query<AuditPageQuery>,
 ) -> Result<Response, ApiError> {
-    let OrgChrome {
-        signed_in,
-        csrf,
-        org,
-        nav,
-    } = org_chrome(&state, &user, &member).await?;
+    let (chrome, view) = org_chrome(&state, &user, &member).await?;
     member.require(Permission::AuditRead)?;
     let filter = AuditFilter {
         action: None,
@@ -605,10 +554,8 @@ pub(super) async fn audit(
         })
         .collect();
     page(&AuditPage {
-        signed_in,
-        csrf,
-        org,
-        nav,
+        chrome,
+        view,
         tab: "audit",
         events,
         next_after,
