@@ -14,6 +14,7 @@
 //!   'none'`), `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` and
 //!   `Cache-Control: no-store` ([`security_headers`]).
 
+mod account;
 mod pages;
 
 use askama::Template;
@@ -41,8 +42,49 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/app/signup", get(pages::signup_page).post(pages::signup))
         .route("/app/logout", post(pages::logout))
         .route("/app/orgs", post(pages::create_org))
+        .route(
+            "/app/forgot",
+            get(account::forgot_page).post(account::forgot),
+        )
+        .route(
+            "/verify-email",
+            get(account::verify_page).post(account::verify),
+        )
+        .route(
+            "/reset-password",
+            get(account::reset_page).post(account::reset),
+        )
+        .route(
+            "/accept-invitation",
+            get(account::accept_page).post(account::accept),
+        )
+        .route("/app/account", get(account::account))
+        .route(
+            "/app/account/sessions/{session_id}/revoke",
+            post(account::revoke_session),
+        )
+        .route("/app/account/password", post(account::password))
         .route("/app/orgs/{org_id}", get(pages::org))
+        .route("/app/orgs/{org_id}/settings", post(pages::update_settings))
+        .route("/app/orgs/{org_id}/delete", post(pages::delete))
+        .route(
+            "/app/orgs/{org_id}/workspaces",
+            get(pages::workspaces).post(pages::create_workspace_form),
+        )
+        .route(
+            "/app/orgs/{org_id}/workspaces/{workspace_id}/delete",
+            post(pages::delete_workspace_form),
+        )
         .route("/app/orgs/{org_id}/members", get(pages::members))
+        .route("/app/orgs/{org_id}/invitations", post(pages::invite))
+        .route(
+            "/app/orgs/{org_id}/invitations/{invitation_id}/resend",
+            post(pages::resend_invite),
+        )
+        .route(
+            "/app/orgs/{org_id}/invitations/{invitation_id}/revoke",
+            post(pages::revoke_invite),
+        )
         .route(
             "/app/orgs/{org_id}/api-keys",
             get(pages::keys).post(pages::create_key),

@@ -13,13 +13,18 @@ use serde::Deserialize;
 use crate::api::auth::me::start_session;
 use crate::api::auth::tokens::{authenticate, create_account, LoginIn, RegisterIn};
 use crate::api::orgs::api_keys::{create_api_key, revoke_api_key, ApiKeyIn};
+use crate::api::orgs::invitations::{
+    create_invitation, resend_invitation, revoke_invitation, InvitationIn,
+};
+use crate::api::orgs::org::{delete_org, update_org, OrgPatch};
+use crate::api::orgs::workspaces::{create_workspace, delete_workspace, WorkspaceIn};
 use crate::api::orgs::NewOrgIn;
 use crate::auth::user::csrf_token;
 use crate::auth::{CurrentUser, OrgMember, Via};
 use crate::http::error::ApiError;
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppJson, OrgPath};
 use crate::http::meta::request_meta;
-use crate::ids::{ApiKeyId, OrgId};
+use crate::ids::{ApiKeyId, InvitationId, OrgId, WorkspaceId};
 use crate::rbac::Permission;
 use crate::state::AppState;
 use crate::store::audit::AuditFilter;
@@ -27,7 +32,7 @@ use crate::store::identity::User;
 use crate::store::orgs::Organization;
 
 /// Renders a template as a page.
-fn page(template: &impl Template) -> Result<Response, ApiError> {
+pub(super) fn page(template: &impl Template) -> Result<Response, ApiError> {
     let html = template.render().map_err(|e| ApiError::internal(&e))?;
     Ok(Html(html).into_response())
 }
@@ -39,7 +44,7 @@ pub(super) struct Chrome {
     pub(super) csrf: String,
 }
 
-async fn chrome(state: &AppState, user: &CurrentUser) -> Result<Chrome, ApiError> {
+pub(super) async fn chrome(state: &AppState, user: &CurrentUser) -> Result<Chrome, ApiError> {
     let me: User = state.store.get_user(user.id).await?;
     let csrf = match user.via {
         Via::Session(session) => csrf_token(state.config.session_secret.expose(), session),
@@ -58,14 +63,43 @@ struct LoginPage {
     chrome: Chrome,
     error: Option<String>,
     email: String,
+    next: String,
+    signup_query: String,
+}
+
+/// Where to go after signing in: a path of this site only.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        _ => "/app".to_owned(),
+    }
+}
+
+/// The sign-in page's query.
+#[derive(Deserialize)]
+pub(super) struct LoginQuery {
+    next: Option<String>,
+    invitation: Option<String>,
 }
 
 /// The sign-in form.
-pub(super) async fn login_page() -> Result<Response, ApiError> {
+pub(super) async fn login_page(Query(q): Query<LoginQuery>) -> Result<Response, ApiError> {
     page(&LoginPage {
         chrome: Chrome::default(),
         error: None,
         email: String::new(),
+        next: local_path(q.next.as_deref()),
+        signup_query: invitation_query(q.invitation.as_deref()),
+    })
+}
+
+/// `?invitation=<token>` for the sign-up link, when signing in for an invitation.
+fn invitation_query(token: Option<&str>) -> String {
+    token.map_or(String::new(), |t| {
+        format!(
+            "?invitation={}",
+            url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+        )
     })
 }
 
@@ -74,6 +108,7 @@ pub(super) async fn login_page() -> Result<Response, ApiError> {
 pub(super) struct LoginForm {
     email: String,
     password: String,
+    next: Option<String>,
 }
 
 /// Signs in with a cookie session, exactly as `POST /v1/auth/sessions`.
@@ -99,6 +134,8 @@ pub(super) async fn login(
                 chrome: Chrome::default(),
                 error: Some("Email or password is incorrect.".to_owned()),
                 email: form.email,
+                next: local_path(form.next.as_deref()),
+                signup_query: String::new(),
             })?;
             *response.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
             Ok(response)
@@ -111,6 +148,7 @@ pub(super) async fn login(
 #[template(path = "console/signup.html")]
 struct SignupPage {
     chrome: Chrome,
+    invitation: String,
     error: Option<String>,
     name: String,
     email: String,
@@ -128,12 +166,21 @@ pub(super) struct SignupForm {
     org_name: String,
     #[serde(default)]
     org_slug: String,
+    #[serde(default)]
+    invitation_token: String,
+}
+
+/// The sign-up page's query: the invitation it signs up for.
+#[derive(Deserialize)]
+pub(super) struct SignupQuery {
+    invitation: Option<String>,
 }
 
 /// The sign-up form.
-pub(super) async fn signup_page() -> Result<Response, ApiError> {
+pub(super) async fn signup_page(Query(q): Query<SignupQuery>) -> Result<Response, ApiError> {
     page(&SignupPage {
         chrome: Chrome::default(),
+        invitation: q.invitation.unwrap_or_default(),
         error: None,
         name: String::new(),
         email: String::new(),
@@ -161,7 +208,8 @@ pub(super) async fn signup(
         password: form.password,
         name: form.name.clone(),
         org,
-        invitation_token: None,
+        invitation_token: (!form.invitation_token.is_empty())
+            .then(|| form.invitation_token.clone()),
     };
     match create_account(&state, body, &meta).await {
         Ok((user, org)) => {
@@ -175,6 +223,7 @@ pub(super) async fn signup(
             let problem = err.to_problem(None);
             let mut response = page(&SignupPage {
                 chrome: Chrome::default(),
+                invitation: form.invitation_token,
                 error: Some(problem.detail.unwrap_or(problem.title)),
                 name: form.name,
                 email: form.email,
@@ -269,6 +318,7 @@ pub(super) async fn create_org(
 
 /// Which sections of an organization the member may open: the others are not linked.
 struct Nav {
+    workspaces: bool,
     members: bool,
     keys: bool,
     audit: bool,
@@ -290,6 +340,7 @@ async fn org_chrome(
     let org = state.store.get_org(&member.ctx).await?;
     let holds = |p: Permission| member.permissions.contains(&p);
     let nav = Nav {
+        workspaces: holds(Permission::WorkspacesRead),
         members: holds(Permission::MembersRead),
         keys: holds(Permission::ApiKeysRead),
         audit: holds(Permission::AuditRead),
@@ -303,6 +354,8 @@ struct OrgPage {
     chrome: Chrome,
     view: OrgView,
     tab: &'static str,
+    can_update: bool,
+    can_delete: bool,
 }
 
 /// An organization's overview (`org:read`).
@@ -316,6 +369,8 @@ pub(super) async fn org(
         chrome,
         view,
         tab: "overview",
+        can_update: member.permissions.contains(&Permission::OrgUpdate),
+        can_delete: member.permissions.contains(&Permission::OrgDelete),
     })
 }
 
@@ -326,23 +381,217 @@ struct MembersPage {
     view: OrgView,
     tab: &'static str,
     members: Vec<crate::store::members::Member>,
+    can_invite: bool,
+    invitations: Vec<crate::store::invitations::Invitation>,
+    roles: Vec<RoleOption>,
+    member_limit: Option<i64>,
+    new_link: Option<String>,
 }
 
-/// The members (`members:read`).
+/// The members (`members:read`), and the invitations for those who may invite.
 pub(super) async fn members(
     State(state): State<AppState>,
     user: CurrentUser,
     member: OrgMember,
 ) -> Result<Response, ApiError> {
-    let (chrome, view) = org_chrome(&state, &user, &member).await?;
+    members_page(&state, &user, &member, None).await
+}
+
+async fn members_page(
+    state: &AppState,
+    user: &CurrentUser,
+    member: &OrgMember,
+    new_link: Option<String>,
+) -> Result<Response, ApiError> {
+    let (chrome, view) = org_chrome(state, user, member).await?;
     member.require(Permission::MembersRead)?;
     let members = state.store.list_members(&member.ctx).await?;
+    let can_invite = member.permissions.contains(&Permission::MembersInvite);
+    let invitations = if can_invite {
+        state.store.list_invitations(&member.ctx).await?
+    } else {
+        Vec::new()
+    };
+    let member_limit = view.org.plan.member_limit();
+    let roles = crate::rbac::BuiltinRole::ALL
+        .iter()
+        .map(|r| RoleOption {
+            name: r.as_str(),
+            selected: r.as_str() == "member",
+        })
+        .collect();
     page(&MembersPage {
         chrome,
         view,
         tab: "members",
         members,
+        can_invite,
+        invitations,
+        roles,
+        member_limit,
+        new_link,
     })
+}
+
+/// A role an invitation can give.
+struct RoleOption {
+    name: &'static str,
+    selected: bool,
+}
+
+/// The invitation form's fields.
+#[derive(Deserialize)]
+pub(super) struct InviteForm {
+    email: String,
+    role: String,
+}
+
+/// Invites someone through the API's own handler; the link is shown once.
+pub(super) async fn invite(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    member: OrgMember,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, ApiError> {
+    let input = InvitationIn {
+        email: form.email,
+        role: form.role,
+    };
+    let (_, axum::Json(created)) =
+        create_invitation(State(state.clone()), member.clone(), AppJson(input)).await?;
+    let link = invitation_link(&state, &created.token);
+    members_page(&state, &user, &member, Some(link)).await
+}
+
+fn invitation_link(state: &AppState, token: &str) -> String {
+    format!(
+        "{}/accept-invitation?token={token}",
+        state.config.auth.public_base_url.trim_end_matches('/')
+    )
+}
+
+/// Re-sends an invitation (a new token) through the API's own handler.
+pub(super) async fn resend_invite(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    member: OrgMember,
+    Path((_, id)): Path<(OrgId, String)>,
+) -> Result<Response, ApiError> {
+    let id: InvitationId = id.parse().map_err(|_| ApiError::not_found())?;
+    let axum::Json(created) =
+        resend_invitation(State(state.clone()), member.clone(), OrgPath(id)).await?;
+    let link = invitation_link(&state, &created.token);
+    members_page(&state, &user, &member, Some(link)).await
+}
+
+/// Revokes a pending invitation through the API's own handler.
+pub(super) async fn revoke_invite(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path((org, id)): Path<(OrgId, String)>,
+) -> Result<Response, ApiError> {
+    let id: InvitationId = id.parse().map_err(|_| ApiError::not_found())?;
+    revoke_invitation(State(state), member, OrgPath(id)).await?;
+    Ok(Redirect::to(&format!("/app/orgs/{org}/members")).into_response())
+}
+
+/// The settings form's fields.
+#[derive(Deserialize)]
+pub(super) struct SettingsForm {
+    name: String,
+    slug: String,
+}
+
+/// Renames the organization or changes its slug through the API's own handler.
+pub(super) async fn update_settings(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Form(form): Form<SettingsForm>,
+) -> Result<Response, ApiError> {
+    let patch = OrgPatch {
+        name: Some(form.name),
+        slug: Some(form.slug),
+    };
+    let axum::Json(org) = update_org(State(state), member, AppJson(patch)).await?;
+    Ok(Redirect::to(&format!("/app/orgs/{}", org.id)).into_response())
+}
+
+/// The deletion form's confirmation.
+#[derive(Deserialize)]
+pub(super) struct DeleteForm {
+    confirm: String,
+}
+
+/// Deletes the organization through the API's own handler, once its slug is typed.
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Form(form): Form<DeleteForm>,
+) -> Result<Response, ApiError> {
+    member.require(Permission::OrgDelete)?;
+    let org = state.store.get_org(&member.ctx).await?;
+    if !form.confirm.trim().eq_ignore_ascii_case(&org.slug) {
+        return Err(ApiError::validation(
+            "confirm",
+            "type the organization's slug to delete it",
+        ));
+    }
+    delete_org(State(state), member).await?;
+    Ok(Redirect::to("/app").into_response())
+}
+
+#[derive(Template)]
+#[template(path = "console/workspaces.html")]
+struct WorkspacesPage {
+    chrome: Chrome,
+    view: OrgView,
+    tab: &'static str,
+    workspaces: Vec<crate::store::workspaces::Workspace>,
+    can_write: bool,
+}
+
+/// The workspaces (`workspaces:read`).
+pub(super) async fn workspaces(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    member: OrgMember,
+) -> Result<Response, ApiError> {
+    let (chrome, view) = org_chrome(&state, &user, &member).await?;
+    member.require(Permission::WorkspacesRead)?;
+    let workspaces = state.store.list_workspaces(&member.ctx).await?;
+    page(&WorkspacesPage {
+        chrome,
+        view,
+        tab: "workspaces",
+        workspaces,
+        can_write: member.permissions.contains(&Permission::WorkspacesWrite),
+    })
+}
+
+/// Creates a workspace through the API's own handler.
+pub(super) async fn create_workspace_form(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Form(form): Form<SettingsForm>,
+) -> Result<Response, ApiError> {
+    let org = member.ctx.org_id();
+    let input = WorkspaceIn {
+        name: form.name,
+        slug: form.slug,
+    };
+    let (_, axum::Json(_created)) = create_workspace(State(state), member, AppJson(input)).await?;
+    Ok(Redirect::to(&format!("/app/orgs/{org}/workspaces")).into_response())
+}
+
+/// Deletes a workspace through the API's own handler.
+pub(super) async fn delete_workspace_form(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path((org, id)): Path<(OrgId, String)>,
+) -> Result<Response, ApiError> {
+    let id: WorkspaceId = id.parse().map_err(|_| ApiError::not_found())?;
+    delete_workspace(State(state), member, OrgPath(id)).await?;
+    Ok(Redirect::to(&format!("/app/orgs/{org}/workspaces")).into_response())
 }
 
 /// One key of the keys page.
@@ -486,8 +735,7 @@ pub(super) async fn revoke_key(
     Path((org, key)): Path<(OrgId, String)>,
 ) -> Result<Response, ApiError> {
     let key: ApiKeyId = key.parse().map_err(|_| ApiError::not_found())?;
-    let axum::Json(_revoked) =
-        revoke_api_key(State(state), member, crate::http::extract::OrgPath(key)).await?;
+    let axum::Json(_revoked) = revoke_api_key(State(state), member, OrgPath(key)).await?;
     Ok(Redirect::to(&format!("/app/orgs/{org}/api-keys")).into_response())
 }
 

@@ -5,6 +5,7 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, ORIGIN, SET_COO
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 
+use crate::helpers::smtp::{token_in, SmtpSink};
 use crate::helpers::{Backend, TestApp, PASSWORD};
 use crate::on_both_backends;
 
@@ -12,6 +13,9 @@ on_both_backends!(
     a_new_user_signs_up_creates_a_key_uses_and_revokes_it,
     console_forms_need_the_sessions_csrf_token,
     members_see_only_what_their_role_allows,
+    an_invitation_sent_from_the_console_is_accepted_through_its_link,
+    workspaces_settings_and_deletion_from_the_console,
+    the_emailed_links_and_the_account_page_work,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -315,4 +319,280 @@ async fn members_see_only_what_their_role_allows(backend: Backend) {
     }
     let home = browser.get("/app").await.text().await.unwrap();
     assert!(home.contains("acme") && !home.contains("globex"), "{home}");
+}
+
+async fn an_invitation_sent_from_the_console_is_accepted_through_its_link(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("owen@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let mut admin = Browser::new(&app);
+    admin.sign_in("owen@example.com").await;
+    let members = format!("/app/orgs/{acme}/members");
+    let csrf = admin.csrf(&members).await;
+    let res = admin
+        .post(
+            &format!("/app/orgs/{acme}/invitations"),
+            &[
+                ("csrf_token", &csrf),
+                ("email", "bea@example.com"),
+                ("role", "member"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    let start = html.find("accept-invitation?token=").expect("the link") + 24;
+    let token = html[start..].split('<').next().unwrap().to_owned();
+    assert!(
+        html.contains("bea@example.com") && html.contains("pending"),
+        "{html}"
+    );
+
+    // The invited person opens the link in another browser, signed out.
+    let mut invited = Browser::new(&app);
+    let page = invited
+        .get(&format!("/accept-invitation?token={token}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("/app/signup?invitation="), "{page}");
+    let signup = invited
+        .get(&format!("/app/signup?invitation={token}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!signup.contains("Your first organization"), "{signup}");
+    let res = invited
+        .post(
+            "/app/signup",
+            &[
+                ("invitation_token", &token),
+                ("name", "Bea"),
+                ("email", "bea@example.com"),
+                ("password", "a long enough passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), format!("/app/orgs/{acme}"));
+    let listed = admin.get(&members).await.text().await.unwrap();
+    assert!(
+        listed.contains("Bea") && listed.contains("accepted"),
+        "{listed}"
+    );
+
+    // A second invitation, revoked: its link no longer works.
+    let res = admin
+        .post(
+            &format!("/app/orgs/{acme}/invitations"),
+            &[
+                ("csrf_token", &csrf),
+                ("email", "cy@example.com"),
+                ("role", "readonly"),
+            ],
+        )
+        .await;
+    let html = res.text().await.unwrap();
+    let start = html.find("accept-invitation?token=").expect("the link") + 24;
+    let second = html[start..].split('<').next().unwrap().to_owned();
+    let id = value_after(&html, &format!("action=\"/app/orgs/{acme}/invitations/"));
+    let id = id.split('/').next().unwrap().to_owned();
+    assert!(html.contains("cy@example.com"), "{html}");
+    let res = admin
+        .post(
+            &format!("/app/orgs/{acme}/invitations/{id}/revoke"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    app.user("cy@example.com").await;
+    let mut cy = Browser::new(&app);
+    cy.sign_in("cy@example.com").await;
+    let csrf_cy = cy.csrf("/app").await;
+    let res = cy
+        .post(
+            "/accept-invitation",
+            &[("csrf_token", &csrf_cy), ("token", &second)],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+}
+
+async fn workspaces_settings_and_deletion_from_the_console(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("wes@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("wes@example.com").await;
+    let spaces = format!("/app/orgs/{acme}/workspaces");
+    let csrf = browser.csrf(&spaces).await;
+    let res = browser
+        .post(
+            &spaces,
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Research"),
+                ("slug", "research"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&res), spaces);
+    let html = browser.get(&spaces).await.text().await.unwrap();
+    assert!(html.contains("Research"), "{html}");
+    let id = value_after(&html, &format!("action=\"/app/orgs/{acme}/workspaces/"));
+    let id = id.split('/').next().unwrap().to_owned();
+    let res = browser
+        .post(&format!("{spaces}/{id}/delete"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(!browser
+        .get(&spaces)
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("Research"));
+
+    // Rename, then delete only with the slug typed.
+    let res = browser
+        .post(
+            &format!("/app/orgs/{acme}/settings"),
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Acme Two"),
+                ("slug", "acme-two"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = browser
+        .get(&format!("/app/orgs/{acme}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Acme Two") && html.contains("acme-two"),
+        "{html}"
+    );
+    let delete = format!("/app/orgs/{acme}/delete");
+    let res = browser
+        .post(&delete, &[("csrf_token", &csrf), ("confirm", "acme")])
+        .await;
+    assert_eq!(res.status(), 422);
+    let res = browser
+        .post(&delete, &[("csrf_token", &csrf), ("confirm", "acme-two")])
+        .await;
+    assert_eq!(location(&res), "/app");
+    assert_eq!(
+        browser.get(&format!("/app/orgs/{acme}")).await.status(),
+        404
+    );
+}
+
+async fn the_emailed_links_and_the_account_page_work(backend: Backend) {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("SMTP_URL".into(), url);
+        })
+        .await
+    else {
+        return;
+    };
+    let mut browser = Browser::new(&app);
+    let res = browser
+        .post(
+            "/app/signup",
+            &[
+                ("name", "Vic"),
+                ("email", "vic@example.com"),
+                ("password", "a long enough passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&res), "/app");
+    // The verification email's link opens a page whose button spends the token.
+    let mail = sink
+        .wait_for("vic@example.com", "verify-email?token=")
+        .await;
+    let token = token_in(&mail);
+    let page = browser
+        .get(&format!("/verify-email?token={token}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Verify my address"), "{page}");
+    let res = browser.post("/verify-email", &[("token", &token)]).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Address verified"));
+    let res = browser.post("/verify-email", &[("token", &token)]).await;
+    assert_eq!(res.status(), 400, "a link works once");
+
+    // The account page lists this browser's session; a password change keeps it.
+    let account = browser.get("/app/account").await.text().await.unwrap();
+    assert!(account.contains("this browser"), "{account}");
+    let csrf = browser.csrf("/app/account").await;
+    let res = browser
+        .post(
+            "/app/account/password",
+            &[
+                ("csrf_token", &csrf),
+                ("current_password", "a long enough passphrase"),
+                ("new_password", "another long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Password changed"));
+
+    // Forgot the password: the emailed link sets a new one.
+    let mut other = Browser::new(&app);
+    let res = other
+        .post("/app/forgot", &[("email", "vic@example.com")])
+        .await;
+    assert!(res.text().await.unwrap().contains("Check your email"));
+    let res = other
+        .post("/app/forgot", &[("email", "nobody@example.com")])
+        .await;
+    assert!(
+        res.text().await.unwrap().contains("Check your email"),
+        "same answer"
+    );
+    let mail = sink
+        .wait_for("vic@example.com", "reset-password?token=")
+        .await;
+    let token = token_in(&mail);
+    let res = other
+        .post(
+            "/reset-password",
+            &[("token", &token), ("new_password", "short")],
+        )
+        .await;
+    assert_eq!(res.status(), 422, "a refused password stays on the form");
+    let res = other
+        .post(
+            "/reset-password",
+            &[("token", &token), ("new_password", "the third passphrase")],
+        )
+        .await;
+    assert!(res.text().await.unwrap().contains("Password set"));
+    let res = other
+        .post(
+            "/app/login",
+            &[
+                ("email", "vic@example.com"),
+                ("password", "the third passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
 }

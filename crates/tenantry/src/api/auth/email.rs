@@ -48,7 +48,7 @@ pub(super) async fn send_verification(
 /// A one-time token from an email.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct TokenIn {
+pub(crate) struct TokenIn {
     /// The token from the link.
     pub token: String,
 }
@@ -66,7 +66,7 @@ fn invalid_token() -> ApiError {
     responses(
         (status = 204, description = "Verified"),
         (status = 400, description = "`invalid_token`", body = Problem)))]
-pub(super) async fn verify_email(
+pub(crate) async fn verify_email(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
     AppJson(body): AppJson<TokenIn>,
@@ -85,7 +85,7 @@ pub(super) async fn verify_email(
 /// A reset request.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ResetRequestIn {
+pub(crate) struct ResetRequestIn {
     /// The account's email.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
@@ -97,7 +97,7 @@ pub(super) struct ResetRequestIn {
     responses(
         (status = 202, description = "Accepted"),
         (status = 429, description = "`rate_limited`", body = Problem)))]
-pub(super) async fn request_password_reset(
+pub(crate) async fn request_password_reset(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
     AppJson(body): AppJson<ResetRequestIn>,
@@ -131,7 +131,7 @@ pub(super) async fn request_password_reset(
 /// A reset.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ResetIn {
+pub(crate) struct ResetIn {
     /// The token from the link.
     pub token: String,
     /// The new password.
@@ -145,7 +145,7 @@ pub(super) struct ResetIn {
         (status = 204, description = "Password set"),
         (status = 400, description = "`invalid_token`", body = Problem),
         (status = 422, description = "Password refused", body = Problem)))]
-pub(super) async fn reset_password(
+pub(crate) async fn reset_password(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
     AppJson(body): AppJson<ResetIn>,

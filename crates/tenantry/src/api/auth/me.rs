@@ -227,7 +227,7 @@ pub(super) async fn revoke_other_sessions(
 /// Password change input.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ChangePasswordIn {
+pub(crate) struct ChangePasswordIn {
     /// The current password.
     pub current_password: String,
     /// The new password.
@@ -242,7 +242,7 @@ pub(super) struct ChangePasswordIn {
         (status = 204, description = "Changed"),
         (status = 403, description = "`invalid_credentials`: current password wrong", body = Problem),
         (status = 422, description = "New password refused", body = Problem)))]
-pub(super) async fn change_password(
+pub(crate) async fn change_password(
     State(state): State<AppState>,
     user: CurrentUser,
     AppJson(body): AppJson<ChangePasswordIn>,

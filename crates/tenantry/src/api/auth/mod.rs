@@ -1,6 +1,6 @@
 //! Identity endpoints: `/v1/auth/…`, `/v1/me…` and the JWKS.
 
-mod email;
+pub(crate) mod email;
 pub(crate) mod me;
 pub(crate) mod tokens;
 

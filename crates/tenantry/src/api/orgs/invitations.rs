@@ -23,7 +23,7 @@ use crate::store::invitations::Invitation;
 /// An invitation to send.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct InvitationIn {
+pub(crate) struct InvitationIn {
     /// Address to invite.
     #[schema(format = Email, max_length = 254)]
     pub email: String,
@@ -33,7 +33,7 @@ pub(super) struct InvitationIn {
 
 /// A created invitation with its token, shown this once.
 #[derive(Serialize, ToSchema)]
-pub(super) struct InvitationCreated {
+pub(crate) struct InvitationCreated {
     /// The invitation.
     #[serde(flatten)]
     pub invitation: Invitation,
@@ -49,7 +49,7 @@ pub(super) struct InvitationCreated {
         (status = 201, description = "Invited; the token is in the response once", body = InvitationCreated),
         (status = 403, description = "`plan_limit_reached` or `forbidden`", body = Problem),
         (status = 409, description = "`already_member` or `already_invited`", body = Problem)))]
-pub(super) async fn create_invitation(
+pub(crate) async fn create_invitation(
     State(state): State<AppState>,
     member: OrgMember,
     AppJson(body): AppJson<InvitationIn>,
@@ -99,7 +99,7 @@ pub(super) async fn list_invitations(
         (status = 204, description = "Revoked"),
         (status = 404, description = "Not found", body = Problem),
         (status = 409, description = "`invitation_not_pending`", body = Problem)))]
-pub(super) async fn revoke_invitation(
+pub(crate) async fn revoke_invitation(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(id): OrgPath<InvitationId>,
@@ -116,7 +116,7 @@ pub(super) async fn revoke_invitation(
     responses(
         (status = 200, description = "Re-sent; the new token is in the response once", body = InvitationCreated),
         (status = 404, description = "Not found", body = Problem)))]
-pub(super) async fn resend_invitation(
+pub(crate) async fn resend_invitation(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(id): OrgPath<InvitationId>,
@@ -140,14 +140,14 @@ pub(super) async fn resend_invitation(
 /// An invitation token.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct AcceptIn {
+pub(crate) struct AcceptIn {
     /// The token from the invitation.
     pub token: String,
 }
 
 /// The organization joined.
 #[derive(Serialize, ToSchema)]
-pub(super) struct AcceptedOut {
+pub(crate) struct AcceptedOut {
     /// The organization.
     pub org_id: OrgId,
 }
@@ -159,7 +159,7 @@ pub(super) struct AcceptedOut {
         (status = 200, description = "Joined", body = AcceptedOut),
         (status = 403, description = "`plan_limit_reached` or `invitation_email_mismatch`", body = Problem),
         (status = 422, description = "Invalid, used or expired token", body = Problem)))]
-pub(super) async fn accept_invitation(
+pub(crate) async fn accept_invitation(
     State(state): State<AppState>,
     user: CurrentUser,
     AppJson(body): AppJson<AcceptIn>,

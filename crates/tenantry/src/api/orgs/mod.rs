@@ -3,15 +3,15 @@
 
 pub(crate) mod api_keys;
 mod data;
-mod invitations;
+pub(crate) mod invitations;
 mod jobs;
 mod members;
-mod org;
+pub(crate) mod org;
 
 pub(crate) use org::{parse_new_org, NewOrgIn};
 mod roles;
 mod usage;
-mod workspaces;
+pub(crate) mod workspaces;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

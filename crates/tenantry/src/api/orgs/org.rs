@@ -103,7 +103,7 @@ pub(super) async fn get_org(
 /// Organization changes.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct OrgPatch {
+pub(crate) struct OrgPatch {
     /// New name.
     #[schema(
         min_length = 1,
@@ -128,7 +128,7 @@ pub(super) struct OrgPatch {
         (status = 200, description = "Updated", body = Organization),
         (status = 403, description = "Missing permission", body = Problem),
         (status = 409, description = "`slug_taken`", body = Problem)))]
-pub(super) async fn update_org(
+pub(crate) async fn update_org(
     State(state): State<AppState>,
     member: OrgMember,
     AppJson(body): AppJson<OrgPatch>,
@@ -164,7 +164,7 @@ pub(super) async fn update_org(
     responses(
         (status = 204, description = "Deleted"),
         (status = 403, description = "Missing permission", body = Problem)))]
-pub(super) async fn delete_org(
+pub(crate) async fn delete_org(
     State(state): State<AppState>,
     member: OrgMember,
 ) -> Result<StatusCode, ApiError> {

@@ -21,7 +21,7 @@ use crate::store::workspaces::Workspace;
 /// A new workspace.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct WorkspaceIn {
+pub(crate) struct WorkspaceIn {
     /// Display name.
     #[schema(
         min_length = 1,
@@ -65,7 +65,7 @@ pub(super) struct WorkspacePatch {
     responses(
         (status = 201, description = "Created", body = Workspace),
         (status = 409, description = "`slug_taken`", body = Problem)))]
-pub(super) async fn create_workspace(
+pub(crate) async fn create_workspace(
     State(state): State<AppState>,
     member: OrgMember,
     AppJson(body): AppJson<WorkspaceIn>,
@@ -161,7 +161,7 @@ pub(super) async fn update_workspace(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "Not found", body = Problem)))]
-pub(super) async fn delete_workspace(
+pub(crate) async fn delete_workspace(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(ws): OrgPath<WorkspaceId>,
