@@ -15,6 +15,7 @@
 //!   `Cache-Control: no-store` ([`security_headers`]).
 
 mod account;
+mod activity;
 mod pages;
 
 use askama::Template;
@@ -94,6 +95,16 @@ pub(crate) fn router() -> Router<AppState> {
             post(pages::revoke_key),
         )
         .route("/app/orgs/{org_id}/audit", get(pages::audit))
+        .route("/app/orgs/{org_id}/usage", get(activity::usage))
+        .route("/app/orgs/{org_id}/jobs", get(activity::jobs))
+        .route(
+            "/app/orgs/{org_id}/jobs/{job_id}/cancel",
+            post(activity::cancel),
+        )
+        .route(
+            "/app/orgs/{org_id}/jobs/{job_id}/retry",
+            post(activity::retry),
+        )
         .route("/app/static/{file}", get(asset))
         .layer(axum::middleware::from_fn(html_problems))
         .layer(axum::middleware::from_fn(csrf_from_form))

@@ -317,20 +317,22 @@ pub(super) async fn create_org(
 }
 
 /// Which sections of an organization the member may open: the others are not linked.
-struct Nav {
-    workspaces: bool,
-    members: bool,
-    keys: bool,
-    audit: bool,
+pub(super) struct Nav {
+    pub(super) workspaces: bool,
+    pub(super) usage: bool,
+    pub(super) jobs: bool,
+    pub(super) members: bool,
+    pub(super) keys: bool,
+    pub(super) audit: bool,
 }
 
 /// What every organization page shows around its content.
-struct OrgView {
-    org: Organization,
-    nav: Nav,
+pub(super) struct OrgView {
+    pub(super) org: Organization,
+    pub(super) nav: Nav,
 }
 
-async fn org_chrome(
+pub(super) async fn org_chrome(
     state: &AppState,
     user: &CurrentUser,
     member: &OrgMember,
@@ -341,6 +343,8 @@ async fn org_chrome(
     let holds = |p: Permission| member.permissions.contains(&p);
     let nav = Nav {
         workspaces: holds(Permission::WorkspacesRead),
+        usage: holds(Permission::UsageRead),
+        jobs: holds(Permission::JobsRead),
         members: holds(Permission::MembersRead),
         keys: holds(Permission::ApiKeysRead),
         audit: holds(Permission::AuditRead),

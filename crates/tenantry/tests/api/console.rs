@@ -16,6 +16,7 @@ on_both_backends!(
     an_invitation_sent_from_the_console_is_accepted_through_its_link,
     workspaces_settings_and_deletion_from_the_console,
     the_emailed_links_and_the_account_page_work,
+    usage_and_jobs_pages_show_and_act,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -595,4 +596,74 @@ async fn the_emailed_links_and_the_account_page_work(backend: Backend) {
         )
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
+
+async fn usage_and_jobs_pages_show_and_act(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("uma@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let key = crate::helpers::key_with(&app, &owner, &acme, &["data:read"]).await;
+    for _ in 0..3 {
+        let res = app.as_(&key).get(format!("/v1/orgs/{acme}/data")).await;
+        assert_eq!(res.status(), 200);
+    }
+    let mut browser = Browser::new(&app);
+    browser.sign_in("uma@example.com").await;
+    // The metered calls, against the plan's allowance, and a chart of the days.
+    let html = browser
+        .get(&format!("/app/orgs/{acme}/usage"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<code>api_calls</code>"), "{html}");
+    assert!(html.contains("This month: 3 of "), "{html}");
+    assert!(html.contains("<svg class=\"chart\""), "{html}");
+    assert!(html.contains(": 3</title>"), "today's bar: {html}");
+
+    // A job due later, cancelled from the console, then queued again.
+    let run_at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let res = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/jobs"),
+            serde_json::json!({"kind": "echo", "payload": {"message": "later"}, "run_at": run_at}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let job: serde_json::Value = res.json().await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let jobs = format!("/app/orgs/{acme}/jobs");
+    let html = browser.get(&jobs).await.text().await.unwrap();
+    assert!(html.contains(&id) && html.contains("available"), "{html}");
+    let csrf = browser.csrf(&jobs).await;
+    let res = browser
+        .post(&format!("{jobs}/{id}/cancel"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = browser
+        .get(&format!("{jobs}?status=cancelled"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&id), "{html}");
+    let res = browser
+        .post(&format!("{jobs}/{id}/retry"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = browser
+        .get(&format!("{jobs}?status=cancelled"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains(&id), "queued again: {html}");
+    // An unknown status is the API's 422, on a page.
+    assert_eq!(
+        browser.get(&format!("{jobs}?status=lost")).await.status(),
+        422
+    );
 }

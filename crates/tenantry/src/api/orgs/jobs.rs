@@ -45,7 +45,7 @@ pub(super) struct JobIn {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub(super) struct JobQuery {
+pub(crate) struct JobQuery {
     /// Only jobs in this status.
     pub status: Option<String>,
     /// The previous page's `next_cursor`: jobs older than it (`before` is accepted too).
@@ -127,7 +127,7 @@ pub(super) async fn enqueue_job(
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), JobQuery),
     responses((status = 200, description = "A page of jobs, newest first", body = List<Job>)))]
-pub(super) async fn list_jobs(
+pub(crate) async fn list_jobs(
     State(state): State<AppState>,
     member: OrgMember,
     AppQuery(q): AppQuery<JobQuery>,
@@ -176,7 +176,7 @@ pub(super) async fn get_job(
     responses(
         (status = 200, description = "Cancelled", body = Job),
         (status = 409, description = "`job_state`: already running or finished", body = Problem)))]
-pub(super) async fn cancel_job(
+pub(crate) async fn cancel_job(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(id): OrgPath<JobId>,
@@ -192,7 +192,7 @@ pub(super) async fn cancel_job(
     responses(
         (status = 200, description = "Queued again", body = Job),
         (status = 409, description = "`job_state`: not dead or cancelled", body = Problem)))]
-pub(super) async fn retry_job(
+pub(crate) async fn retry_job(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(id): OrgPath<JobId>,

@@ -4,13 +4,13 @@
 pub(crate) mod api_keys;
 mod data;
 pub(crate) mod invitations;
-mod jobs;
+pub(crate) mod jobs;
 mod members;
 pub(crate) mod org;
 
 pub(crate) use org::{parse_new_org, NewOrgIn};
 mod roles;
-mod usage;
+pub(crate) mod usage;
 pub(crate) mod workspaces;
 
 use utoipa_axum::router::OpenApiRouter;

@@ -66,7 +66,7 @@ fn one() -> i64 {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub(super) struct UsageQuery {
+pub(crate) struct UsageQuery {
     /// First day (`YYYY-MM-DD`, UTC); default the first day of the current month.
     pub from: Option<NaiveDate>,
     /// Last day (`YYYY-MM-DD`, UTC); default today. At most 366 days after `from`.
@@ -77,7 +77,7 @@ pub(super) struct UsageQuery {
 
 /// Usage of one meter.
 #[derive(Serialize, ToSchema)]
-pub(super) struct MeterUsage {
+pub(crate) struct MeterUsage {
     /// Meter name.
     pub meter: String,
     /// Total in the current period (calendar month, UTC).
@@ -90,7 +90,7 @@ pub(super) struct MeterUsage {
 
 /// A day's total.
 #[derive(Serialize, ToSchema)]
-pub(super) struct DayQuantity {
+pub(crate) struct DayQuantity {
     /// UTC day.
     pub day: String,
     /// Total.
@@ -99,7 +99,7 @@ pub(super) struct DayQuantity {
 
 /// An organization's usage.
 #[derive(Serialize, ToSchema)]
-pub(super) struct UsageReport {
+pub(crate) struct UsageReport {
     /// The organization's plan.
     #[schema(value_type = String)]
     pub plan: crate::rbac::Plan,
@@ -192,7 +192,7 @@ pub(super) async fn ingest_events(
     responses(
         (status = 200, description = "Usage", body = UsageReport),
         (status = 422, description = "`validation_failed`", body = Problem)))]
-pub(super) async fn get_usage(
+pub(crate) async fn get_usage(
     State(state): State<AppState>,
     member: OrgMember,
     AppQuery(q): AppQuery<UsageQuery>,
