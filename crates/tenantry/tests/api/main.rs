@@ -11,6 +11,7 @@ mod helpers;
 
 mod admin;
 mod audit;
+mod browser;
 mod console;
 mod corrupt;
 mod hardening;

@@ -1,0 +1,284 @@
+//! The console in a real browser: headless Chromium driven over WebDriver (Debian's
+//! `chromium` and `chromium-driver`), the same flows a customer's admin goes through.
+//! Skipped with a `SKIPPED browser` line when no driver is installed, unless
+//! `TENANTRY_TEST_REQUIRE_BROWSER=1` (as in CI). With `UPDATE_SCREENSHOTS=1` the main pages
+//! are written to `docs/screenshots/`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::helpers::{Backend, TestApp};
+use crate::on_both_backends;
+
+on_both_backends!(an_admin_signs_up_invites_creates_a_key_and_revokes_it_in_a_browser);
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver process and one browser session on it.
+struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+fn driver_path() -> Option<&'static str> {
+    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+impl Browser {
+    /// Starts a driver and a headless session, or `None` (with the SKIPPED line) when no
+    /// browser is installed and none is required.
+    async fn start() -> Option<Self> {
+        let Some(path) = driver_path() else {
+            if std::env::var("TENANTRY_TEST_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+                panic!("a browser is required (TENANTRY_TEST_REQUIRE_BROWSER) but chromedriver is not installed");
+            }
+            eprintln!(
+                "SKIPPED browser test: no chromedriver (apt-get install chromium chromium-driver)"
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{base}/status")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,900"]
+            }
+        }}});
+        let res: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = res["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {res}"))
+            .to_owned();
+        Some(Self {
+            driver,
+            base,
+            session,
+            http,
+        })
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method, url);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res: Value = req.send().await.unwrap().json().await.unwrap();
+        if res["value"]["error"].is_string() {
+            panic!("WebDriver {path}: {res}");
+        }
+        res["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{el}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let el = self.find(css).await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{el}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let el = self.find(css).await;
+        self.cmd(reqwest::Method::GET, &format!("/element/{el}/text"), None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn source(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn url(&self) -> String {
+        self.cmd(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Accepts the page's `confirm()` dialog.
+    async fn accept_dialog(&self) {
+        self.cmd(reqwest::Method::POST, "/alert/accept", Some(json!({})))
+            .await;
+    }
+
+    /// Writes the page to `docs/screenshots/<name>.png` when `UPDATE_SCREENSHOTS=1`.
+    async fn screenshot(&self, name: &str) {
+        if !std::env::var("UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+            return;
+        }
+        let png = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/screenshots");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(format!("{dir}/{name}.png"), bytes).unwrap();
+    }
+
+    async fn stop(mut self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn an_admin_signs_up_invites_creates_a_key_and_revokes_it_in_a_browser(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let Some(admin) = Browser::start().await else {
+        return;
+    };
+    let url = |path: &str| app.url(path);
+
+    // Sign up with a first organization.
+    admin.open(&url("/")).await;
+    assert!(admin.url().await.ends_with("/app/login"));
+    admin.screenshot("sign-in").await;
+    admin.open(&url("/app/signup")).await;
+    admin.fill("#name", "Ada Admin").await;
+    admin.fill("#email", "ada@example.com").await;
+    admin.fill("#password", "a long enough passphrase").await;
+    admin.fill("#org_name", "Ada Labs").await;
+    admin.fill("#org_slug", "ada-labs").await;
+    admin.click("button[type=submit]").await;
+    let org_url = admin.url().await;
+    assert!(org_url.contains("/app/orgs/org_"), "{org_url}");
+    let org = org_url.rsplit('/').next().unwrap().to_owned();
+    assert!(admin.source().await.contains("Ada Labs"));
+    admin.screenshot("organization").await;
+
+    // Invite a member; she accepts in a second browser session.
+    admin.open(&url(&format!("/app/orgs/{org}/members"))).await;
+    admin.fill("#email", "bo@example.com").await;
+    admin
+        .click("form[action$='/invitations'] button[type=submit]")
+        .await;
+    let link = admin.text("#invite-link").await;
+    assert!(link.contains("/accept-invitation?token="), "{link}");
+    admin.screenshot("members").await;
+    let token = link.rsplit('=').next().unwrap().to_owned();
+    let member = Browser::start().await.expect("a second session");
+    member
+        .open(&url(&format!("/accept-invitation?token={token}")))
+        .await;
+    member.click("a[href^='/app/signup']").await;
+    member.fill("#name", "Bo Member").await;
+    member.fill("#email", "bo@example.com").await;
+    member.fill("#password", "another long passphrase").await;
+    member.click("button[type=submit]").await;
+    assert!(member.url().await.ends_with(&format!("/app/orgs/{org}")));
+    // A plain member sees no API keys or audit log link.
+    let page = member.source().await;
+    assert!(!page.contains("/audit\""), "{page}");
+    member.stop().await;
+
+    // An API key with one scope; the secret shown once works on the API.
+    admin.open(&url(&format!("/app/orgs/{org}/api-keys"))).await;
+    admin.fill("#name", "ci").await;
+    admin.click("input[value='data:read']").await;
+    admin
+        .click("form[action$='/api-keys'] button[type=submit]")
+        .await;
+    let secret = admin.text("#new-secret").await;
+    assert!(secret.starts_with("tk_"), "{secret}");
+    admin.screenshot("api-key-created").await;
+    let res = app.as_(&secret).get(format!("/v1/orgs/{org}/data")).await;
+    assert_eq!(res.status(), 200);
+
+    // The call on the usage page, the key's creation in the audit log.
+    admin.open(&url(&format!("/app/orgs/{org}/usage"))).await;
+    assert!(admin.source().await.contains("This month: 1 of "));
+    admin.screenshot("usage").await;
+    admin.open(&url(&format!("/app/orgs/{org}/audit"))).await;
+    let audit = admin.source().await;
+    assert!(
+        audit.contains("api_key.created") && audit.contains("member.joined"),
+        "{audit}"
+    );
+    admin.screenshot("audit-log").await;
+
+    // Revoke, confirming the dialog: the API refuses the key at once.
+    admin.open(&url(&format!("/app/orgs/{org}/api-keys"))).await;
+    admin.click("button.danger").await;
+    admin.accept_dialog().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(admin.source().await.contains("revoked"));
+    let res = app.as_(&secret).get(format!("/v1/orgs/{org}/data")).await;
+    assert_eq!(res.status(), 401);
+    admin.stop().await;
+}
