@@ -1,4 +1,4 @@
-//! `cargo run --release -p tenantry-bench -- auth|jobs|api|writes|soak`: benchmarks with in-run baselines.
+//! `cargo run --release -p tenantry-bench -- auth|jobs|api|writes|soak|console`: benchmarks with in-run baselines.
 //!
 //! `auth`: identity benchmarks.
 //!
@@ -26,6 +26,7 @@ use tenantry::startup::Application;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod api;
+mod console;
 mod jobs;
 mod writes;
 

@@ -79,6 +79,18 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/app/orgs/{org_id}/members", get(pages::members))
         .route("/app/orgs/{org_id}/invitations", post(pages::invite))
         .route(
+            "/app/orgs/{org_id}/members/{user_id}/role",
+            post(pages::change_role),
+        )
+        .route(
+            "/app/orgs/{org_id}/members/{user_id}/remove",
+            post(pages::remove),
+        )
+        .route(
+            "/app/orgs/{org_id}/api-keys/{key_id}/rotate",
+            post(pages::rotate_key),
+        )
+        .route(
             "/app/orgs/{org_id}/invitations/{invitation_id}/resend",
             post(pages::resend_invite),
         )

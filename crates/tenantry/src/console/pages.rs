@@ -12,11 +12,13 @@ use serde::Deserialize;
 
 use crate::api::auth::me::start_session;
 use crate::api::auth::tokens::{authenticate, create_account, LoginIn, RegisterIn};
-use crate::api::orgs::api_keys::{create_api_key, revoke_api_key, ApiKeyIn};
+use crate::api::orgs::api_keys::{create_api_key, revoke_api_key, rotate_api_key, ApiKeyIn};
 use crate::api::orgs::invitations::{
     create_invitation, resend_invitation, revoke_invitation, InvitationIn,
 };
+use crate::api::orgs::members::{change_member_role, remove_member};
 use crate::api::orgs::org::{delete_org, update_org, OrgPatch};
+use crate::api::orgs::workspaces::RoleIn;
 use crate::api::orgs::workspaces::{create_workspace, delete_workspace, WorkspaceIn};
 use crate::api::orgs::NewOrgIn;
 use crate::auth::user::csrf_token;
@@ -24,7 +26,7 @@ use crate::auth::{CurrentUser, OrgMember, Via};
 use crate::http::error::ApiError;
 use crate::http::extract::{AppJson, OrgPath};
 use crate::http::meta::request_meta;
-use crate::ids::{ApiKeyId, InvitationId, OrgId, WorkspaceId};
+use crate::ids::{ApiKeyId, InvitationId, OrgId, UserId, WorkspaceId};
 use crate::rbac::Permission;
 use crate::state::AppState;
 use crate::store::audit::AuditFilter;
@@ -384,7 +386,8 @@ struct MembersPage {
     chrome: Chrome,
     view: OrgView,
     tab: &'static str,
-    members: Vec<crate::store::members::Member>,
+    members: Vec<MemberLine>,
+    can_update: bool,
     can_invite: bool,
     invitations: Vec<crate::store::invitations::Invitation>,
     roles: Vec<RoleOption>,
@@ -409,7 +412,30 @@ async fn members_page(
 ) -> Result<Response, ApiError> {
     let (chrome, view) = org_chrome(state, user, member).await?;
     member.require(Permission::MembersRead)?;
-    let members = state.store.list_members(&member.ctx).await?;
+    let can_update = member.permissions.contains(&Permission::MembersUpdate);
+    let can_remove = member.permissions.contains(&Permission::MembersRemove);
+    let me = member.user_id();
+    let members = state
+        .store
+        .list_members(&member.ctx)
+        .await?
+        .into_iter()
+        .map(|m| MemberLine {
+            options: crate::rbac::BuiltinRole::ALL
+                .iter()
+                .map(|r| RoleOption {
+                    name: r.as_str(),
+                    selected: r.as_str() == m.role,
+                })
+                .collect(),
+            removable: can_remove || Some(m.user_id) == me,
+            user_id: m.user_id,
+            name: m.name,
+            email: m.email,
+            role: m.role,
+            joined_at: m.joined_at.to_rfc3339(),
+        })
+        .collect();
     let can_invite = member.permissions.contains(&Permission::MembersInvite);
     let invitations = if can_invite {
         state.store.list_invitations(&member.ctx).await?
@@ -429,12 +455,79 @@ async fn members_page(
         view,
         tab: "members",
         members,
+        can_update,
         can_invite,
         invitations,
         roles,
         member_limit,
         new_link,
     })
+}
+
+/// One member of the members page, with the roles the role form offers.
+struct MemberLine {
+    user_id: UserId,
+    name: String,
+    email: String,
+    role: String,
+    joined_at: String,
+    options: Vec<RoleOption>,
+    removable: bool,
+}
+
+/// The role form's field.
+#[derive(Deserialize)]
+pub(super) struct RoleForm {
+    role: String,
+}
+
+/// Changes a member's role through the API's own handler.
+pub(super) async fn change_role(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path((org, user)): Path<(OrgId, String)>,
+    Form(form): Form<RoleForm>,
+) -> Result<Response, ApiError> {
+    let user: UserId = user.parse().map_err(|_| ApiError::not_found())?;
+    change_member_role(
+        State(state),
+        member,
+        OrgPath(user),
+        AppJson(RoleIn { role: form.role }),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/app/orgs/{org}/members")).into_response())
+}
+
+/// Removes a member (or the caller leaving) through the API's own handler.
+pub(super) async fn remove(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path((org, user)): Path<(OrgId, String)>,
+) -> Result<Response, ApiError> {
+    let user: UserId = user.parse().map_err(|_| ApiError::not_found())?;
+    let leaving = Some(user) == member.user_id();
+    remove_member(State(state), member, OrgPath(user)).await?;
+    let to = if leaving {
+        "/app".to_owned()
+    } else {
+        format!("/app/orgs/{org}/members")
+    };
+    Ok(Redirect::to(&to).into_response())
+}
+
+/// Gives a key a new secret through the API's own handler (the previous one keeps working
+/// for the default grace period); the new secret is shown once.
+pub(super) async fn rotate_key(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    member: OrgMember,
+    Path((_, key)): Path<(OrgId, String)>,
+) -> Result<Response, ApiError> {
+    let key: ApiKeyId = key.parse().map_err(|_| ApiError::not_found())?;
+    let axum::Json(rotated) =
+        rotate_api_key(State(state.clone()), member.clone(), OrgPath(key), None).await?;
+    keys_page(&state, &user, &member, Some(rotated.secret)).await
 }
 
 /// A role an invitation can give.

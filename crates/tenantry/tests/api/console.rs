@@ -186,7 +186,26 @@ async fn a_new_user_signs_up_creates_a_key_uses_and_revokes_it(backend: Backend)
 
     // Revoked from the console, refused by the API at once.
     let key_id = value_after(&listed, &format!("action=\"/app/orgs/{org}/api-keys/"));
-    let key_id = key_id.trim_end_matches("/revoke").to_owned();
+    let key_id = key_id.split('/').next().unwrap().to_owned();
+    // Rotation shows a new secret once; the old one keeps working for the grace period.
+    let res = browser
+        .post(
+            &format!("/app/orgs/{org}/api-keys/{key_id}/rotate"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    let start = html
+        .find("<code id=\"new-secret\">")
+        .expect("the new secret")
+        + 22;
+    let rotated = html[start..].split('<').next().unwrap().to_owned();
+    assert_ne!(rotated, secret);
+    for key in [&secret, &rotated] {
+        let res = app.as_(key).get(format!("/v1/orgs/{org}/data")).await;
+        assert_eq!(res.status(), 200);
+    }
     let res = browser
         .post(
             &format!("/app/orgs/{org}/api-keys/{key_id}/revoke"),
@@ -194,8 +213,10 @@ async fn a_new_user_signs_up_creates_a_key_uses_and_revokes_it(backend: Backend)
         )
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let res = app.as_(&secret).get(format!("/v1/orgs/{org}/data")).await;
-    assert_eq!(res.status(), 401);
+    for key in [&secret, &rotated] {
+        let res = app.as_(key).get(format!("/v1/orgs/{org}/data")).await;
+        assert_eq!(res.status(), 401);
+    }
     let listed = browser.get(&keys).await.text().await.unwrap();
     assert!(listed.contains("revoked"), "{listed}");
 
@@ -385,6 +406,45 @@ async fn an_invitation_sent_from_the_console_is_accepted_through_its_link(backen
         listed.contains("Bea") && listed.contains("accepted"),
         "{listed}"
     );
+
+    // Her role changed, then she is removed, through the API's rules.
+    let marker = format!("action=\"/app/orgs/{acme}/members/");
+    let member_id = |html: &str, email: &str| {
+        let cell = format!("<td>{email}</td>");
+        let rest = &html[html.find(&cell).expect("the member's row")..];
+        let at = rest.find(&marker).expect("a member form") + marker.len();
+        rest[at..].split('/').next().unwrap().to_owned()
+    };
+    let bea = member_id(&listed, "bea@example.com");
+    let res = admin
+        .post(
+            &format!("/app/orgs/{acme}/members/{bea}/role"),
+            &[("csrf_token", &csrf), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = admin.get(&members).await.text().await.unwrap();
+    let row = &html[html.find("<td>bea@example.com</td>").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("value=\"admin\" selected"), "{row}");
+    // The last owner cannot be demoted: the API's 409, on a page.
+    let owen = member_id(&html, "owen@example.com");
+    let res = admin
+        .post(
+            &format!("/app/orgs/{acme}/members/{owen}/role"),
+            &[("csrf_token", &csrf), ("role", "member")],
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    let res = admin
+        .post(
+            &format!("/app/orgs/{acme}/members/{bea}/remove"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = admin.get(&members).await.text().await.unwrap();
+    assert!(!html.contains("<td>Bea</td>"), "{html}");
 
     // A second invitation, revoked: its link no longer works.
     let res = admin

@@ -60,7 +60,7 @@ pub(crate) struct ApiKeyWithSecret {
 /// Rotation options.
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RotateIn {
+pub(crate) struct RotateIn {
     /// How long the previous secret keeps working, 0-604800 seconds (default 3600).
     pub grace_period_sec: Option<u64>,
 }
@@ -218,7 +218,7 @@ pub(crate) async fn revoke_api_key(
         (status = 403, description = "`forbidden`: the key holds a permission the caller does not", body = Problem),
         (status = 404, description = "Not found", body = Problem),
         (status = 409, description = "`api_key_inactive`: revoked or expired", body = Problem)))]
-pub(super) async fn rotate_api_key(
+pub(crate) async fn rotate_api_key(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(id): OrgPath<ApiKeyId>,

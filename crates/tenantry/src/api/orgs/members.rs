@@ -41,7 +41,7 @@ pub(super) async fn list_members(
         (status = 403, description = "`forbidden` or `owner_required`", body = Problem),
         (status = 404, description = "Not a member", body = Problem),
         (status = 409, description = "`last_owner`", body = Problem)))]
-pub(super) async fn change_member_role(
+pub(crate) async fn change_member_role(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(target): OrgPath<UserId>,
@@ -67,7 +67,7 @@ pub(super) async fn change_member_role(
         (status = 403, description = "`forbidden` or `owner_required`", body = Problem),
         (status = 404, description = "Not a member", body = Problem),
         (status = 409, description = "`last_owner`", body = Problem)))]
-pub(super) async fn remove_member(
+pub(crate) async fn remove_member(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(target): OrgPath<UserId>,

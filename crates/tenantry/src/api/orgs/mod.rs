@@ -5,7 +5,7 @@ pub(crate) mod api_keys;
 mod data;
 pub(crate) mod invitations;
 pub(crate) mod jobs;
-mod members;
+pub(crate) mod members;
 pub(crate) mod org;
 
 pub(crate) use org::{parse_new_org, NewOrgIn};

@@ -176,7 +176,7 @@ pub(crate) async fn delete_workspace(
 /// A role.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RoleIn {
+pub(crate) struct RoleIn {
     /// A built-in role name or a custom role id.
     pub role: String,
 }
