@@ -39,8 +39,11 @@ async fn main() -> anyhow::Result<()> {
         "api" => api::run().await,
         "writes" => writes::run().await,
         "soak" => api::soak().await,
+        "console" => console::run().await,
         other => {
-            anyhow::bail!("unknown benchmark `{other}` (available: auth, jobs, api, writes, soak)")
+            anyhow::bail!(
+                "unknown benchmark `{other}` (available: auth, jobs, api, writes, soak, console)"
+            )
         }
     }
 }
