@@ -79,6 +79,14 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/app/orgs/{org_id}/members", get(pages::members))
         .route("/app/orgs/{org_id}/invitations", post(pages::invite))
         .route(
+            "/app/orgs/{org_id}/roles",
+            get(pages::roles).post(pages::create_role_form),
+        )
+        .route(
+            "/app/orgs/{org_id}/roles/{role_id}/delete",
+            post(pages::delete_role_form),
+        )
+        .route(
             "/app/orgs/{org_id}/members/{user_id}/role",
             post(pages::change_role),
         )

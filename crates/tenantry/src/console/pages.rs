@@ -18,6 +18,7 @@ use crate::api::orgs::invitations::{
 };
 use crate::api::orgs::members::{change_member_role, remove_member};
 use crate::api::orgs::org::{delete_org, update_org, OrgPatch};
+use crate::api::orgs::roles::{create_role, delete_role, RoleDefIn};
 use crate::api::orgs::workspaces::RoleIn;
 use crate::api::orgs::workspaces::{create_workspace, delete_workspace, WorkspaceIn};
 use crate::api::orgs::NewOrgIn;
@@ -324,6 +325,7 @@ pub(super) struct Nav {
     pub(super) usage: bool,
     pub(super) jobs: bool,
     pub(super) members: bool,
+    pub(super) roles: bool,
     pub(super) keys: bool,
     pub(super) audit: bool,
 }
@@ -348,6 +350,7 @@ pub(super) async fn org_chrome(
         usage: holds(Permission::UsageRead),
         jobs: holds(Permission::JobsRead),
         members: holds(Permission::MembersRead),
+        roles: holds(Permission::RolesRead),
         keys: holds(Permission::ApiKeysRead),
         audit: holds(Permission::AuditRead),
     };
@@ -415,19 +418,30 @@ async fn members_page(
     let can_update = member.permissions.contains(&Permission::MembersUpdate);
     let can_remove = member.permissions.contains(&Permission::MembersRemove);
     let me = member.user_id();
+    let custom = if member.permissions.contains(&Permission::RolesRead) {
+        state.store.list_roles(&member.ctx).await?
+    } else {
+        Vec::new()
+    };
+    let options = |current: &str| -> Vec<RoleOption> {
+        crate::rbac::BuiltinRole::ALL
+            .iter()
+            .map(|r| (r.as_str().to_owned(), r.as_str().to_owned()))
+            .chain(custom.iter().map(|r| (r.id.to_string(), r.name.clone())))
+            .map(|(value, label)| RoleOption {
+                selected: value == current,
+                value,
+                label,
+            })
+            .collect()
+    };
     let members = state
         .store
         .list_members(&member.ctx)
         .await?
         .into_iter()
         .map(|m| MemberLine {
-            options: crate::rbac::BuiltinRole::ALL
-                .iter()
-                .map(|r| RoleOption {
-                    name: r.as_str(),
-                    selected: r.as_str() == m.role,
-                })
-                .collect(),
+            options: options(&m.role),
             removable: can_remove || Some(m.user_id) == me,
             user_id: m.user_id,
             name: m.name,
@@ -443,13 +457,7 @@ async fn members_page(
         Vec::new()
     };
     let member_limit = view.org.plan.member_limit();
-    let roles = crate::rbac::BuiltinRole::ALL
-        .iter()
-        .map(|r| RoleOption {
-            name: r.as_str(),
-            selected: r.as_str() == "member",
-        })
-        .collect();
+    let roles = options("member");
     page(&MembersPage {
         chrome,
         view,
@@ -530,9 +538,10 @@ pub(super) async fn rotate_key(
     keys_page(&state, &user, &member, Some(rotated.secret)).await
 }
 
-/// A role an invitation can give.
+/// A role a form can give: a built-in name or a custom role's id, with its label.
 struct RoleOption {
-    name: &'static str,
+    value: String,
+    label: String,
     selected: bool,
 }
 
@@ -796,7 +805,7 @@ pub(super) async fn create_key(
     member: OrgMember,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let form: NewKeyForm = serde_urlencoded_form(&body)?;
+    let form: NewKeyForm = serde_urlencoded_form(&body, "scopes")?;
     let scopes = url::form_urlencoded::parse(&body)
         .filter(|(name, _)| name == "scopes")
         .map(|(_, value)| value.into_owned())
@@ -836,6 +845,115 @@ pub(super) async fn revoke_key(
     Ok(Redirect::to(&format!("/app/orgs/{org}/api-keys")).into_response())
 }
 
+/// One permission of the role form.
+struct PermissionOption {
+    name: &'static str,
+    description: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "console/roles.html")]
+struct RolesPage {
+    chrome: Chrome,
+    view: OrgView,
+    tab: &'static str,
+    roles: Vec<RoleLine>,
+    can_write: bool,
+    catalog: Vec<PermissionOption>,
+}
+
+/// One custom role of the roles page.
+struct RoleLine {
+    id: crate::ids::RoleId,
+    name: String,
+    description: String,
+    permissions: String,
+}
+
+/// The custom roles (`roles:read`), and a form building one from the permission catalog
+/// (`roles:write`; only permissions the caller holds).
+pub(super) async fn roles(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    member: OrgMember,
+) -> Result<Response, ApiError> {
+    let (chrome, view) = org_chrome(&state, &user, &member).await?;
+    member.require(Permission::RolesRead)?;
+    let roles = state
+        .store
+        .list_roles(&member.ctx)
+        .await?
+        .into_iter()
+        .map(|r| RoleLine {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            permissions: r
+                .permissions
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect();
+    let catalog = Permission::ALL
+        .iter()
+        .filter(|p| member.permissions.contains(p))
+        .map(|p| PermissionOption {
+            name: p.as_str(),
+            description: p.description(),
+        })
+        .collect();
+    page(&RolesPage {
+        chrome,
+        view,
+        tab: "roles",
+        roles,
+        can_write: member.permissions.contains(&Permission::RolesWrite),
+        catalog,
+    })
+}
+
+/// The role form's fields (`permissions` repeats, one per checked box).
+#[derive(Deserialize)]
+pub(super) struct NewRoleForm {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// Creates a custom role through the API's own handler.
+pub(super) async fn create_role_form(
+    State(state): State<AppState>,
+    member: OrgMember,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let org = member.ctx.org_id();
+    let form: NewRoleForm = serde_urlencoded_form(&body, "permissions")?;
+    let permissions = url::form_urlencoded::parse(&body)
+        .filter(|(name, _)| name == "permissions")
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    let input = RoleDefIn {
+        name: form.name,
+        description: form.description,
+        permissions,
+    };
+    let (_, axum::Json(_role)) = create_role(State(state), member, AppJson(input)).await?;
+    Ok(Redirect::to(&format!("/app/orgs/{org}/roles")).into_response())
+}
+
+/// Deletes a custom role through the API's own handler (refused while it is in use).
+pub(super) async fn delete_role_form(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path((org, id)): Path<(OrgId, String)>,
+) -> Result<Response, ApiError> {
+    let id: crate::ids::RoleId = id.parse().map_err(|_| ApiError::not_found())?;
+    delete_role(State(state), member, OrgPath(id)).await?;
+    Ok(Redirect::to(&format!("/app/orgs/{org}/roles")).into_response())
+}
+
 /// One record of the audit page.
 struct AuditLine {
     seq: i64,
@@ -853,12 +971,15 @@ struct AuditPage {
     tab: &'static str,
     events: Vec<AuditLine>,
     next_after: Option<i64>,
+    action: String,
 }
 
 /// The audit page's query.
 #[derive(Deserialize)]
 pub(super) struct AuditPageQuery {
     after: Option<i64>,
+    #[serde(default)]
+    action: String,
 }
 
 /// Records shown per audit page.
@@ -873,8 +994,9 @@ pub(super) async fn audit(
 ) -> Result<Response, ApiError> {
     let (chrome, view) = org_chrome(&state, &user, &member).await?;
     member.require(Permission::AuditRead)?;
+    let action = q.action.trim().to_owned();
     let filter = AuditFilter {
-        action: None,
+        action: (!action.is_empty()).then(|| action.clone()),
         after_seq: q.after,
         limit: Some(AUDIT_PAGE),
     };
@@ -904,13 +1026,18 @@ pub(super) async fn audit(
         tab: "audit",
         events,
         next_after,
+        action,
     })
 }
 
-/// Decodes a form body into `T`, refusing it like the API refuses bad JSON.
-fn serde_urlencoded_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Decodes a form body into `T` (all but the `repeated` field, which the caller collects),
+/// refusing it like the API refuses bad JSON.
+fn serde_urlencoded_form<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    repeated: &str,
+) -> Result<T, ApiError> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body)
-        .filter(|(name, _)| name != "scopes" && name != "csrf_token")
+        .filter(|(name, _)| name != repeated && name != "csrf_token")
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let value = serde_json::Value::Object(
@@ -928,11 +1055,13 @@ mod tests {
 
     #[test]
     fn forms_decode_their_fields_and_ignore_the_token() {
-        let form: NewKeyForm =
-            serde_urlencoded_form(b"csrf_token=x&name=ci+key&scopes=data%3Aread&expires_in_days=")
-                .unwrap();
+        let form: NewKeyForm = serde_urlencoded_form(
+            b"csrf_token=x&name=ci+key&scopes=data%3Aread&expires_in_days=",
+            "scopes",
+        )
+        .unwrap();
         assert_eq!(form.name, "ci key");
         assert_eq!(form.expires_in_days, "");
-        assert!(serde_urlencoded_form::<NewKeyForm>(b"expires_in_days=3").is_err());
+        assert!(serde_urlencoded_form::<NewKeyForm>(b"expires_in_days=3", "scopes").is_err());
     }
 }

@@ -17,6 +17,7 @@ on_both_backends!(
     workspaces_settings_and_deletion_from_the_console,
     the_emailed_links_and_the_account_page_work,
     usage_and_jobs_pages_show_and_act,
+    custom_roles_and_the_audit_filter,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -725,5 +726,106 @@ async fn usage_and_jobs_pages_show_and_act(backend: Backend) {
     assert_eq!(
         browser.get(&format!("{jobs}?status=lost")).await.status(),
         422
+    );
+}
+
+async fn custom_roles_and_the_audit_filter(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("rhea@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("rhea@example.com").await;
+    let roles = format!("/app/orgs/{acme}/roles");
+    let page = browser.get(&roles).await.text().await.unwrap();
+    assert!(page.contains("value=\"audit:read\""), "the catalog: {page}");
+    let csrf = browser.csrf(&roles).await;
+    let res = browser
+        .post(
+            &roles,
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Auditor"),
+                ("description", "Reads the audit log"),
+                ("permissions", "audit:read"),
+                ("permissions", "org:read"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&res), roles);
+    let page = browser.get(&roles).await.text().await.unwrap();
+    assert!(
+        page.contains("Auditor") && page.contains("audit:read, org:read"),
+        "{page}"
+    );
+    // A permission outside the catalog is the API's 422.
+    let res = browser
+        .post(
+            &roles,
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Bad"),
+                ("permissions", "root"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    // The custom role is offered when inviting.
+    let members = browser
+        .get(&format!("/app/orgs/{acme}/members"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let role_id = value_after(&members, "<option value=\"rol_");
+    assert!(members.contains(">Auditor</option>"), "{members}");
+    let res = browser
+        .post(
+            &format!("/app/orgs/{acme}/invitations"),
+            &[
+                ("csrf_token", &csrf),
+                ("email", "ida@example.com"),
+                ("role", &format!("rol_{role_id}")),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    // The audit log filtered to one action.
+    let audit = browser
+        .get(&format!("/app/orgs/{acme}/audit?action=role.created"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(audit.contains("role.created"), "{audit}");
+    assert!(
+        !audit.contains("invitation.created") && !audit.contains("organization.created"),
+        "{audit}"
+    );
+    // A role nobody holds is deleted.
+    let res = browser
+        .post(
+            &roles,
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Temp"),
+                ("permissions", "org:read"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&res), roles);
+    let page = browser.get(&roles).await.text().await.unwrap();
+    let row = &page[page.find("<td>Temp</td>").expect("the new role")..];
+    let id = value_after(row, &format!("action=\"/app/orgs/{acme}/roles/"));
+    let id = id.split('/').next().unwrap().to_owned();
+    let res = browser
+        .post(&format!("{roles}/{id}/delete"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = browser.get(&roles).await.text().await.unwrap();
+    assert!(
+        !page.contains("<td>Temp</td>") && page.contains("<td>Auditor</td>"),
+        "{page}"
     );
 }

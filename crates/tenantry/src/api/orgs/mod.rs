@@ -9,7 +9,7 @@ pub(crate) mod members;
 pub(crate) mod org;
 
 pub(crate) use org::{parse_new_org, NewOrgIn};
-mod roles;
+pub(crate) mod roles;
 pub(crate) mod usage;
 pub(crate) mod workspaces;
 

@@ -20,7 +20,7 @@ use crate::store::roles::Role;
 /// A custom role.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RoleDefIn {
+pub(crate) struct RoleDefIn {
     /// Name, unique in the organization.
     #[schema(
         min_length = 1,
@@ -92,7 +92,7 @@ fn checked_name(raw: &str) -> Result<String, ApiError> {
         (status = 201, description = "Created", body = Role),
         (status = 409, description = "`name_taken`", body = Problem),
         (status = 422, description = "Unknown permission", body = Problem)))]
-pub(super) async fn create_role(
+pub(crate) async fn create_role(
     State(state): State<AppState>,
     member: OrgMember,
     AppJson(body): AppJson<RoleDefIn>,
@@ -176,7 +176,7 @@ pub(super) async fn update_role(
     responses(
         (status = 204, description = "Deleted"),
         (status = 409, description = "`role_in_use`", body = Problem)))]
-pub(super) async fn delete_role(
+pub(crate) async fn delete_role(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(id): OrgPath<RoleId>,
