@@ -122,6 +122,11 @@ async fn serve(config: Config, no_worker: bool) -> anyhow::Result<()> {
             "development secrets (INTERNAL_ADMIN_TOKEN for {base}/v1/admin/…) are in {}",
             secrets.display()
         );
+        if app.state().config.auth.smtp_url.is_none() {
+            tracing::info!(
+                "SMTP_URL is not set: emails (verification, invitations, resets) are shown at {base}/app/dev/mail"
+            );
+        }
     }
     cancel_on_signal(app.shutdown_token());
     app.run().await

@@ -356,3 +356,57 @@ pub(super) async fn password(
     )
     .await
 }
+
+/// One message of the development mailbox, with the links its body carries.
+struct MailLine {
+    to: String,
+    subject: String,
+    at: String,
+    body: String,
+    links: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/mailbox.html")]
+struct MailboxPage {
+    chrome: Chrome,
+    messages: Vec<MailLine>,
+}
+
+/// Development only, without `SMTP_URL`: the messages kept in the outbox, newest first, with
+/// their links, so a new user can verify an address or accept an invitation without a mail
+/// server. Anywhere else it does not exist (404).
+pub(super) async fn mailbox(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let dev = state.config.mode == crate::config::Mode::Development;
+    if !dev || state.config.auth.smtp_url.is_some() {
+        return Err(ApiError::not_found());
+    }
+    let base = state
+        .config
+        .auth
+        .public_base_url
+        .trim_end_matches('/')
+        .to_owned();
+    let messages = state
+        .store
+        .unsent_emails(50)
+        .await?
+        .into_iter()
+        .map(|m| MailLine {
+            links: m
+                .body
+                .split_whitespace()
+                .filter(|w| w.starts_with(&base))
+                .map(str::to_owned)
+                .collect(),
+            to: m.recipient,
+            subject: m.subject,
+            at: m.created_at.to_rfc3339(),
+            body: m.body,
+        })
+        .collect();
+    page(&MailboxPage {
+        chrome: Chrome::default(),
+        messages,
+    })
+}

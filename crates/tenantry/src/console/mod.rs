@@ -60,6 +60,7 @@ pub(crate) fn router() -> Router<AppState> {
             get(account::accept_page).post(account::accept),
         )
         .route("/app/account", get(account::account))
+        .route("/app/dev/mail", get(account::mailbox))
         .route(
             "/app/account/sessions/{session_id}/revoke",
             post(account::revoke_session),

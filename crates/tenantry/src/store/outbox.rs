@@ -53,6 +53,21 @@ pub(crate) async fn enqueue(tx: &mut Tx, email: &OutboundEmail) -> Result<(), St
 }
 
 impl Store {
+    /// The newest `limit` messages not sent (without `SMTP_URL` they are kept in the outbox):
+    /// the development mailbox.
+    pub async fn unsent_emails(&self, limit: i64) -> Result<Vec<QueuedEmail>, StoreError> {
+        let mut tx = self.db().begin(Scope::Global, Access::Read).await?;
+        let rows: Vec<QueuedEmail> = on_conn!(tx.conn(), c => sqlx::query_as(
+            "SELECT id, recipient, subject, body, attempts, created_at FROM email_outbox \
+             WHERE sent_at IS NULL ORDER BY created_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
     /// Claims up to `limit` messages due for (re)delivery, oldest first. A claim pushes
     /// the message's next try `lease` ahead, so another instance does not send it too; if
     /// this one dies, the message is retried when the lease runs out.

@@ -18,6 +18,7 @@ on_both_backends!(
     the_emailed_links_and_the_account_page_work,
     usage_and_jobs_pages_show_and_act,
     custom_roles_and_the_audit_filter,
+    the_development_mailbox_shows_held_emails_with_their_links,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -581,6 +582,8 @@ async fn the_emailed_links_and_the_account_page_work(backend: Backend) {
         )
         .await;
     assert_eq!(location(&res), "/app");
+    // With a mail server there is no development mailbox.
+    assert_eq!(browser.get("/app/dev/mail").await.status(), 404);
     // The verification email's link opens a page whose button spends the token.
     let mail = sink
         .wait_for("vic@example.com", "verify-email?token=")
@@ -828,4 +831,38 @@ async fn custom_roles_and_the_audit_filter(backend: Backend) {
         !page.contains("<td>Temp</td>") && page.contains("<td>Auditor</td>"),
         "{page}"
     );
+}
+
+async fn the_development_mailbox_shows_held_emails_with_their_links(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let mut browser = Browser::new(&app);
+    let res = browser
+        .post(
+            "/app/signup",
+            &[
+                ("name", "Mo"),
+                ("email", "mo@example.com"),
+                ("password", "a long enough passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    // Without SMTP_URL the verification email waits in the outbox; the mailbox shows it
+    // with its link, which verifies the address.
+    let mut link = String::new();
+    for _ in 0..50 {
+        let html = browser.get("/app/dev/mail").await.text().await.unwrap();
+        if let Some(at) = html.find("<a href=\"") {
+            link = html[at + 9..].split('"').next().unwrap().to_owned();
+            assert!(html.contains("mo@example.com"), "{html}");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(link.contains("/verify-email?token="), "{link}");
+    let token = link.rsplit('=').next().unwrap().to_owned();
+    let res = browser.post("/verify-email", &[("token", &token)]).await;
+    assert_eq!(res.status(), 200);
 }
