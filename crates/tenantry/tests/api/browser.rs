@@ -276,8 +276,16 @@ async fn an_admin_signs_up_invites_creates_a_key_and_revokes_it_in_a_browser(bac
     admin.open(&url(&format!("/app/orgs/{org}/api-keys"))).await;
     admin.click("button.danger").await;
     admin.accept_dialog().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(admin.source().await.contains("revoked"));
+    // The form is submitted once the dialog is accepted: wait for the page it leads to.
+    let mut revoked = false;
+    for _ in 0..100 {
+        if admin.source().await.contains("revoked") {
+            revoked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(revoked, "the keys page shows the key revoked");
     let res = app.as_(&secret).get(format!("/v1/orgs/{org}/data")).await;
     assert_eq!(res.status(), 401);
     admin.stop().await;
