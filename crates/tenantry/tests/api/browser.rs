@@ -83,12 +83,34 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no session: {res}"))
             .to_owned();
-        Some(Self {
+        let browser = Self {
             driver,
             base,
             session,
             http,
-        })
+        };
+        // Finding an element waits for it (a page still loading after a click), up to 15 s.
+        browser
+            .cmd(
+                reqwest::Method::POST,
+                "/timeouts",
+                Some(json!({"implicit": 15_000, "pageLoad": 30_000})),
+            )
+            .await;
+        Some(browser)
+    }
+
+    /// Waits (up to 15 s) until the current URL satisfies `done`; returns it.
+    async fn wait_url(&self, done: impl Fn(&str) -> bool) -> String {
+        let mut url = String::new();
+        for _ in 0..150 {
+            url = self.url().await;
+            if done(&url) {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the browser stayed at {url}");
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -216,10 +238,9 @@ async fn an_admin_signs_up_invites_creates_a_key_and_revokes_it_in_a_browser(bac
     admin.fill("#org_name", "Ada Labs").await;
     admin.fill("#org_slug", "ada-labs").await;
     admin.click("button[type=submit]").await;
-    let org_url = admin.url().await;
-    assert!(org_url.contains("/app/orgs/org_"), "{org_url}");
+    let org_url = admin.wait_url(|u| u.contains("/app/orgs/org_")).await;
     let org = org_url.rsplit('/').next().unwrap().to_owned();
-    assert!(admin.source().await.contains("Ada Labs"));
+    assert!(admin.text("h1").await.contains("Ada Labs"));
     admin.screenshot("organization").await;
 
     // Invite a member; she accepts in a second browser session.
@@ -241,8 +262,11 @@ async fn an_admin_signs_up_invites_creates_a_key_and_revokes_it_in_a_browser(bac
     member.fill("#email", "bo@example.com").await;
     member.fill("#password", "another long passphrase").await;
     member.click("button[type=submit]").await;
-    assert!(member.url().await.ends_with(&format!("/app/orgs/{org}")));
-    // A plain member sees no API keys or audit log link.
+    member
+        .wait_url(|u| u.ends_with(&format!("/app/orgs/{org}")))
+        .await;
+    // A plain member sees no API keys or audit log link (once the page has loaded).
+    member.find("nav.tabs").await;
     let page = member.source().await;
     assert!(!page.contains("/audit\""), "{page}");
     member.stop().await;
