@@ -140,10 +140,20 @@ const RECORD_COLUMNS: &str = "org_id, id, actor_type, actor_id, action, target_t
                               metadata, ip, user_agent, request_id, created_at";
 
 /// A sealed record joined with its content, in chain order.
-const CHAINED: &str = "SELECT e.org_id, e.id, e.actor_type, e.actor_id, e.action, e.target_type, \
-                       e.target_id, e.metadata, e.ip, e.user_agent, e.request_id, e.created_at, \
-                       c.seq, c.prev_hash, c.hash \
-                       FROM audit_chain c JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.record_id";
+/// [`RECORD_COLUMNS`] of the record aliased `e`, for the joins that read records.
+macro_rules! record_columns_of_e {
+    () => {
+        "e.org_id, e.id, e.actor_type, e.actor_id, e.action, e.target_type, e.target_id, \
+         e.metadata, e.ip, e.user_agent, e.request_id, e.created_at"
+    };
+}
+
+const CHAINED: &str = concat!(
+    "SELECT ",
+    record_columns_of_e!(),
+    ", c.seq, c.prev_hash, c.hash ",
+    "FROM audit_chain c JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.record_id"
+);
 
 /// The hashed form of a record: its position and every field of its content, in a fixed
 /// order.
@@ -690,9 +700,9 @@ async fn lock_heads(
 /// Up to [`SEAL_BATCH`] pending records of `orgs`, per organization in the order written.
 async fn pending_records(tx: &mut Tx, orgs: &[OrgId]) -> Result<Vec<RecordRow>, StoreError> {
     let select = concat!(
-        "SELECT e.org_id, e.id, e.actor_type, e.actor_id, e.action, e.target_type, e.target_id, ",
-        "e.metadata, e.ip, e.user_agent, e.request_id, e.created_at ",
-        "FROM audit_pending p JOIN audit_events e ON e.org_id = p.org_id AND e.id = p.record_id"
+        "SELECT ",
+        record_columns_of_e!(),
+        " FROM audit_pending p JOIN audit_events e ON e.org_id = p.org_id AND e.id = p.record_id"
     );
     let limit = i64::try_from(SEAL_BATCH).unwrap_or(i64::MAX);
     match tx.conn() {
