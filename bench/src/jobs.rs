@@ -110,7 +110,7 @@ async fn burn_down(
             Worker::new(
                 store.clone(),
                 Registry::builtin(),
-                None,
+                tenantry::jobs::JobServices::default(),
                 config.worker.clone(),
                 Arc::new(tokio::sync::Notify::new()),
             )
@@ -150,7 +150,7 @@ async fn latency(owner: &sqlx::PgPool, store: &Store, config: &Config) -> anyhow
     let handle = Worker::new(
         store.clone(),
         Registry::builtin(),
-        None,
+        tenantry::jobs::JobServices::default(),
         worker_config,
         Arc::new(tokio::sync::Notify::new()),
     )

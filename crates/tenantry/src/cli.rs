@@ -138,12 +138,13 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let store =
         crate::store::Store::new(db).bounding_background_work(config.database_statement_timeout);
     let mailer = crate::mail::mailer(&config.auth)?;
+    let billing = crate::billing::Billing::from_config(&config.billing)?;
     let token = CancellationToken::new();
     cancel_on_signal(token.clone());
     let worker = crate::jobs::Worker::new(
         store.clone(),
         crate::jobs::Registry::builtin(),
-        mailer,
+        crate::jobs::JobServices { mailer, billing },
         config.worker.clone(),
         std::sync::Arc::new(tokio::sync::Notify::new()),
     );

@@ -95,6 +95,68 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Rate limits, quotas and metering.
     pub limits: LimitsConfig,
+    /// Billing.
+    pub billing: BillingConfig,
+}
+
+/// Billing: Stripe when configured, plans changed by hand otherwise.
+#[derive(Clone, Debug)]
+pub struct BillingConfig {
+    /// The Stripe settings, when any `STRIPE_*` variable is set.
+    pub stripe: Option<StripeConfig>,
+    /// `BILLING_PAST_DUE_GRACE_DAYS`: a `past_due` subscription keeps its plan this long
+    /// after the first failed payment, then the organization drops to FREE (default 7).
+    pub past_due_grace: Duration,
+}
+
+/// Stripe (names as the original product documents them).
+#[derive(Clone, Debug)]
+pub struct StripeConfig {
+    /// `STRIPE_SECRET_KEY`: `sk_…` or a restricted `rk_…` key; checkout, the portal,
+    /// subscription reads and usage reports need it.
+    pub secret_key: Option<Secret>,
+    /// `STRIPE_WEBHOOK_SECRET`: the endpoint's `whsec_…` signing secret; a comma-separated
+    /// list accepts events signed with any of them (while a secret is rotated).
+    pub webhook_secrets: Vec<Secret>,
+    /// `STRIPE_PRICE_PRO` (or `STRIPE_PRICE_ID`, the original product's single price): the
+    /// price of the PRO plan.
+    pub price_pro: Option<String>,
+    /// `STRIPE_PRICE_ENTERPRISE`: the price of the ENTERPRISE plan.
+    pub price_enterprise: Option<String>,
+    /// `STRIPE_SUCCESS_URL`: where Checkout returns after payment; `{ORG_ID}` is replaced
+    /// (default `<PUBLIC_BASE_URL>/app/orgs/{ORG_ID}/billing?checkout=success`).
+    pub success_url: String,
+    /// `STRIPE_CANCEL_URL`: where Checkout returns when abandoned (default the billing
+    /// page with `?checkout=cancelled`).
+    pub cancel_url: String,
+    /// `STRIPE_PORTAL_RETURN_URL`: where the Customer Portal returns (default the billing
+    /// page).
+    pub portal_return_url: String,
+    /// `STRIPE_WEBHOOK_TOLERANCE`: largest age (and clock skew) of a signed webhook, in
+    /// seconds (default 300).
+    pub webhook_tolerance: Duration,
+    /// `STRIPE_API_BASE`: Stripe's API (default `https://api.stripe.com`).
+    pub api_base: String,
+    /// `STRIPE_METER_EVENT_NAME`: the Billing Meter that metered API calls are reported
+    /// to (default `api_calls`).
+    pub meter_event_name: String,
+}
+
+impl StripeConfig {
+    /// What a complete setup has and this one lacks (development starts anyway and says so).
+    pub fn missing(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self.secret_key.is_none() {
+            missing.push("STRIPE_SECRET_KEY");
+        }
+        if self.webhook_secrets.is_empty() {
+            missing.push("STRIPE_WEBHOOK_SECRET");
+        }
+        if self.price_pro.is_none() && self.price_enterprise.is_none() {
+            missing.push("STRIPE_PRICE_PRO (or STRIPE_PRICE_ID) or STRIPE_PRICE_ENTERPRISE");
+        }
+        missing
+    }
 }
 
 /// Rate limits (requests per window; 0 turns a limit off), plan quotas and metering.
@@ -141,6 +203,10 @@ pub struct WorkerConfig {
     /// `USAGE_ROLLUP_INTERVAL_SEC`: how often the periodic `usage.rollup` job adds usage
     /// events to the daily totals (default 60).
     pub usage_rollup: Duration,
+    /// `BILLING_SYNC_INTERVAL_SEC`: how often the periodic `billing.sync` job (when Stripe
+    /// is configured) reports completed days of metered usage to Stripe and ends expired
+    /// grace periods (default 3600).
+    pub billing_sync: Duration,
 }
 
 /// Accounts, tokens, sessions and their limits.
@@ -375,6 +441,9 @@ impl Config {
             usage_rollup: r
                 .seconds("USAGE_ROLLUP_INTERVAL_SEC", 60)
                 .max(Duration::from_secs(1)),
+            billing_sync: r
+                .seconds("BILLING_SYNC_INTERVAL_SEC", 3600)
+                .max(Duration::from_secs(1)),
         };
         let config = Config {
             mode,
@@ -405,7 +474,20 @@ impl Config {
             auth,
             worker,
             limits: read_limits(&mut r),
+            billing: BillingConfig {
+                stripe: None,
+                past_due_grace: Duration::from_secs(
+                    86_400
+                        * r.parse(
+                            "BILLING_PAST_DUE_GRACE_DAYS",
+                            7u64,
+                            "a whole number of days",
+                        ),
+                ),
+            },
         };
+        let mut config = config;
+        config.billing.stripe = read_stripe(&mut r, mode, &config.auth.public_base_url);
         if let Some(url) = &config.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 r.problems
@@ -420,6 +502,95 @@ impl Config {
             Err(ConfigError(problems))
         }
     }
+}
+
+fn read_stripe(r: &mut Reader<'_>, mode: Mode, base: &str) -> Option<StripeConfig> {
+    let any = r
+        .vars
+        .iter()
+        .any(|(k, v)| k.starts_with("STRIPE_") && !v.trim().is_empty());
+    if !any {
+        return None;
+    }
+    let secret_key = r.get("STRIPE_SECRET_KEY").map(|key| {
+        if !(key.starts_with("sk_") || key.starts_with("rk_")) {
+            r.problems.push(
+                "STRIPE_SECRET_KEY: must be a Stripe secret key (`sk_…`) or restricted key (`rk_…`)"
+                    .to_owned(),
+            );
+        }
+        Secret::new(key)
+    });
+    let mut webhook_secrets = Vec::new();
+    for secret in r
+        .get("STRIPE_WEBHOOK_SECRET")
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if !secret.starts_with("whsec_") {
+            r.problems.push(
+                "STRIPE_WEBHOOK_SECRET: each secret must be an endpoint signing secret (`whsec_…`)"
+                    .to_owned(),
+            );
+        }
+        webhook_secrets.push(Secret::new(secret));
+    }
+    let price = |r: &mut Reader<'_>, keys: &[&'static str]| {
+        let (key, value) = keys
+            .iter()
+            .find_map(|k| r.get(k).map(|v| (*k, v.to_owned())))?;
+        if !value.starts_with("price_") {
+            r.problems
+                .push(format!("{key}: must be a Stripe price id (`price_…`)"));
+        }
+        Some(value)
+    };
+    let price_pro = price(r, &["STRIPE_PRICE_PRO", "STRIPE_PRICE_ID"]);
+    let price_enterprise = price(r, &["STRIPE_PRICE_ENTERPRISE"]);
+    if price_pro.is_some() && price_pro == price_enterprise {
+        r.problems.push(
+            "STRIPE_PRICE_ENTERPRISE: must differ from the PRO price, or a payment could not name its plan"
+                .to_owned(),
+        );
+    }
+    let url = |r: &mut Reader<'_>, key: &str, default: String| {
+        let value = r.get(key).map_or(default, str::to_owned);
+        if url::Url::parse(&value.replace("{ORG_ID}", "org"))
+            .map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            r.problems
+                .push(format!("{key}: `{value}` is not an http(s) URL"));
+        }
+        value
+    };
+    let page = format!("{base}/app/orgs/{{ORG_ID}}/billing");
+    let config = StripeConfig {
+        secret_key,
+        webhook_secrets,
+        price_pro,
+        price_enterprise,
+        success_url: url(r, "STRIPE_SUCCESS_URL", format!("{page}?checkout=success")),
+        cancel_url: url(r, "STRIPE_CANCEL_URL", format!("{page}?checkout=cancelled")),
+        portal_return_url: url(r, "STRIPE_PORTAL_RETURN_URL", page.clone()),
+        webhook_tolerance: r.seconds("STRIPE_WEBHOOK_TOLERANCE", 300),
+        api_base: url(r, "STRIPE_API_BASE", "https://api.stripe.com".to_owned())
+            .trim_end_matches('/')
+            .to_owned(),
+        meter_event_name: r
+            .get("STRIPE_METER_EVENT_NAME")
+            .unwrap_or("api_calls")
+            .to_owned(),
+    };
+    if mode == Mode::Production {
+        for missing in config.missing() {
+            r.problems.push(format!(
+                "{missing}: Stripe is half-configured (set every STRIPE_* variable it needs, or none)"
+            ));
+        }
+    }
+    Some(config)
 }
 
 fn read_proxies(r: &mut Reader<'_>) -> Vec<ipnet::IpNet> {
@@ -670,6 +841,61 @@ mod tests {
         assert!(text.contains("INTERNAL_ADMIN_TOKEN"), "{text}");
         // Production never writes generated secrets.
         assert!(!dir.path().join("secrets.env").exists());
+    }
+
+    #[test]
+    fn production_refuses_a_half_configured_stripe() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = [
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("TENANTRY_ENV", "production"),
+            ("SESSION_SECRET", "Zx4Cv7Bn1Mq9Wp3Er6Ty8Ui2Op5As0Df"),
+            ("INTERNAL_ADMIN_TOKEN", "t9Vq2LmX8rZp4Wn6Yb3Kc7Hd1Jf5Gs0Ae"),
+            ("JWT_SIGNING_SECRET", "Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0LzXcVb"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut all: Vec<(&str, &str)> = base.to_vec();
+            all.extend_from_slice(extra);
+            Config::from_vars(&vars(&all))
+        };
+        let err = with(&[("STRIPE_SECRET_KEY", "sk_test_123")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("STRIPE_WEBHOOK_SECRET"), "{text}");
+        assert!(text.contains("STRIPE_PRICE_PRO"), "{text}");
+        let err = with(&[
+            ("STRIPE_SECRET_KEY", "pk_live_oops"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_a, nope"),
+            ("STRIPE_PRICE_ID", "prod_123"),
+            ("STRIPE_SUCCESS_URL", "not a url"),
+            ("STRIPE_WEBHOOK_TOLERANCE", "soon"),
+        ])
+        .unwrap_err();
+        for key in [
+            "STRIPE_SECRET_KEY",
+            "STRIPE_WEBHOOK_SECRET",
+            "STRIPE_PRICE_ID",
+            "STRIPE_SUCCESS_URL",
+            "STRIPE_WEBHOOK_TOLERANCE",
+        ] {
+            assert!(err.0.iter().any(|p| p.starts_with(key)), "{key}: {err}");
+        }
+        let ok = with(&[
+            ("STRIPE_SECRET_KEY", "sk_test_123"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_a,whsec_b"),
+            ("STRIPE_PRICE_ID", "price_pro"),
+        ])
+        .unwrap();
+        let stripe = ok.billing.stripe.unwrap();
+        assert_eq!(stripe.webhook_secrets.len(), 2);
+        assert_eq!(stripe.price_pro.as_deref(), Some("price_pro"));
+        assert!(stripe
+            .success_url
+            .ends_with("/app/orgs/{ORG_ID}/billing?checkout=success"));
+        assert!(Config::from_vars(&vars(&base))
+            .unwrap()
+            .billing
+            .stripe
+            .is_none());
     }
 
     #[test]

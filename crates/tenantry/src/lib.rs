@@ -4,6 +4,7 @@
 
 pub(crate) mod api;
 pub mod auth;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub(crate) mod console;

@@ -75,6 +75,16 @@ impl Application {
         let hasher = Hasher::new(config.auth.password_hash_concurrency)
             .map_err(|e| anyhow::anyhow!("password hasher: {e}"))?;
         let mailer = crate::mail::mailer(&config.auth).context("SMTP_URL is invalid")?;
+        let billing = crate::billing::Billing::from_config(&config.billing)
+            .context("cannot set up the Stripe client")?;
+        if let Some(stripe) = &config.billing.stripe {
+            for missing in stripe.missing() {
+                tracing::warn!(
+                    variable = missing,
+                    "Stripe is partly configured; billing features that need it are off"
+                );
+            }
+        }
         let limiter = RateLimiter::new(redis.clone().map(|r| (r, config.redis_key_prefix.clone())));
         let api_keys = crate::auth::api_key::KeyCache::new(config.limits.api_key_cache);
         let usage =
@@ -90,6 +100,7 @@ impl Application {
             api_keys,
             usage,
             jobs: Registry::builtin(),
+            billing,
             job_wake: Arc::new(Notify::new()),
         });
         let addr = format!("{}:{}", state.config.host, state.config.port);
@@ -143,7 +154,10 @@ impl Application {
             Worker::new(
                 state.store.clone(),
                 state.jobs.clone(),
-                mailer,
+                crate::jobs::JobServices {
+                    mailer,
+                    billing: state.billing.clone(),
+                },
                 state.config.worker.clone(),
                 state.job_wake.clone(),
             )
@@ -244,6 +258,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(crate::console::router())
+        .merge(crate::api::billing::legacy_webhook_router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route.") })
         .layer(
             ServiceBuilder::new()

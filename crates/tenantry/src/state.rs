@@ -55,6 +55,8 @@ pub struct Shared {
     pub usage: crate::usage::Meter,
     /// Job types known to this process.
     pub jobs: Registry,
+    /// Billing, when any `STRIPE_*` variable is set.
+    pub billing: Option<Arc<crate::billing::Billing>>,
     /// Wakes this process's worker when a job is enqueued here.
     pub job_wake: Arc<Notify>,
 }

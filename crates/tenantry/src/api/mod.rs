@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod auth;
+pub(crate) mod billing;
 pub(crate) mod health;
 pub(crate) mod orgs;
 
@@ -16,4 +17,5 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(auth::router())
         .merge(orgs::router())
+        .merge(billing::router())
 }

@@ -97,6 +97,19 @@ impl TenantCtx {
         )
     }
 
+    /// For changes the billing provider reports (webhook events applied by a job): audited
+    /// as the system actor `billing`.
+    pub(crate) fn billing(org_id: OrgId) -> Self {
+        Self::new(
+            org_id,
+            Actor {
+                kind: ActorKind::System,
+                id: Some("billing".to_owned()),
+            },
+            RequestMeta::default(),
+        )
+    }
+
     /// For tests of the storage layer only.
     #[cfg(feature = "test-support")]
     pub fn for_tests(org_id: OrgId) -> Self {

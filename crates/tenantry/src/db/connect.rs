@@ -245,12 +245,18 @@ fn sqlite_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
 /// SQLite opens it; SQLite gives its `-wal` and `-shm` files the database file's mode.
 fn owner_only(file: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| format!("cannot create the SQLite database {}", file.display()))?;
+    // Opened (and closed) only when it does not exist yet: closing any descriptor of a file
+    // drops every POSIX lock this process holds on it, including those of a pool that
+    // already has the database open, which would let another process write at the same
+    // time and corrupt it.
+    if !file.exists() {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(file)
+            .with_context(|| format!("cannot create the SQLite database {}", file.display()))?;
+    }
     let mut paths = vec![file.to_path_buf()];
     for suffix in ["-wal", "-shm"] {
         let mut name = file.as_os_str().to_owned();

@@ -97,6 +97,21 @@ pub enum DomainError {
     /// A request with the Idempotency-Key is in flight, or ran without a recorded response.
     #[error("idempotency key in use")]
     IdempotencyKeyInUse,
+    /// No billing provider is configured (or not the part this needs).
+    #[error("billing not configured")]
+    BillingNotConfigured(&'static str),
+    /// With a billing provider, the plan follows the subscription.
+    #[error("plan managed by billing")]
+    PlanManagedByBilling,
+    /// The organization already pays for a subscription.
+    #[error("subscription exists")]
+    SubscriptionExists,
+    /// The organization has no customer at the billing provider yet.
+    #[error("no billing customer")]
+    NoBillingCustomer,
+    /// The provider's customer belongs to another organization.
+    #[error("billing customer taken")]
+    BillingCustomerTaken,
 }
 
 impl DomainError {
@@ -122,6 +137,11 @@ impl DomainError {
             Self::ApiKeyInactive => "api_key_inactive",
             Self::ApiKeyPrefixTaken => "api_key_prefix_taken",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
+            Self::BillingNotConfigured(_) => "billing_not_configured",
+            Self::PlanManagedByBilling => "plan_managed_by_billing",
+            Self::SubscriptionExists => "subscription_exists",
+            Self::NoBillingCustomer => "no_billing_customer",
+            Self::BillingCustomerTaken => "billing_customer_taken",
         }
     }
 
@@ -185,6 +205,11 @@ impl DomainError {
             Self::JobState => "The job is not in a state that allows this.".into(),
             Self::ApiKeyInactive => "The API key is revoked or expired.".into(),
             Self::ApiKeyPrefixTaken => "The request conflicts with the current state.".into(),
+            Self::BillingNotConfigured(what) => format!("Billing is not configured: {what}."),
+            Self::PlanManagedByBilling => "The plan follows the organization's subscription: upgrade through checkout (`POST /v1/orgs/{org_id}/billing/checkout`) or change it in the customer portal.".into(),
+            Self::SubscriptionExists => "The organization already has a subscription; change or cancel it in the customer portal (`POST /v1/orgs/{org_id}/billing/portal`).".into(),
+            Self::NoBillingCustomer => "The organization has no billing account yet; start a checkout first.".into(),
+            Self::BillingCustomerTaken => "The billing customer belongs to another organization.".into(),
             Self::IdempotencyKeyInUse => "A request with this Idempotency-Key is being processed, or was processed and its response was not recorded; it will not run twice.".into(),
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 pub use builtin::{EchoJob, EmailDispatchJob, UsageRollupJob};
-pub use worker::{Worker, WorkerHandle};
+pub use worker::{JobServices, Worker, WorkerHandle};
 
 use crate::store::jobs::NewJob;
 use crate::store::Store;
@@ -27,6 +27,8 @@ pub struct JobContext {
     pub store: Store,
     /// Email delivery, when configured.
     pub mailer: Option<Arc<dyn crate::mail::Mailer>>,
+    /// Billing, when configured.
+    pub billing: Option<Arc<crate::billing::Billing>>,
     /// This run's number, from 1.
     pub attempt: i32,
 }
@@ -118,6 +120,8 @@ impl Registry {
         registry.register(EchoJob);
         registry.register(EmailDispatchJob);
         registry.register(UsageRollupJob);
+        registry.register(crate::billing::jobs::StripeEventJob);
+        registry.register(crate::billing::jobs::BillingSyncJob);
         registry
     }
 

@@ -19,12 +19,19 @@ use crate::store::jobs::{Claimed, NewJob, NOTIFY_CHANNEL};
 use crate::store::{now, Store};
 
 /// Periodic maintenance: (kind, every).
-fn periodic(config: &WorkerConfig) -> [(NewJob, Duration); 2] {
+fn periodic(config: &WorkerConfig, billing: bool) -> Vec<(NewJob, Duration)> {
     let empty = || serde_json::json!({});
-    [
+    let mut jobs = vec![
         (EmailDispatchJob::job(empty()), Duration::from_secs(5)),
         (UsageRollupJob::job(empty()), config.usage_rollup),
-    ]
+    ];
+    if billing {
+        jobs.push((
+            crate::billing::jobs::BillingSyncJob::job(empty()),
+            config.billing_sync,
+        ));
+    }
+    jobs
 }
 
 /// A worker, ready to run.
@@ -32,9 +39,19 @@ pub struct Worker {
     store: Store,
     registry: Registry,
     mailer: Option<Arc<dyn crate::mail::Mailer>>,
+    billing: Option<Arc<crate::billing::Billing>>,
     config: WorkerConfig,
     id: String,
     wake: Arc<Notify>,
+}
+
+/// The outside services jobs use.
+#[derive(Clone, Default)]
+pub struct JobServices {
+    /// Email delivery, when configured.
+    pub mailer: Option<Arc<dyn crate::mail::Mailer>>,
+    /// Billing, when configured.
+    pub billing: Option<Arc<crate::billing::Billing>>,
 }
 
 /// A running worker.
@@ -55,6 +72,7 @@ struct Shared {
     store: Store,
     registry: Registry,
     mailer: Option<Arc<dyn crate::mail::Mailer>>,
+    billing: Option<Arc<crate::billing::Billing>>,
     config: WorkerConfig,
     id: String,
     running: Mutex<HashSet<JobId>>,
@@ -65,7 +83,7 @@ impl Worker {
     pub fn new(
         store: Store,
         registry: Registry,
-        mailer: Option<Arc<dyn crate::mail::Mailer>>,
+        services: JobServices,
         config: WorkerConfig,
         wake: Arc<Notify>,
     ) -> Self {
@@ -73,7 +91,8 @@ impl Worker {
         Self {
             store,
             registry,
-            mailer,
+            mailer: services.mailer,
+            billing: services.billing,
             config,
             id,
             wake,
@@ -98,6 +117,7 @@ impl Worker {
             store,
             registry,
             mailer,
+            billing,
             config,
             id,
             wake,
@@ -107,6 +127,7 @@ impl Worker {
             store,
             registry,
             mailer,
+            billing,
             config,
             id,
             running: Mutex::new(HashSet::new()),
@@ -214,6 +235,7 @@ async fn execute(
             let ctx = JobContext {
                 store: shared.store.clone(),
                 mailer: shared.mailer.clone(),
+                billing: shared.billing.clone(),
                 attempt: job.attempts,
             };
             let timeout = handler.timeout();
@@ -371,7 +393,7 @@ async fn upkeep(shared: Arc<Shared>, stop: CancellationToken) {
         }
         if last_periodic.elapsed() >= Duration::from_secs(5) {
             last_periodic = std::time::Instant::now();
-            enqueue_periodic(&shared.store, &shared.config).await;
+            enqueue_periodic(&shared.store, &shared.config, shared.billing.is_some()).await;
         }
         tokio::select! {
             () = stop.cancelled() => return,
@@ -382,9 +404,9 @@ async fn upkeep(shared: Arc<Shared>, stop: CancellationToken) {
 
 /// Enqueues each periodic job once per period across all workers (the period's number is
 /// its idempotency key).
-async fn enqueue_periodic(store: &Store, config: &WorkerConfig) {
+async fn enqueue_periodic(store: &Store, config: &WorkerConfig, billing: bool) {
     let secs = now().timestamp();
-    for (mut job, every) in periodic(config) {
+    for (mut job, every) in periodic(config, billing) {
         let period = i64::try_from(every.as_secs()).unwrap_or(i64::MAX).max(1);
         let kind = job.kind;
         job.idempotency_key = Some(format!("periodic:{kind}:{}", secs / period));

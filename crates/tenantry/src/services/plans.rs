@@ -8,14 +8,19 @@ use crate::rbac::Plan;
 use crate::store::orgs::Organization;
 use crate::store::{Store, StoreError};
 
-/// A member (holding `billing:manage`) moves the organization to `plan`; refused in
-/// production, and refused when the plan allows fewer members than the organization has.
+/// A member (holding `billing:manage`) moves the organization to `plan`; refused when a
+/// billing provider is configured (the plan follows the subscription), in production, and
+/// when the plan allows fewer members than the organization has.
 pub(crate) async fn change_by_member(
     store: &Store,
     mode: Mode,
+    billing: bool,
     ctx: &TenantCtx,
     plan: Plan,
 ) -> Result<Organization, StoreError> {
+    if billing {
+        return Err(DomainError::PlanManagedByBilling.into());
+    }
     if mode == Mode::Production {
         return Err(DomainError::PlanChangeOperatorOnly.into());
     }

@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod billing;
 pub mod data;
 mod error;
 pub mod idempotency;

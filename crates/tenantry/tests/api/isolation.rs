@@ -245,6 +245,19 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
             403,
         ),
         (Method::GET, format!("/v1/orgs/{a}/usage"), None, 200),
+        (Method::GET, format!("/v1/orgs/{a}/billing"), None, 200),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/billing/checkout"),
+            Some(json!({"plan": "pro"})),
+            403,
+        ),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/billing/portal"),
+            None,
+            403,
+        ),
     ];
     for (method, path, body, reader_status) in &matrix {
         let res = app.anon().send(method.clone(), path, body.clone()).await;

@@ -306,7 +306,7 @@ fn worker(store: &Store, config: &Config) -> Worker {
     Worker::new(
         store.clone(),
         Registry::builtin(),
-        None,
+        tenantry::jobs::JobServices::default(),
         config.worker.clone(),
         Arc::new(tokio::sync::Notify::new()),
     )

@@ -11,6 +11,7 @@ mod helpers;
 
 mod admin;
 mod audit;
+mod billing;
 mod browser;
 mod console;
 mod corrupt;

@@ -113,13 +113,13 @@ async fn rls_blocks_unscoped_and_cross_tenant_queries() {
     // Every tenant table has RLS enabled and forced (so a non-superuser owner is filtered too).
     let mut owner = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
     let tables: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_class WHERE relname IN ('organizations','workspaces','audit_events','audit_heads','audit_chain','audit_pending') \
-         AND relrowsecurity AND relforcerowsecurity",
+        "SELECT count(*) FROM pg_class WHERE relname IN ('organizations','workspaces','audit_events','audit_heads','audit_chain','audit_pending', \
+         'billing_accounts','billing_usage_reports') AND relrowsecurity AND relforcerowsecurity",
     )
     .fetch_one(&mut owner)
     .await
     .unwrap();
-    assert_eq!(tables, 6, "RLS enabled and forced on every tenant table");
+    assert_eq!(tables, 8, "RLS enabled and forced on every tenant table");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

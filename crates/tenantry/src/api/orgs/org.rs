@@ -191,7 +191,7 @@ pub(super) struct PlanIn {
     responses(
         (status = 200, description = "Plan changed", body = Organization),
         (status = 403, description = "Missing permission, or production (`plan_change_operator_only`)", body = Problem),
-        (status = 409, description = "`plan_seats_exceeded`: more members than the plan allows", body = Problem),
+        (status = 409, description = "`plan_seats_exceeded`: more members than the plan allows; `plan_managed_by_billing`: Stripe is configured, so the plan follows the subscription", body = Problem),
         (status = 422, description = "Unknown plan", body = Problem)))]
 pub(super) async fn change_plan(
     State(state): State<AppState>,
@@ -204,6 +204,7 @@ pub(super) async fn change_plan(
     let org = crate::services::plans::change_by_member(
         &state.store,
         state.config.mode,
+        state.billing.is_some(),
         &member.ctx,
         plan,
     )

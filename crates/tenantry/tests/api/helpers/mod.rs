@@ -9,6 +9,7 @@ mod leftover;
 mod proxy;
 mod seed;
 pub mod smtp;
+pub mod stripe;
 mod usage;
 
 pub use accounts::{register, PASSWORD};
