@@ -114,14 +114,17 @@ pub(crate) async fn billing_view(
     state: &AppState,
     ctx: &TenantCtx,
 ) -> Result<BillingOut, ApiError> {
-    let account = state.store.billing_account(ctx).await?;
-    let seats = state.store.seats(ctx).await?;
     let month = crate::usage::month_of(now().date_naive());
-    let (plan, used) = state
+    let overview = state
         .store
-        .plan_and_usage(ctx.org_id(), API_CALLS, &month.to_string())
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+        .billing_overview(ctx, API_CALLS, &month.to_string())
+        .await?;
+    let (plan, used, seats, account) = (
+        overview.plan,
+        overview.used,
+        overview.seats,
+        overview.account,
+    );
     let billing = state.billing.as_deref();
     let allowed = plan.member_limit();
     let status = account

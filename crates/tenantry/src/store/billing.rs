@@ -139,6 +139,19 @@ pub struct Seats {
     pub pending_invitations: i64,
 }
 
+/// An organization's plan, usage, seats and billing account, from one snapshot.
+#[derive(Clone, Debug)]
+pub struct BillingOverview {
+    /// The plan in force.
+    pub plan: Plan,
+    /// Use of the meter asked for in the period asked for.
+    pub used: i64,
+    /// Seats in use.
+    pub seats: Seats,
+    /// The billing account, if the organization has a customer.
+    pub account: Option<BillingAccount>,
+}
+
 /// A paying organization whose usage is reported.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct BillableAccount {
@@ -228,22 +241,85 @@ impl Store {
         Ok(account)
     }
 
-    /// The organization's seats in use.
-    pub async fn seats(&self, ctx: &TenantCtx) -> Result<Seats, StoreError> {
+    /// The organization's plan, its use of `meter` since day `from`, its seats and its
+    /// billing account, read in one statement (one snapshot: a change applied meanwhile is
+    /// seen whole or not at all).
+    pub async fn billing_overview(
+        &self,
+        ctx: &TenantCtx,
+        meter: &str,
+        from: &str,
+    ) -> Result<BillingOverview, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            plan: Plan,
+            used: i64,
+            members: i64,
+            pending: i64,
+            customer_id: Option<String>,
+            subscription_id: Option<String>,
+            subscription_status: Option<String>,
+            subscription_created: Option<DateTime<Utc>>,
+            price_id: Option<String>,
+            current_period_start: Option<DateTime<Utc>>,
+            current_period_end: Option<DateTime<Utc>>,
+            cancel_at_period_end: Option<bool>,
+            past_due_since: Option<DateTime<Utc>>,
+            synced_at: Option<DateTime<Utc>>,
+            created_at: Option<DateTime<Utc>>,
+            updated_at: Option<DateTime<Utc>>,
+        }
         let mut tx = self.tenant_tx(ctx, Access::Read).await?;
-        let (members, pending_invitations): (i64, i64) = on_conn!(tx.conn(), c => sqlx::query_as(
-            "SELECT (SELECT count(*) FROM memberships WHERE org_id = $1), \
-                    (SELECT count(*) FROM invitations WHERE org_id = $1 AND accepted_at IS NULL \
-                       AND revoked_at IS NULL AND expires_at > $2)",
+        let row: Option<Row> = on_conn!(tx.conn(), c => sqlx::query_as(
+            "SELECT o.plan, CAST(coalesce(( \
+                 SELECT SUM(quantity) FROM usage_daily WHERE org_id = $1 AND meter = $2 AND day >= $3), 0) \
+               + coalesce(( \
+                 SELECT SUM(quantity) FROM usage_events WHERE org_id = $1 AND meter = $2 AND day >= $3 AND NOT rolled_up), 0) AS BIGINT) AS used, \
+             (SELECT count(*) FROM memberships WHERE org_id = $1) AS members, \
+             (SELECT count(*) FROM invitations WHERE org_id = $1 AND accepted_at IS NULL \
+                AND revoked_at IS NULL AND expires_at > $4) AS pending, \
+             b.customer_id, b.subscription_id, b.subscription_status, b.subscription_created, b.price_id, \
+             b.current_period_start, b.current_period_end, b.cancel_at_period_end, b.past_due_since, \
+             b.synced_at, b.created_at, b.updated_at \
+             FROM organizations o LEFT JOIN billing_accounts b ON b.org_id = o.id WHERE o.id = $1",
         )
         .bind(ctx.org_id())
+        .bind(meter)
+        .bind(from)
         .bind(now())
-        .fetch_one(&mut *c)
+        .fetch_optional(&mut *c)
         .await)?;
         tx.commit().await?;
-        Ok(Seats {
-            members,
-            pending_invitations,
+        let row = row.ok_or(StoreError::NotFound)?;
+        let account = match (row.customer_id, row.created_at, row.updated_at) {
+            (Some(customer_id), Some(created_at), Some(updated_at)) => Some(BillingAccount {
+                org_id: ctx.org_id(),
+                customer_id,
+                subscription_id: row.subscription_id,
+                subscription_status: row.subscription_status,
+                subscription_created: row.subscription_created,
+                price_id: row.price_id,
+                current_period_start: row.current_period_start,
+                current_period_end: row.current_period_end,
+                cancel_at_period_end: row.cancel_at_period_end.unwrap_or(false),
+                past_due_since: row.past_due_since,
+                synced_at: row.synced_at,
+                created_at,
+                updated_at,
+            }),
+            _ => None,
+        };
+        if row.used < 0 {
+            return Err(StoreError::Corrupt(format!("usage total {}", row.used)));
+        }
+        Ok(BillingOverview {
+            plan: row.plan,
+            used: row.used,
+            seats: Seats {
+                members: row.members,
+                pending_invitations: row.pending,
+            },
+            account,
         })
     }
 
