@@ -16,6 +16,7 @@
 
 mod account;
 mod activity;
+mod billing;
 mod pages;
 
 use askama::Template;
@@ -118,6 +119,16 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/app/orgs/{org_id}/audit", get(pages::audit))
         .route("/app/orgs/{org_id}/usage", get(activity::usage))
         .route("/app/orgs/{org_id}/jobs", get(activity::jobs))
+        .route("/app/orgs/{org_id}/billing", get(billing::billing))
+        .route(
+            "/app/orgs/{org_id}/billing/checkout",
+            post(billing::checkout),
+        )
+        .route("/app/orgs/{org_id}/billing/portal", post(billing::portal))
+        .route(
+            "/app/orgs/{org_id}/billing/plan",
+            post(billing::change_plan),
+        )
         .route(
             "/app/orgs/{org_id}/jobs/{job_id}/cancel",
             post(activity::cancel),

@@ -328,6 +328,7 @@ pub(super) struct Nav {
     pub(super) roles: bool,
     pub(super) keys: bool,
     pub(super) audit: bool,
+    pub(super) billing: bool,
 }
 
 /// What every organization page shows around its content.
@@ -353,6 +354,7 @@ pub(super) async fn org_chrome(
         roles: holds(Permission::RolesRead),
         keys: holds(Permission::ApiKeysRead),
         audit: holds(Permission::AuditRead),
+        billing: holds(Permission::BillingRead),
     };
     Ok((chrome, OrgView { org, nav }))
 }

@@ -13,7 +13,10 @@ use serde_json::{json, Value};
 use crate::helpers::{Backend, TestApp};
 use crate::on_both_backends;
 
-on_both_backends!(an_admin_signs_up_invites_creates_a_key_and_revokes_it_in_a_browser);
+on_both_backends!(
+    an_admin_signs_up_invites_creates_a_key_and_revokes_it_in_a_browser,
+    an_owner_upgrades_through_stripe_checkout_in_a_browser,
+);
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -313,4 +316,74 @@ async fn an_admin_signs_up_invites_creates_a_key_and_revokes_it_in_a_browser(bac
     let res = app.as_(&secret).get(format!("/v1/orgs/{org}/data")).await;
     assert_eq!(res.status(), 401);
     admin.stop().await;
+}
+
+async fn an_owner_upgrades_through_stripe_checkout_in_a_browser(backend: Backend) {
+    use crate::helpers::stripe::{deliver, event, FakeStripe, PRICE_PRO};
+    let fake = FakeStripe::start().await;
+    let Some(app) = TestApp::on(backend).with_vars(|v| fake.configure(v)).await else {
+        return;
+    };
+    let Some(owner) = Browser::start().await else {
+        return;
+    };
+    let url = |path: &str| app.url(path);
+    owner.open(&url("/app/signup")).await;
+    owner.fill("#name", "Cy Owner").await;
+    owner.fill("#email", "cy@example.com").await;
+    owner.fill("#password", "a long enough passphrase").await;
+    owner.fill("#org_name", "Cy Co").await;
+    owner.fill("#org_slug", "cy-co").await;
+    owner.click("button[type=submit]").await;
+    let org_url = owner.wait_url(|u| u.contains("/app/orgs/org_")).await;
+    let org = org_url.rsplit('/').next().unwrap().to_owned();
+    owner.click("a[href$='/billing']").await;
+    owner.wait_url(|u| u.ends_with("/billing")).await;
+    assert_eq!(owner.text("#plan").await, "free");
+
+    // Upgrade: the browser lands on Stripe's (fake) Checkout page.
+    owner.click("#upgrade-pro").await;
+    let checkout = owner.wait_url(|u| u.contains("/checkout/cs_test")).await;
+    assert!(checkout.starts_with(&fake.base), "{checkout}");
+    assert!(owner.text("h1").await.contains("Fake Stripe checkout"));
+
+    // Stripe reports the paid subscription; back on the billing page the plan is PRO.
+    let customer = fake.requests_to("/v1/checkout/sessions")[0]
+        .field("customer")
+        .unwrap()
+        .to_owned();
+    fake.set_subscription(
+        "sub_b",
+        &customer,
+        "active",
+        PRICE_PRO,
+        chrono::Utc::now().timestamp(),
+        false,
+    );
+    let res = deliver(
+        &app,
+        &event("evt_b", "checkout.session.completed", serde_json::json!({
+            "id": "cs_b", "customer": customer, "subscription": "sub_b", "client_reference_id": org,
+        })),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let mut plan = String::new();
+    for _ in 0..50 {
+        owner
+            .open(&url(&format!("/app/orgs/{org}/billing?checkout=success")))
+            .await;
+        plan = owner.text("#plan").await;
+        if plan == "pro" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(plan, "pro");
+    assert_eq!(owner.text("#status").await, "active");
+    owner.screenshot("billing").await;
+    // The customer portal, on Stripe's (fake) side.
+    owner.click("#portal").await;
+    owner.wait_url(|u| u.contains("/portal/bps_test")).await;
+    owner.stop().await;
 }

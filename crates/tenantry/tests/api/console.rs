@@ -19,6 +19,8 @@ on_both_backends!(
     usage_and_jobs_pages_show_and_act,
     custom_roles_and_the_audit_filter,
     the_development_mailbox_shows_held_emails_with_their_links,
+    the_billing_page_upgrades_through_checkout_and_opens_the_portal,
+    without_stripe_the_billing_page_changes_the_plan_by_hand,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -865,4 +867,143 @@ async fn the_development_mailbox_shows_held_emails_with_their_links(backend: Bac
     let token = link.rsplit('=').next().unwrap().to_owned();
     let res = browser.post("/verify-email", &[("token", &token)]).await;
     assert_eq!(res.status(), 200);
+}
+
+async fn the_billing_page_upgrades_through_checkout_and_opens_the_portal(backend: Backend) {
+    use crate::helpers::stripe::{deliver, event, FakeStripe, PRICE_PRO};
+    let fake = FakeStripe::start().await;
+    let Some(app) = TestApp::on(backend).with_vars(|v| fake.configure(v)).await else {
+        return;
+    };
+    let owner = app.user("bill@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("bill@example.com").await;
+    let billing = format!("/app/orgs/{acme}/billing");
+    let html = browser.get(&billing).await.text().await.unwrap();
+    assert!(html.contains("<dd id=\"plan\">free</dd>"), "{html}");
+    assert!(html.contains("id=\"upgrade-pro\""), "{html}");
+    assert!(html.contains("id=\"upgrade-enterprise\""), "{html}");
+    assert!(!html.contains("id=\"portal\""), "no customer yet: {html}");
+    assert!(html.contains(">Billing</a>"), "in the navigation: {html}");
+    // Upgrading goes to Stripe's Checkout page (a page that moves on, since the CSP
+    // forbids a form's redirect to another site).
+    let csrf = browser.csrf(&billing).await;
+    let res = browser
+        .post(
+            &format!("{billing}/checkout"),
+            &[("csrf_token", &csrf), ("plan", "pro")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    let url = value_after(&html, "id=\"continue\" href=\"");
+    assert!(
+        url.starts_with(&format!("{}/checkout/cs_test", fake.base)),
+        "{url}"
+    );
+    assert!(
+        html.contains(&format!(
+            "<meta http-equiv=\"refresh\" content=\"0; url={url}\">"
+        )),
+        "{html}"
+    );
+    // Stripe reports the payment; the page shows PRO and offers the portal.
+    let account: serde_json::Value = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/billing"))
+        .await
+        .json()
+        .await;
+    let customer = account["customer_id"].as_str().unwrap().to_owned();
+    fake.set_subscription(
+        "sub_c",
+        &customer,
+        "active",
+        PRICE_PRO,
+        chrono::Utc::now().timestamp(),
+        false,
+    );
+    let res = deliver(
+        &app,
+        &event(
+            "evt_c",
+            "customer.subscription.created",
+            serde_json::json!({"id": "sub_c", "customer": customer}),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let mut html = String::new();
+    for _ in 0..100 {
+        html = browser
+            .get(&format!("{billing}?checkout=success"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        if html.contains("<dd id=\"plan\">pro</dd>") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(html.contains("<dd id=\"plan\">pro</dd>"), "{html}");
+    assert!(html.contains("Payment received: the subscription is active."), "{html}");
+    assert!(html.contains("id=\"portal\""), "{html}");
+    assert!(!html.contains("id=\"upgrade-pro\""), "subscribed: {html}");
+    let res = browser
+        .post(&format!("{billing}/portal"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(
+        value_after(&html, "id=\"continue\" href=\"").contains("/portal/bps_test"),
+        "{html}"
+    );
+    // A member without billing permissions sees no billing page and cannot act.
+    app.member(&acme, "mia@example.com", "member").await;
+    let mut other = Browser::new(&app);
+    other.sign_in("mia@example.com").await;
+    let html = other
+        .get(&format!("/app/orgs/{acme}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains(">Billing</a>"), "{html}");
+    assert_eq!(other.get(&billing).await.status(), 403);
+    let csrf = other.csrf(&format!("/app/orgs/{acme}")).await;
+    let res = other
+        .post(
+            &format!("{billing}/checkout"),
+            &[("csrf_token", &csrf), ("plan", "enterprise")],
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+}
+
+async fn without_stripe_the_billing_page_changes_the_plan_by_hand(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    app.user("hand@example.com").await;
+    let owner = app.user("hand2@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("hand2@example.com").await;
+    let billing = format!("/app/orgs/{acme}/billing");
+    let html = browser.get(&billing).await.text().await.unwrap();
+    assert!(html.contains("No billing provider"), "{html}");
+    assert!(!html.contains("id=\"upgrade-pro\""), "{html}");
+    let csrf = browser.csrf(&billing).await;
+    let res = browser
+        .post(
+            &format!("{billing}/plan"),
+            &[("csrf_token", &csrf), ("plan", "enterprise")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = browser.get(&billing).await.text().await.unwrap();
+    assert!(html.contains("<dd id=\"plan\">enterprise</dd>"), "{html}");
+    assert!(html.contains("members (no limit on this plan)"), "{html}");
 }
