@@ -948,7 +948,10 @@ async fn the_billing_page_upgrades_through_checkout_and_opens_the_portal(backend
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(html.contains("<dd id=\"plan\">pro</dd>"), "{html}");
-    assert!(html.contains("Payment received: the subscription is active."), "{html}");
+    assert!(
+        html.contains("Payment received: the subscription is active."),
+        "{html}"
+    );
     assert!(html.contains("id=\"portal\""), "{html}");
     assert!(!html.contains("id=\"upgrade-pro\""), "subscribed: {html}");
     let res = browser

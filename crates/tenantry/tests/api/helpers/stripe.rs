@@ -136,24 +136,41 @@ async fn customers(
     Json(json!({"id": id, "object": "customer"})).into_response()
 }
 
-async fn checkout(
-    State(inner): State<Shared>,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
+/// A hosted session (Checkout, portal): `kind` names its object, id prefix and page path.
+fn hosted_session(
+    inner: &Shared,
+    headers: &HeaderMap,
+    form: Vec<(String, String)>,
+    (path, object, prefix, page): (&str, &str, &str, &str),
 ) -> Response {
-    if let Some(r) = unauthorized(&headers) {
+    if let Some(r) = unauthorized(headers) {
         return r;
     }
-    record(&inner, "/v1/checkout/sessions".into(), &headers, form);
-    let base = headers
+    record(inner, path.into(), headers, form);
+    let host = headers
         .get("host")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost")
         .to_owned();
     let mut inner = inner.lock().unwrap();
     inner.sequence += 1;
-    let id = format!("cs_test{}", inner.sequence);
-    Json(json!({"id": id, "object": "checkout.session", "url": format!("http://{base}/checkout/{id}")})).into_response()
+    let id = format!("{prefix}{}", inner.sequence);
+    Json(json!({"id": id, "object": object, "url": format!("http://{host}/{page}/{id}")}))
+        .into_response()
+}
+
+async fn checkout(
+    State(inner): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let kind = (
+        "/v1/checkout/sessions",
+        "checkout.session",
+        "cs_test",
+        "checkout",
+    );
+    hosted_session(&inner, &headers, form, kind)
 }
 
 async fn portal(
@@ -161,19 +178,13 @@ async fn portal(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Some(r) = unauthorized(&headers) {
-        return r;
-    }
-    record(&inner, "/v1/billing_portal/sessions".into(), &headers, form);
-    let base = headers
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost")
-        .to_owned();
-    let mut inner = inner.lock().unwrap();
-    inner.sequence += 1;
-    let id = format!("bps_test{}", inner.sequence);
-    Json(json!({"id": id, "object": "billing_portal.session", "url": format!("http://{base}/portal/{id}")})).into_response()
+    let kind = (
+        "/v1/billing_portal/sessions",
+        "billing_portal.session",
+        "bps_test",
+        "portal",
+    );
+    hosted_session(&inner, &headers, form, kind)
 }
 
 async fn subscription(
