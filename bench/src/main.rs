@@ -1,4 +1,4 @@
-//! `cargo run --release -p tenantry-bench -- auth|jobs|api|writes|soak|console`: benchmarks with in-run baselines.
+//! `cargo run --release -p tenantry-bench -- auth|jobs|api|writes|soak|console|webhooks`: benchmarks with in-run baselines.
 //!
 //! `auth`: identity benchmarks.
 //!
@@ -28,6 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod api;
 mod console;
 mod jobs;
+mod webhooks;
 mod writes;
 
 #[tokio::main]
@@ -40,9 +41,10 @@ async fn main() -> anyhow::Result<()> {
         "writes" => writes::run().await,
         "soak" => api::soak().await,
         "console" => console::run().await,
+        "webhooks" => webhooks::run().await,
         other => {
             anyhow::bail!(
-                "unknown benchmark `{other}` (available: auth, jobs, api, writes, soak, console)"
+                "unknown benchmark `{other}` (available: auth, jobs, api, writes, soak, console, webhooks)"
             )
         }
     }

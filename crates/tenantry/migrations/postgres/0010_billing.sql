@@ -24,6 +24,7 @@ CREATE TABLE billing_accounts (
 
 -- Webhook events as received (the verified raw body), deduplicated by the provider's id.
 -- Platform data: no tenant reads it; `org_id` names the organization it applied to.
+-- Processed events are deleted after 30 days (Stripe retries a delivery for 3 days).
 CREATE TABLE billing_events (
     id            text PRIMARY KEY,
     event_type    text NOT NULL,
@@ -34,7 +35,7 @@ CREATE TABLE billing_events (
     org_id        uuid,
     outcome       text
 );
-CREATE INDEX billing_events_received ON billing_events (received_at);
+CREATE INDEX billing_events_processed ON billing_events (processed_at);
 
 -- Usage reported to the provider: one row per organization, meter and completed day, whose
 -- `identifier` the provider deduplicates, so a retry never reports a day twice.
@@ -61,4 +62,4 @@ CREATE POLICY tenant_isolation ON billing_usage_reports
     WITH CHECK (org_id = tenantry_current_org() OR tenantry_is_system());
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON billing_accounts, billing_usage_reports TO tenantry_app;
-GRANT SELECT, INSERT, UPDATE ON billing_events TO tenantry_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON billing_events TO tenantry_app;

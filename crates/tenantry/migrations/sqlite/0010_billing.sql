@@ -27,7 +27,7 @@ CREATE TABLE billing_events (
     org_id        BLOB,
     outcome       TEXT
 );
-CREATE INDEX billing_events_received ON billing_events (received_at);
+CREATE INDEX billing_events_processed ON billing_events (processed_at);
 
 CREATE TABLE billing_usage_reports (
     org_id       BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,

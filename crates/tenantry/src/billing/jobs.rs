@@ -220,14 +220,17 @@ pub async fn apply_event(
     Ok(applied.as_str().to_owned())
 }
 
-/// `billing.sync`: ends expired `past_due` grace periods and reports each paying
-/// organization's metered API calls of completed days. Periodic; internal. A failure for
+/// `billing.sync`: ends expired `past_due` grace periods, reports each paying
+/// organization's metered API calls of completed days, and deletes webhook events
+/// processed more than 30 days ago. Periodic; internal. A failure for
 /// one organization never stops the others; the run fails (and is retried) if any failed.
 pub struct BillingSyncJob;
 
 /// A day counts as complete this long after midnight UTC, once the last metering flush
 /// and rollup of it have run.
 const DAY_SETTLE: chrono::Duration = chrono::Duration::minutes(15);
+/// Processed webhook events are kept this long (Stripe retries a delivery for 3 days).
+const EVENT_RETENTION: chrono::Duration = chrono::Duration::days(30);
 /// How far back usage is reported (Stripe accepts meter events up to 35 days old).
 const REPORT_DAYS: i64 = 33;
 
@@ -261,8 +264,14 @@ impl JobHandler for BillingSyncJob {
             }
         }
         let reported = report_usage(&ctx.store, billing, &mut failures).await?;
+        let pruned = ctx
+            .store
+            .prune_billing_events(now() - EVENT_RETENTION)
+            .await
+            .map_err(|e| store_err(&e))?;
         let summary = serde_json::json!({
-            "grace_ended": downgraded, "days_reported": reported, "failures": failures,
+            "grace_ended": downgraded, "days_reported": reported, "events_pruned": pruned,
+            "failures": failures,
         });
         if failures.is_empty() {
             Ok(summary)

@@ -431,6 +431,25 @@ impl Store {
         Ok(tx.commit().await?)
     }
 
+    /// Deletes events processed before `before` (their ids no longer deduplicate: a
+    /// delivery that late is applied again, harmlessly, since applying re-reads the
+    /// subscription); returns how many.
+    pub async fn prune_billing_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self
+            .db()
+            .begin(Scope::Tenant(OrgId::PLATFORM), Access::Write)
+            .await?;
+        let n = on_conn!(tx.conn(), c => sqlx::query(
+            "DELETE FROM billing_events WHERE processed_at < $1",
+        )
+        .bind(before)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// The organization whose customer this is.
     pub async fn org_of_billing_customer(
         &self,

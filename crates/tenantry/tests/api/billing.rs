@@ -659,6 +659,36 @@ async fn past_due_keeps_the_plan_through_the_grace_period(backend: Backend) {
     assert_eq!(failed[0]["target_id"], "in_1");
     assert_eq!(failed[0]["metadata"]["amount_due"], 2900);
 
+    // Once the grace period is over, the periodic sync drops the plan to FREE (here with a
+    // grace of zero, through the store method the `billing.sync` job calls).
+    let org_id: tenantry::ids::OrgId = org.as_str().parse().unwrap();
+    let three_days = Duration::from_secs(3 * 86_400);
+    assert!(app
+        .store
+        .billing_grace_expired(three_days)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        app.store
+            .billing_grace_expired(Duration::ZERO)
+            .await
+            .unwrap(),
+        vec![org_id]
+    );
+    let ctx = tenantry::auth::TenantCtx::for_tests(org_id);
+    assert!(app
+        .store
+        .end_billing_grace(&ctx, Duration::ZERO)
+        .await
+        .unwrap());
+    assert_eq!(billing(&app, &owner, &org).await["plan"], "free");
+    let ended = audit_actions(&app, &owner, &org, "billing.plan_changed").await;
+    assert_eq!(
+        ended.last().unwrap()["metadata"]["reason"],
+        "past_due_grace_ended"
+    );
+
     // The retry pays: active again, nothing lost.
     fake.set_subscription(
         "sub_p",
@@ -678,12 +708,18 @@ async fn past_due_keeps_the_plan_through_the_grace_period(backend: Backend) {
             .len(),
         1
     );
-    assert!(
-        audit_actions(&app, &owner, &org, "billing.plan_changed")
-            .await
-            .len()
-            == 1,
-        "only the upgrade"
+    let changes: Vec<Value> = audit_actions(&app, &owner, &org, "billing.plan_changed")
+        .await
+        .iter()
+        .map(|e| json!([e["metadata"]["from"], e["metadata"]["to"]]))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            json!(["free", "pro"]),
+            json!(["pro", "free"]),
+            json!(["free", "pro"])
+        ]
     );
 }
 
