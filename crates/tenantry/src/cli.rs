@@ -119,7 +119,7 @@ async fn serve(config: Config, no_worker: bool) -> anyhow::Result<()> {
             .data_dir
             .join(crate::secrets::DEV_SECRETS_FILE);
         tracing::info!(
-            "development secrets (INTERNAL_ADMIN_TOKEN for {base}/v1/admin/…) are in {}",
+            "development secrets (INTERNAL_ADMIN_TOKEN for {base}/v1/admin/… and the operator console {base}/app/operator) are in {}",
             secrets.display()
         );
         if app.state().config.auth.smtp_url.is_none() {

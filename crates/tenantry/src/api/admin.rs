@@ -83,23 +83,31 @@ pub(crate) struct OrgPage {
     pub cursor: Option<OrgId>,
     /// Page size, 1-200 (default 50).
     pub limit: Option<u32>,
+    /// Only organizations whose name, slug or a member's email contains this
+    /// (case-insensitive), 1-200 characters.
+    pub q: Option<String>,
 }
 
-/// Lists every organization, ordered by id.
+/// Lists every organization, ordered by id; `q` searches names, slugs and members' emails.
 #[utoipa::path(get, path = "/v1/admin/orgs", tag = "operator",
     security(("operator_token" = [])),
     params(OrgPage),
     responses(
         (status = 200, description = "A page of organizations, by id", body = List<Organization>),
-        (status = 401, description = "Bad operator token", body = Problem)))]
+        (status = 401, description = "Bad operator token", body = Problem),
+        (status = 422, description = "`q` longer than 200 characters", body = Problem)))]
 async fn list_orgs(
     State(state): State<AppState>,
     operator: Operator,
     AppQuery(page): AppQuery<OrgPage>,
 ) -> Result<Json<List<Organization>>, ApiError> {
+    let query = page.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    if query.is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::validation("q", "at most 200 characters"));
+    }
     let orgs = state
         .store
-        .list_all_orgs(&operator, page.cursor, page.limit)
+        .list_all_orgs(&operator, query, page.cursor, page.limit)
         .await?;
     Ok(Json(List::page(
         orgs,

@@ -231,6 +231,13 @@ fn provider_error(err: ProviderError) -> ApiError {
             "billing_provider_unavailable",
             "Stripe cannot be reached right now; try again shortly.",
         ),
+        // Stripe refusing our credentials is the operator's to fix; its message (which
+        // names part of the key) stays in the log.
+        ProviderError::Rejected { status: 401 | 403, .. } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "billing_provider_error",
+            "Stripe refused this deployment's credentials; the operator must check STRIPE_SECRET_KEY.",
+        ),
         ProviderError::Rejected { message, .. } => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "billing_provider_error",
@@ -242,6 +249,17 @@ fn provider_error(err: ProviderError) -> ApiError {
             "Stripe answered something unexpected.",
         ),
     }
+}
+
+/// Refuses a session whose page is not Stripe's (see [`Billing::is_hosted_page`]).
+fn hosted(billing: &Billing, session: &HostedSession) -> Result<(), ApiError> {
+    if billing.is_hosted_page(&session.url) {
+        return Ok(());
+    }
+    tracing::warn!(url = %session.url, "the billing provider returned a page outside stripe.com; not followed");
+    Err(provider_error(ProviderError::Unexpected(
+        "a hosted page outside stripe.com".into(),
+    )))
 }
 
 fn configured(
@@ -288,6 +306,18 @@ pub(crate) async fn start_checkout(
             {
                 return Err(DomainError::SubscriptionExists.into());
             }
+            // A subscription paid moments ago may not be applied yet: ask Stripe, so a
+            // second click never starts a second subscription.
+            let live = provider
+                .customer_subscriptions(&account.customer_id)
+                .await
+                .map_err(provider_error)?;
+            if live
+                .iter()
+                .any(|s| crate::billing::model::is_billable(&s.status))
+            {
+                return Err(DomainError::SubscriptionExists.into());
+            }
             account
         }
         None => {
@@ -312,6 +342,7 @@ pub(crate) async fn start_checkout(
         })
         .await
         .map_err(provider_error)?;
+    hosted(billing, &session)?;
     state
         .store
         .audit_billing_action(
@@ -344,6 +375,7 @@ pub(crate) async fn open_portal(
         )
         .await
         .map_err(provider_error)?;
+    hosted(billing, &session)?;
     state
         .store
         .audit_billing_action(

@@ -14,6 +14,7 @@ pub mod user;
 
 pub(crate) use credentials::bearer_token;
 pub use member::OrgMember;
-pub use operator::{Operator, OperatorOrg, OperatorPlatform};
+pub(crate) use operator::{operator_session_value, OPERATOR_COOKIE, OPERATOR_SESSION};
+pub use operator::{Operator, OperatorOrg, OperatorPlatform, OperatorSession};
 pub use tenant::{Actor, ActorKind, RequestMeta, TenantCtx};
 pub use user::{CurrentUser, Via};

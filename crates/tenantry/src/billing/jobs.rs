@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::stripe::id_of;
-use super::{Billing, MeterEvent};
+use super::{Billing, MeterEvent, ProviderError};
 use crate::auth::TenantCtx;
 use crate::ids::OrgId;
 use crate::jobs::{JobContext, JobHandler};
@@ -343,9 +343,19 @@ pub async fn report_usage(
                     timestamp,
                 })
                 .await;
-            if let Err(e) = sent {
-                failures.push(format!("{}: {e}", account.org_id));
-                break;
+            match sent {
+                Ok(()) => {}
+                // Stripe refused this day (a deleted customer, a bad value): the other days
+                // still go; the failure is reported and the day retried next run.
+                Err(e @ (ProviderError::Rejected { .. } | ProviderError::Unexpected(_))) => {
+                    failures.push(format!("{} {day}: {e}", account.org_id));
+                    continue;
+                }
+                // Stripe unreachable: the next run resumes.
+                Err(e @ ProviderError::Unavailable(_)) => {
+                    failures.push(format!("{}: {e}", account.org_id));
+                    break;
+                }
             }
             if let Err(e) = store
                 .record_usage_report(&ctx, API_CALLS, &day, quantity, &identifier)

@@ -111,6 +111,11 @@ pub trait BillingProvider: Send + Sync {
     ) -> Result<HostedSession, ProviderError>;
     /// The subscription as it is now.
     async fn get_subscription(&self, id: &str) -> Result<Subscription, ProviderError>;
+    /// The customer's subscriptions, in any status (the most recent 100).
+    async fn customer_subscriptions(
+        &self,
+        customer_id: &str,
+    ) -> Result<Vec<Subscription>, ProviderError>;
     /// Reports metered usage.
     async fn report_usage(&self, event: MeterEvent<'_>) -> Result<(), ProviderError>;
 }
@@ -183,8 +188,71 @@ impl Billing {
         }
     }
 
+    /// Whether `url`, a hosted page the provider returned, is one to send a customer to:
+    /// `https` on `stripe.com`, or on the configured API's own host (a local Stripe in
+    /// tests). Anything else is refused rather than followed.
+    pub fn is_hosted_page(&self, url: &str) -> bool {
+        let Ok(url) = url::Url::parse(url) else {
+            return false;
+        };
+        let host = url.host_str().unwrap_or("");
+        let stripe =
+            url.scheme() == "https" && (host == "stripe.com" || host.ends_with(".stripe.com"));
+        let api = url::Url::parse(&self.stripe.api_base).ok();
+        let same_as_api = api.is_some_and(|api| {
+            api.scheme() == url.scheme() && api.host_str() == Some(host) && api.port() == url.port()
+        });
+        stripe || same_as_api
+    }
+
     /// A configured return URL for `org`.
     pub fn url_for(template: &str, org: OrgId) -> String {
         template.replace("{ORG_ID}", &org.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn billing(api_base: &str) -> Arc<Billing> {
+        let stripe = StripeConfig {
+            secret_key: None,
+            webhook_secrets: Vec::new(),
+            price_pro: Some("price_pro".into()),
+            price_enterprise: None,
+            success_url: String::new(),
+            cancel_url: String::new(),
+            portal_return_url: String::new(),
+            webhook_tolerance: Duration::from_secs(300),
+            api_base: api_base.into(),
+            meter_event_name: "api_calls".into(),
+        };
+        let config = BillingConfig {
+            stripe: Some(stripe),
+            past_due_grace: Duration::from_secs(0),
+        };
+        Billing::from_config(&config).unwrap().unwrap()
+    }
+
+    #[test]
+    fn only_stripe_pages_are_followed() {
+        let real = billing("https://api.stripe.com");
+        assert!(real.is_hosted_page("https://checkout.stripe.com/c/pay/cs_test_a1"));
+        assert!(real.is_hosted_page("https://billing.stripe.com/p/session/x"));
+        for bad in [
+            "http://checkout.stripe.com/c/pay/x",
+            "https://checkout.stripe.com.evil.example/x",
+            "https://evilstripe.com/x",
+            "javascript:alert(1)",
+            "/relative",
+        ] {
+            assert!(!real.is_hosted_page(bad), "{bad}");
+        }
+        let local = billing("http://127.0.0.1:4242");
+        assert!(local.is_hosted_page("http://127.0.0.1:4242/checkout/cs_1"));
+        assert!(!local.is_hosted_page("http://127.0.0.1:4243/checkout/cs_1"));
+        assert_eq!(real.plan_of_price("price_pro"), Some(Plan::Pro));
+        assert_eq!(real.plan_of_price("price_other"), None);
     }
 }

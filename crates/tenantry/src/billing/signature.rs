@@ -47,8 +47,13 @@ pub fn verify(
     now: i64,
 ) -> Result<i64, SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
+    // Stripe sends one `t` and a `v1` per active secret: a longer header is not Stripe's,
+    // and bounding it bounds the work an unsigned request can cause.
+    if header.len() > MAX_HEADER {
+        return Err(SignatureError::Malformed);
+    }
     let mut timestamp = None;
-    let mut signatures = Vec::new();
+    let mut signatures: Vec<[u8; 32]> = Vec::new();
     for part in header.split(',') {
         let (key, value) = part
             .trim()
@@ -63,10 +68,11 @@ pub fn verify(
                 );
             }
             "t" => return Err(SignatureError::Malformed),
-            // Signatures that are not hex cannot match; other schemes (`v0`) are ignored.
+            // Only a SHA-256 sized hex value can match; other schemes (`v0`) are ignored.
             "v1" => {
-                if let Ok(bytes) = hex::decode(value) {
-                    signatures.push(bytes);
+                let mut sig = [0u8; 32];
+                if hex::decode_to_slice(value, &mut sig).is_ok() {
+                    signatures.push(sig);
                 }
             }
             _ => {}
@@ -80,16 +86,26 @@ pub fn verify(
     if now.abs_diff(timestamp) > tolerance.unsigned_abs() {
         return Err(SignatureError::OutsideTolerance);
     }
+    // One MAC per secret over the body, compared in constant time with every candidate.
     let matches = secrets.iter().any(|secret| {
-        signatures
-            .iter()
-            .any(|sig| mac(secret, timestamp, body).verify_slice(sig).is_ok())
+        let expected = mac(secret, timestamp, body).finalize().into_bytes();
+        signatures.iter().fold(false, |found, sig| {
+            found | subtle_eq(expected.as_slice(), sig)
+        })
     });
     if matches {
         Ok(timestamp)
     } else {
         Err(SignatureError::NoMatch)
     }
+}
+
+/// Longest `Stripe-Signature` header accepted.
+const MAX_HEADER: usize = 2048;
+
+/// Constant-time equality of two byte strings of the same length.
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The `Stripe-Signature` header Stripe would send for `body` at `timestamp` (for tests,

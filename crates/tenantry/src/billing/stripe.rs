@@ -194,6 +194,27 @@ impl BillingProvider for StripeClient {
         parse_subscription(&self.send(request).await?)
     }
 
+    async fn customer_subscriptions(
+        &self,
+        customer_id: &str,
+    ) -> Result<Vec<Subscription>, ProviderError> {
+        let request = self
+            .http
+            .get(format!("{}/v1/subscriptions", self.base))
+            .query(&[
+                ("customer", customer_id),
+                ("status", "all"),
+                ("limit", "100"),
+            ]);
+        let list = self.send(request).await?;
+        list["data"]
+            .as_array()
+            .ok_or_else(|| ProviderError::Unexpected("no `data` in the subscription list".into()))?
+            .iter()
+            .map(parse_subscription)
+            .collect()
+    }
+
     async fn report_usage(&self, event: MeterEvent<'_>) -> Result<(), ProviderError> {
         let form = vec![
             pair("event_name", event.event_name),

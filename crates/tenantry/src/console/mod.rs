@@ -17,6 +17,7 @@
 mod account;
 mod activity;
 mod billing;
+mod operator;
 mod pages;
 
 use askama::Template;
@@ -137,6 +138,14 @@ pub(crate) fn router() -> Router<AppState> {
             "/app/orgs/{org_id}/jobs/{job_id}/retry",
             post(activity::retry),
         )
+        .route(
+            "/app/operator/login",
+            get(operator::login_page).post(operator::login),
+        )
+        .route("/app/operator/logout", post(operator::logout))
+        .route("/app/operator", get(operator::orgs))
+        .route("/app/operator/orgs/{org_id}", get(operator::org))
+        .route("/app/operator/orgs/{org_id}/plan", post(operator::set_plan))
         .route("/app/static/{file}", get(asset))
         .layer(axum::middleware::from_fn(html_problems))
         .layer(axum::middleware::from_fn(csrf_from_form))
@@ -266,6 +275,7 @@ struct ErrorPage {
 /// Turns the API's problems into pages: 401 redirects to the sign-in page, anything else
 /// is an error page with the same status and code.
 async fn html_problems(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
     let request_id = req
         .headers()
         .get(crate::http::meta::REQUEST_ID)
@@ -276,7 +286,12 @@ async fn html_problems(req: Request, next: Next) -> Response {
         return response;
     };
     if err.status() == StatusCode::UNAUTHORIZED {
-        return Redirect::to("/app/login").into_response();
+        let to = if path.starts_with("/app/operator") {
+            "/app/operator/login"
+        } else {
+            "/app/login"
+        };
+        return Redirect::to(to).into_response();
     }
     let problem = err.to_problem(request_id.clone());
     let page = ErrorPage {

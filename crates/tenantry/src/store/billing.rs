@@ -487,7 +487,12 @@ impl Store {
         let outcome = match account_in(&mut tx, org).await? {
             Some(account) if account.customer_id != sub.customer_id => Applied::ForeignCustomer,
             None => Applied::ForeignCustomer,
-            Some(account) if account.synced_at.is_some_and(|at| at >= change.read_at) => {
+            // An older read of the same subscription never overwrites a newer one; between
+            // different subscriptions `adopts` decides.
+            Some(account)
+                if account.subscription_id.as_deref() == Some(sub.id.as_str())
+                    && account.synced_at.is_some_and(|at| at >= change.read_at) =>
+            {
                 Applied::Stale
             }
             Some(account) if !adopts(&account, sub) => Applied::Superseded,
@@ -568,6 +573,15 @@ impl Store {
                 }
             }
         };
+        // A second subscription being paid for next to the current one (two checkouts
+        // completed at once): kept visible, since one of them should be cancelled.
+        if outcome == Applied::Superseded && crate::billing::model::is_billable(&sub.status) {
+            tx.audit(
+                AuditEntry::new("billing.duplicate_subscription", "subscription", &sub.id)
+                    .with_metadata(serde_json::json!({ "status": sub.status })),
+            )
+            .await?;
+        }
         if let (Some(extra), Applied::Updated { .. } | Applied::Unchanged | Applied::Stale) =
             (change.extra, outcome)
         {

@@ -78,20 +78,36 @@ impl Store {
         org.ok_or(StoreError::NotFound)
     }
 
-    /// Every organization, by id, for the operator API.
+    /// Every organization, by id, for the operator API; with `query`, only those whose
+    /// name, slug or a member's email contains it (case-insensitive).
     pub async fn list_all_orgs(
         &self,
         _by: &Operator,
+        query: Option<&str>,
         after: Option<OrgId>,
         limit: Option<u32>,
     ) -> Result<Vec<Organization>, StoreError> {
+        let pattern = query.map(|q| {
+            let escaped = q
+                .trim()
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
         let mut tx = self.db().begin(Scope::System, Access::Read).await?;
         let sql = format!(
-            "SELECT {COLUMNS} FROM organizations WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+            "SELECT {COLUMNS} FROM organizations o WHERE ($1 IS NULL OR o.id > $1) AND ($3 IS NULL \
+               OR lower(o.name) LIKE $3 ESCAPE '\\' OR o.slug LIKE $3 ESCAPE '\\' \
+               OR EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id \
+                          WHERE m.org_id = o.id AND lower(u.email) LIKE $3 ESCAPE '\\')) \
+             ORDER BY o.id LIMIT $2"
         );
         let orgs: Vec<Organization> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(after)
             .bind(page_size(limit))
+            .bind(pattern.as_deref())
             .fetch_all(&mut *c)
             .await)?;
         tx.commit().await?;

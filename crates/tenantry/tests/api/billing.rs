@@ -227,6 +227,13 @@ async fn checkout_creates_the_customer_once_and_the_paid_subscription_upgrades_t
     // Stripe reports the paid checkout: PRO at once, with its limits.
     let created = chrono::Utc::now().timestamp() - 86_400;
     fake.set_subscription("sub_acme", &customer, "active", PRICE_PRO, created, false);
+    // Paid, not yet reported: a second checkout is refused (Stripe is asked).
+    assert_problem(
+        checkout(&app, &owner, &org, "pro").await,
+        409,
+        "subscription_exists",
+    )
+    .await;
     let session = json!({"id": "cs_done", "object": "checkout.session", "customer": customer,
         "subscription": "sub_acme", "client_reference_id": org.as_str(), "metadata": {"org_id": org.as_str()}});
     let res = deliver(
@@ -280,7 +287,8 @@ async fn checkout_creates_the_customer_once_and_the_paid_subscription_upgrades_t
         audit_actions(&app, &owner, &org, "billing.checkout_started")
             .await
             .len(),
-        2
+        2,
+        "the refused third checkout started nothing"
     );
 
     // With Stripe configured the plan follows the subscription, not a hand-made change.

@@ -21,6 +21,7 @@ on_both_backends!(
     the_development_mailbox_shows_held_emails_with_their_links,
     the_billing_page_upgrades_through_checkout_and_opens_the_portal,
     without_stripe_the_billing_page_changes_the_plan_by_hand,
+    the_operator_signs_in_searches_and_overrides_a_plan,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -1009,4 +1010,121 @@ async fn without_stripe_the_billing_page_changes_the_plan_by_hand(backend: Backe
     let html = browser.get(&billing).await.text().await.unwrap();
     assert!(html.contains("<dd id=\"plan\">enterprise</dd>"), "{html}");
     assert!(html.contains("members (no limit on this plan)"), "{html}");
+}
+
+async fn the_operator_signs_in_searches_and_overrides_a_plan(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("olga@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let globex = app.org_of(&owner, "globex").await;
+    let pat = app.user("pat@example.com").await;
+    let initech = app.org_of(&pat, "initech").await;
+    let mut op = Browser::new(&app);
+    // Not signed in: the operator's sign-in page, and a wrong token is refused inline.
+    let res = op.get("/app/operator").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/app/operator/login");
+    let res = op
+        .post("/app/operator/login", &[("token", "not-the-token")])
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("That is not the operator token"));
+    assert!(op.cookie.is_none());
+    // A member's session is no operator session.
+    let mut member = Browser::new(&app);
+    member.sign_in("olga@example.com").await;
+    assert_eq!(
+        location(&member.get("/app/operator").await),
+        "/app/operator/login"
+    );
+
+    let res = op
+        .post("/app/operator/login", &[("token", &app.admin_token)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let set = res.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("HttpOnly")
+            && set.contains("SameSite=Strict")
+            && set.contains("Path=/app/operator"),
+        "{set}"
+    );
+    assert!(
+        !set.contains(&app.admin_token),
+        "the cookie never holds the token"
+    );
+    let html = op.get("/app/operator").await.text().await.unwrap();
+    for org in [&acme, &globex, &initech] {
+        assert!(html.contains(org.as_str()), "{html}");
+    }
+    // Search by slug, by a member's email, and with LIKE's wildcards taken literally.
+    let html = op.get("/app/operator?q=ACM").await.text().await.unwrap();
+    assert!(
+        html.contains(acme.as_str()) && !html.contains(globex.as_str()),
+        "{html}"
+    );
+    let html = op
+        .get("/app/operator?q=pat%40example")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(initech.as_str()) && !html.contains(acme.as_str()),
+        "{html}"
+    );
+    let html = op.get("/app/operator?q=%25").await.text().await.unwrap();
+    assert!(html.contains("No organization matches"), "{html}");
+    let res = app.admin_get("/v1/admin/orgs?q=globex").await;
+    assert_eq!(res.status(), 200);
+    let listed: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["data"][0]["id"], globex.as_str());
+
+    // One organization: members, chain, plan; the override is audited as the operator.
+    let page = format!("/app/operator/orgs/{acme}");
+    let html = op.get(&page).await.text().await.unwrap();
+    assert!(html.contains("olga@example.com"), "{html}");
+    assert!(html.contains("<dd id=\"plan\">free</dd>"), "{html}");
+    assert!(html.contains("verifies"), "{html}");
+    let res = op.post(&format!("{page}/plan"), &[("plan", "pro")]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no CSRF token");
+    let csrf = value_after(&html, "name=\"csrf_token\" value=\"");
+    let res = op
+        .post(
+            &format!("{page}/plan"),
+            &[("csrf_token", &csrf), ("plan", "pro")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = op.get(&page).await.text().await.unwrap();
+    assert!(html.contains("<dd id=\"plan\">pro</dd>"), "{html}");
+    let audit: serde_json::Value = app
+        .as_(&owner)
+        .get(format!(
+            "/v1/orgs/{acme}/audit-events?action=organization.plan_changed"
+        ))
+        .await
+        .json()
+        .await;
+    assert_eq!(audit["data"][0]["actor"]["type"], "operator", "{audit}");
+    assert_eq!(op.get("/app/operator/orgs/nope").await.status(), 404);
+    let missing = format!("/app/operator/orgs/org_{}", "0".repeat(32));
+    assert_eq!(op.get(&missing).await.status(), 404);
+
+    // Sign out: the pages ask for the token again.
+    let res = op
+        .post("/app/operator/logout", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&op.get("/app/operator").await),
+        "/app/operator/login"
+    );
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -218,6 +218,32 @@ async fn subscription(
     }
 }
 
+async fn list_subscriptions(
+    State(inner): State<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = unauthorized(&headers) {
+        return r;
+    }
+    record(
+        &inner,
+        "/v1/subscriptions".into(),
+        &headers,
+        query.clone().into_iter().collect(),
+    );
+    let customer = query.get("customer").cloned().unwrap_or_default();
+    let data: Vec<Value> = inner
+        .lock()
+        .unwrap()
+        .subscriptions
+        .values()
+        .filter(|s| s["customer"] == customer.as_str())
+        .cloned()
+        .collect();
+    Json(json!({"object": "list", "data": data, "has_more": false})).into_response()
+}
+
 async fn meter_events(
     State(inner): State<Shared>,
     headers: HeaderMap,
@@ -270,6 +296,7 @@ impl FakeStripe {
             .route("/v1/customers", post(customers))
             .route("/v1/checkout/sessions", post(checkout))
             .route("/v1/billing_portal/sessions", post(portal))
+            .route("/v1/subscriptions", get(list_subscriptions))
             .route("/v1/subscriptions/{id}", get(subscription))
             .route("/v1/billing/meter_events", post(meter_events))
             .route("/{kind}/{id}", get(hosted_page))
