@@ -153,20 +153,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     )
     .spawn(stop.clone(), Duration::from_secs(30));
     let started = Instant::now();
-    loop {
-        let left: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM billing_events WHERE processed_at IS NULL")
-                .fetch_one(&owner)
-                .await?;
-        if left == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "{left} events still unapplied after 600 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    all_applied(&owner, Duration::from_secs(600)).await?;
     let drain = started.elapsed().as_secs_f64();
     println!(
         "apply: worker (concurrency {}), per event a subscription read from Stripe and one transaction: {:.0} events/s ({stored} in {drain:.1} s) -> {:.2}x the INSERT ceiling",
@@ -203,21 +190,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     for s in sends {
         anyhow::ensure!(s.await?? == 200, "a paced delivery was refused");
     }
-    let started = Instant::now();
-    loop {
-        let left: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM billing_events WHERE processed_at IS NULL")
-                .fetch_one(&owner)
-                .await?;
-        if left == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(120),
-            "paced events unapplied"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    all_applied(&owner, Duration::from_secs(120)).await?;
     let (p50, p99): (f64, f64) = sqlx::query_as(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) \
          FROM (SELECT (extract(epoch FROM processed_at - received_at) * 1000)::float8 AS ms FROM billing_events \
@@ -234,6 +207,26 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     owner.close().await;
     drop(db);
     Ok(())
+}
+
+/// Waits until every stored event is applied, for at most `limit`.
+async fn all_applied(owner: &sqlx::PgPool, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM billing_events WHERE processed_at IS NULL")
+                .fetch_one(owner)
+                .await?;
+        if left == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "{left} events still unapplied after {} s",
+            limit.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn request_body(customers: &[String], i: usize, now: i64) -> String {

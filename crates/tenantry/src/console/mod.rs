@@ -19,6 +19,7 @@ mod activity;
 mod billing;
 mod operator;
 mod pages;
+mod workspace;
 
 use askama::Template;
 use axum::body::{Body, Bytes};
@@ -120,6 +121,26 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/app/orgs/{org_id}/audit", get(pages::audit))
         .route("/app/orgs/{org_id}/usage", get(activity::usage))
         .route("/app/orgs/{org_id}/jobs", get(activity::jobs))
+        .route(
+            "/app/orgs/{org_id}/workspaces/{workspace_id}",
+            get(workspace::workspace),
+        )
+        .route(
+            "/app/orgs/{org_id}/workspaces/{workspace_id}/rename",
+            post(workspace::rename),
+        )
+        .route(
+            "/app/orgs/{org_id}/workspaces/{workspace_id}/roles",
+            post(workspace::assign),
+        )
+        .route(
+            "/app/orgs/{org_id}/workspaces/{workspace_id}/roles/{user_id}/remove",
+            post(workspace::unassign),
+        )
+        .route(
+            "/app/orgs/{org_id}/roles/{role_id}",
+            get(pages::role).post(pages::update_role_form),
+        )
         .route("/app/orgs/{org_id}/billing", get(billing::billing))
         .route(
             "/app/orgs/{org_id}/billing/checkout",

@@ -18,7 +18,7 @@ use crate::api::orgs::invitations::{
 };
 use crate::api::orgs::members::{change_member_role, remove_member};
 use crate::api::orgs::org::{delete_org, update_org, OrgPatch};
-use crate::api::orgs::roles::{create_role, delete_role, RoleDefIn};
+use crate::api::orgs::roles::{create_role, delete_role, update_role, RoleDefIn, RolePatch};
 use crate::api::orgs::workspaces::RoleIn;
 use crate::api::orgs::workspaces::{create_workspace, delete_workspace, WorkspaceIn};
 use crate::api::orgs::NewOrgIn;
@@ -420,23 +420,8 @@ async fn members_page(
     let can_update = member.permissions.contains(&Permission::MembersUpdate);
     let can_remove = member.permissions.contains(&Permission::MembersRemove);
     let me = member.user_id();
-    let custom = if member.permissions.contains(&Permission::RolesRead) {
-        state.store.list_roles(&member.ctx).await?
-    } else {
-        Vec::new()
-    };
-    let options = |current: &str| -> Vec<RoleOption> {
-        crate::rbac::BuiltinRole::ALL
-            .iter()
-            .map(|r| (r.as_str().to_owned(), r.as_str().to_owned()))
-            .chain(custom.iter().map(|r| (r.id.to_string(), r.name.clone())))
-            .map(|(value, label)| RoleOption {
-                selected: value == current,
-                value,
-                label,
-            })
-            .collect()
-    };
+    let choices = role_choices(state, member).await?;
+    let options = |current: &str| role_options(&choices, current);
     let members = state
         .store
         .list_members(&member.ctx)
@@ -541,10 +526,40 @@ pub(super) async fn rotate_key(
 }
 
 /// A role a form can give: a built-in name or a custom role's id, with its label.
-struct RoleOption {
-    value: String,
-    label: String,
-    selected: bool,
+pub(super) struct RoleOption {
+    pub(super) value: String,
+    pub(super) label: String,
+    pub(super) selected: bool,
+}
+
+/// The roles a member's forms offer: the built-in ones, and the custom roles when the
+/// member may read them, as (value, label).
+pub(super) async fn role_choices(
+    state: &AppState,
+    member: &OrgMember,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let custom = if member.permissions.contains(&Permission::RolesRead) {
+        state.store.list_roles(&member.ctx).await?
+    } else {
+        Vec::new()
+    };
+    Ok(crate::rbac::BuiltinRole::ALL
+        .iter()
+        .map(|r| (r.as_str().to_owned(), r.as_str().to_owned()))
+        .chain(custom.iter().map(|r| (r.id.to_string(), r.name.clone())))
+        .collect())
+}
+
+/// `choices` as a select's options, `current` selected.
+pub(super) fn role_options(choices: &[(String, String)], current: &str) -> Vec<RoleOption> {
+    choices
+        .iter()
+        .map(|(value, label)| RoleOption {
+            selected: value == current,
+            value: value.clone(),
+            label: label.clone(),
+        })
+        .collect()
 }
 
 /// The invitation form's fields.
@@ -851,6 +866,7 @@ pub(super) async fn revoke_key(
 struct PermissionOption {
     name: &'static str,
     description: &'static str,
+    checked: bool,
 }
 
 #[derive(Template)]
@@ -904,6 +920,7 @@ pub(super) async fn roles(
         .map(|p| PermissionOption {
             name: p.as_str(),
             description: p.description(),
+            checked: false,
         })
         .collect();
     page(&RolesPage {
@@ -943,6 +960,71 @@ pub(super) async fn create_role_form(
     };
     let (_, axum::Json(_role)) = create_role(State(state), member, AppJson(input)).await?;
     Ok(Redirect::to(&format!("/app/orgs/{org}/roles")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "console/role.html")]
+struct RolePage {
+    chrome: Chrome,
+    view: OrgView,
+    tab: &'static str,
+    role: crate::store::roles::Role,
+    can_write: bool,
+    catalog: Vec<PermissionOption>,
+}
+
+/// One custom role, and the form editing it (`roles:read`; `roles:write`). The catalog
+/// offers the permissions the editor holds; a permission of the role the editor does not
+/// hold is shown, and the API refuses to grant it again.
+pub(super) async fn role(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    member: OrgMember,
+    Path((_, id)): Path<(OrgId, String)>,
+) -> Result<Response, ApiError> {
+    let id: crate::ids::RoleId = id.parse().map_err(|_| ApiError::not_found())?;
+    let (chrome, view) = org_chrome(&state, &user, &member).await?;
+    member.require(Permission::RolesRead)?;
+    let role = state.store.get_role(&member.ctx, id).await?;
+    let catalog = Permission::ALL
+        .iter()
+        .filter(|p| member.permissions.contains(p) || role.permissions.contains(p))
+        .map(|p| PermissionOption {
+            name: p.as_str(),
+            description: p.description(),
+            checked: role.permissions.contains(p),
+        })
+        .collect();
+    page(&RolePage {
+        chrome,
+        view,
+        tab: "roles",
+        role,
+        can_write: member.permissions.contains(&Permission::RolesWrite),
+        catalog,
+    })
+}
+
+/// Saves a custom role through the API's own handler.
+pub(super) async fn update_role_form(
+    State(state): State<AppState>,
+    member: OrgMember,
+    Path((org, id)): Path<(OrgId, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let id: crate::ids::RoleId = id.parse().map_err(|_| ApiError::not_found())?;
+    let form: NewRoleForm = serde_urlencoded_form(&body, "permissions")?;
+    let permissions = url::form_urlencoded::parse(&body)
+        .filter(|(name, _)| name == "permissions")
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    let patch = RolePatch {
+        name: Some(form.name),
+        description: Some(form.description),
+        permissions: Some(permissions),
+    };
+    let axum::Json(_role) = update_role(State(state), member, OrgPath(id), AppJson(patch)).await?;
+    Ok(Redirect::to(&format!("/app/orgs/{org}/roles/{id}")).into_response())
 }
 
 /// Deletes a custom role through the API's own handler (refused while it is in use).

@@ -32,6 +32,29 @@ pub struct Workspace {
 
 const COLUMNS: &str = "id, org_id, name, slug, created_at, updated_at";
 
+/// A member's own role in a workspace.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct WorkspaceRoleLine {
+    /// The member.
+    pub user_id: UserId,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// A built-in role name (or the custom role's marker).
+    pub role: String,
+    /// The custom role, when it is one.
+    pub custom_role_id: Option<crate::ids::RoleId>,
+}
+
+impl WorkspaceRoleLine {
+    /// The role as forms carry it: a built-in name or a custom role id.
+    pub fn role_value(&self) -> String {
+        self.custom_role_id
+            .map_or_else(|| self.role.clone(), |id| id.to_string())
+    }
+}
+
 impl Store {
     /// Creates a workspace in the caller's organization.
     pub async fn create_workspace(
@@ -204,6 +227,26 @@ impl Store {
         tx.audit(entry).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The members with a role of their own in workspace `ws`, by email: (user, email,
+    /// name, role as a built-in name or a custom role id).
+    pub async fn list_workspace_roles(
+        &self,
+        ctx: &TenantCtx,
+        ws: WorkspaceId,
+    ) -> Result<Vec<WorkspaceRoleLine>, StoreError> {
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
+        let rows: Vec<WorkspaceRoleLine> = on_conn!(tx.conn(), c => sqlx::query_as(
+            "SELECT w.user_id, u.email, u.name, w.role, w.custom_role_id FROM workspace_roles w \
+             JOIN users u ON u.id = w.user_id WHERE w.org_id = $1 AND w.workspace_id = $2 ORDER BY u.email",
+        )
+        .bind(ctx.org_id())
+        .bind(ws)
+        .fetch_all(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     /// A member's role in one workspace, with a custom role's permissions (JSON).

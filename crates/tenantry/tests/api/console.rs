@@ -22,6 +22,7 @@ on_both_backends!(
     the_billing_page_upgrades_through_checkout_and_opens_the_portal,
     without_stripe_the_billing_page_changes_the_plan_by_hand,
     the_operator_signs_in_searches_and_overrides_a_plan,
+    workspace_roles_and_custom_role_editing_from_the_console,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -1127,4 +1128,177 @@ async fn the_operator_signs_in_searches_and_overrides_a_plan(backend: Backend) {
         location(&op.get("/app/operator").await),
         "/app/operator/login"
     );
+}
+
+async fn workspace_roles_and_custom_role_editing_from_the_console(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("wendy@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let create = |slug: &'static str| {
+        let app = &app;
+        let owner = &owner;
+        let acme = &acme;
+        async move {
+            let res = app
+                .as_(owner)
+                .post(
+                    format!("/v1/orgs/{acme}/workspaces"),
+                    serde_json::json!({"name": slug, "slug": slug}),
+                )
+                .await;
+            assert_eq!(res.status(), 201);
+            let ws: serde_json::Value = res.json().await;
+            ws["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let ws = create("design").await;
+    let other = create("ops").await;
+    let mia = app.member(&acme, "mia@example.com", "readonly").await;
+    let rename = |ws: &str| format!("/v1/orgs/{acme}/workspaces/{ws}");
+    let res = app
+        .as_(&mia)
+        .patch(rename(&ws), serde_json::json!({"name": "x"}))
+        .await;
+    assert_eq!(res.status(), 403, "a reader cannot rename a workspace");
+
+    let mut browser = Browser::new(&app);
+    browser.sign_in("wendy@example.com").await;
+    let page = format!("/app/orgs/{acme}/workspaces/{ws}");
+    let list = browser
+        .get(&format!("/app/orgs/{acme}/workspaces"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains(&format!("href=\"{page}\"")), "{list}");
+    let html = browser.get(&page).await.text().await.unwrap();
+    assert!(html.contains("No member has a role of their own"), "{html}");
+    assert!(
+        html.contains("mia@example.com"),
+        "offered in the member list: {html}"
+    );
+    let csrf = browser.csrf(&page).await;
+    let res = browser
+        .post(
+            &format!("{page}/roles"),
+            &[
+                ("csrf_token", &csrf),
+                ("user_id", &mia.id.to_string()),
+                ("role", "admin"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = browser.get(&page).await.text().await.unwrap();
+    assert!(
+        html.contains("Mia") || html.contains("mia@example.com"),
+        "{html}"
+    );
+    assert!(html.contains("<td>admin</td>"), "{html}");
+    // The workspace role takes effect in that workspace only.
+    let res = app
+        .as_(&mia)
+        .patch(rename(&ws), serde_json::json!({"name": "Design team"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .as_(&mia)
+        .patch(rename(&other), serde_json::json!({"name": "x"}))
+        .await;
+    assert_eq!(res.status(), 403);
+    // Rename from the console.
+    let res = browser
+        .post(
+            &format!("{page}/rename"),
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Design studio"),
+                ("slug", "studio"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = browser.get(&page).await.text().await.unwrap();
+    assert!(
+        html.contains("<h1>Design studio</h1>") && html.contains("<dd>studio</dd>"),
+        "{html}"
+    );
+    // Remove the workspace role: back to the organization role.
+    let res = browser
+        .post(
+            &format!("{page}/roles/{}/remove", mia.id),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = app
+        .as_(&mia)
+        .patch(rename(&ws), serde_json::json!({"name": "y"}))
+        .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        browser
+            .get(&format!("/app/orgs/{acme}/workspaces/ws_nope"))
+            .await
+            .status(),
+        404
+    );
+
+    // Edit a custom role: its new permissions apply at once.
+    let res = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/roles"),
+            serde_json::json!({"name": "Support", "description": "Helps", "permissions": ["members:read"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let role: serde_json::Value = res.json().await;
+    let role_id = role["id"].as_str().unwrap().to_owned();
+    let role_page = format!("/app/orgs/{acme}/roles/{role_id}");
+    let html = browser.get(&role_page).await.text().await.unwrap();
+    assert!(html.contains("value=\"members:read\" checked"), "{html}");
+    assert!(html.contains("value=\"audit:read\">"), "unchecked: {html}");
+    let res = browser
+        .post(
+            &role_page,
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Support desk"),
+                ("description", "Helps customers"),
+                ("permissions", "members:read"),
+                ("permissions", "audit:read"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let saved: serde_json::Value = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/roles/{role_id}"))
+        .await
+        .json()
+        .await;
+    assert_eq!(saved["name"], "Support desk");
+    assert_eq!(saved["description"], "Helps customers");
+    let mut perms: Vec<&str> = saved["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    perms.sort_unstable();
+    assert_eq!(perms, ["audit:read", "members:read"]);
+    // A reader sees the role, not the form, and cannot post it.
+    let mut reader = Browser::new(&app);
+    reader.sign_in("mia@example.com").await;
+    let html = reader.get(&role_page).await.text().await.unwrap();
+    assert!(html.contains("<code>audit:read</code>"), "{html}");
+    assert!(!html.contains(&format!("action=\"{role_page}\"")), "{html}");
+    let csrf = reader.csrf(&format!("/app/orgs/{acme}")).await;
+    let res = reader
+        .post(&role_page, &[("csrf_token", &csrf), ("name", "Hijack")])
+        .await;
+    assert_eq!(res.status(), 403);
 }

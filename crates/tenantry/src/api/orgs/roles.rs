@@ -38,7 +38,7 @@ pub(crate) struct RoleDefIn {
 /// Custom role changes.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RolePatch {
+pub(crate) struct RolePatch {
     /// New name.
     #[schema(
         min_length = 1,
@@ -143,7 +143,7 @@ pub(super) async fn get_role(
     responses(
         (status = 200, description = "Updated", body = Role),
         (status = 404, description = "Not found", body = Problem)))]
-pub(super) async fn update_role(
+pub(crate) async fn update_role(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(id): OrgPath<RoleId>,

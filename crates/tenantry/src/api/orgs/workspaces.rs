@@ -41,7 +41,7 @@ pub(crate) struct WorkspaceIn {
 /// Workspace changes.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct WorkspacePatch {
+pub(crate) struct WorkspacePatch {
     /// New name.
     #[schema(
         min_length = 1,
@@ -125,7 +125,7 @@ pub(super) async fn get_workspace(
     responses(
         (status = 200, description = "Updated", body = Workspace),
         (status = 404, description = "Not found", body = Problem)))]
-pub(super) async fn update_workspace(
+pub(crate) async fn update_workspace(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath(ws): OrgPath<WorkspaceId>,
@@ -190,7 +190,7 @@ pub(crate) struct RoleIn {
     responses(
         (status = 204, description = "Set"),
         (status = 404, description = "No such workspace or member", body = Problem)))]
-pub(super) async fn set_workspace_role(
+pub(crate) async fn set_workspace_role(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath((ws, user)): OrgPath<(WorkspaceId, UserId)>,
@@ -214,7 +214,7 @@ pub(super) async fn set_workspace_role(
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "No such workspace role", body = Problem)))]
-pub(super) async fn remove_workspace_role(
+pub(crate) async fn remove_workspace_role(
     State(state): State<AppState>,
     member: OrgMember,
     OrgPath((ws, user)): OrgPath<(WorkspaceId, UserId)>,
