@@ -37,6 +37,9 @@ const PRICE: &str = "price_bench_pro";
 
 /// A fake Stripe: customers, Checkout sessions, and every `sub_<n>` active for `cus_<n>`.
 async fn fake_stripe() -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let checkout = format!("{base}/checkout/cs_bench");
     let customers = Arc::new(AtomicU64::new(0));
     let app =
         Router::new()
@@ -51,8 +54,9 @@ async fn fake_stripe() -> anyhow::Result<String> {
             )
             .route(
                 "/v1/checkout/sessions",
-                post(|| async {
-                    Json(serde_json::json!({"id": "cs_bench", "url": "http://127.0.0.1/checkout"}))
+                post(move || {
+                    let url = checkout.clone();
+                    async move { Json(serde_json::json!({"id": "cs_bench", "url": url})) }
                 }),
             )
             .route(
@@ -67,8 +71,6 @@ async fn fake_stripe() -> anyhow::Result<String> {
                     }))
                 }),
             );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(base)
 }

@@ -12,7 +12,9 @@ use super::orgs::Organization;
 use super::{now, Store, StoreError};
 use crate::auth::TenantCtx;
 use crate::billing::model::{effective_plan, is_terminal, Subscription};
-use crate::db::{on_conn, Access, Scope, Tx};
+use std::sync::LazyLock;
+
+use crate::db::{on_conn, single_statement_tenant_write, Access, Db, Scope, Tx};
 use crate::ids::OrgId;
 use crate::rbac::Plan;
 
@@ -376,6 +378,45 @@ impl Store {
         event: &NewEvent<'_>,
         job: &NewJob,
     ) -> Result<bool, StoreError> {
+        // On PostgreSQL one statement in one round trip (atomic without an explicit
+        // transaction, see `single_statement_tenant_write`); a request with an idempotency
+        // key to claim takes the transaction path.
+        if let Db::Postgres(pool) = self.db() {
+            if !super::idempotency::claim_outstanding() {
+                static SQL: LazyLock<String> = LazyLock::new(|| {
+                    single_statement_tenant_write(
+                        "ev AS (INSERT INTO billing_events (id, event_type, created, payload, received_at) \
+                         SELECT $2, $3, $4, $5, $6 FROM s WHERE s.scope IS NOT NULL \
+                         ON CONFLICT (id) DO NOTHING RETURNING id), \
+                         job AS (INSERT INTO jobs (org_id, id, kind, payload, status, max_attempts, run_at, \
+                           idempotency_key, request_hash, created_at, updated_at) \
+                         SELECT $7, $8, $9, $10, 'available', $11, $6, $12, $13, $6, $6 FROM ev \
+                         ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING id)",
+                        "SELECT pg_notify($14, '')::text FROM job",
+                    )
+                });
+                let mut conn = self.hot().take(pool).await?;
+                let stored: Option<(String,)> = sqlx::query_as(&SQL)
+                    .bind(OrgId::PLATFORM)
+                    .bind(event.id)
+                    .bind(event.event_type)
+                    .bind(event.created)
+                    .bind(event.payload)
+                    .bind(now())
+                    .bind(OrgId::PLATFORM)
+                    .bind(crate::ids::JobId::new())
+                    .bind(job.kind)
+                    .bind(crate::vocab::JsonText(&job.payload))
+                    .bind(job.max_attempts)
+                    .bind(&job.idempotency_key)
+                    .bind(job.idempotency_key.as_ref().map(|_| job.request_hash()))
+                    .bind(super::jobs::NOTIFY_CHANNEL)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                self.hot().give_back(conn, pool);
+                return Ok(stored.is_some());
+            }
+        }
         let mut tx = self
             .db()
             .begin(Scope::Tenant(OrgId::PLATFORM), Access::Write)

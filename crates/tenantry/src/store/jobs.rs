@@ -132,7 +132,7 @@ pub struct NewJob {
 
 impl NewJob {
     /// Fingerprint of the request: the same key must come with the same request.
-    fn request_hash(&self) -> String {
+    pub(super) fn request_hash(&self) -> String {
         let canonical = serde_json::json!({
             "kind": self.kind, "payload": self.payload, "max_attempts": self.max_attempts,
             "run_at": self.run_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
