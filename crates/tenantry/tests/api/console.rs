@@ -823,7 +823,7 @@ async fn custom_roles_and_the_audit_filter(backend: Backend) {
         .await;
     assert_eq!(location(&res), roles);
     let page = browser.get(&roles).await.text().await.unwrap();
-    let row = &page[page.find("<td>Temp</td>").expect("the new role")..];
+    let row = &page[page.find(">Temp</a></td>").expect("the new role")..];
     let id = value_after(row, &format!("action=\"/app/orgs/{acme}/roles/"));
     let id = id.split('/').next().unwrap().to_owned();
     let res = browser
@@ -832,7 +832,7 @@ async fn custom_roles_and_the_audit_filter(backend: Backend) {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let page = browser.get(&roles).await.text().await.unwrap();
     assert!(
-        !page.contains("<td>Temp</td>") && page.contains("<td>Auditor</td>"),
+        !page.contains(">Temp</a></td>") && page.contains(">Auditor</a></td>"),
         "{page}"
     );
 }
