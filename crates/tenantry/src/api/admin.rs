@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -135,8 +136,24 @@ async fn get_org(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    /// Only this action, e.g. `organization.created`.
+    /// Only this action, e.g. `organization.created`; `member.*` matches every action
+    /// starting with `member.`.
     pub action: Option<String>,
+    /// Only records by this kind of actor: `user`, `api_key`, `scim`, `operator`, `system`.
+    pub actor_type: Option<String>,
+    /// Only records by this actor (its id: a user id, an API key id…).
+    pub actor_id: Option<String>,
+    /// Only records by this user (`actorUserId` is accepted too).
+    #[serde(alias = "actorUserId")]
+    pub actor_user_id: Option<String>,
+    /// Only records about this kind of target, e.g. `api_key`.
+    pub target_type: Option<String>,
+    /// Only records about this target id.
+    pub target_id: Option<String>,
+    /// Only records written at or after this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Only records written at or before this time (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
     /// The previous page's `next_cursor`: records after this sequence number (`after` is
     /// accepted too).
     #[serde(alias = "after")]
@@ -152,13 +169,57 @@ pub(crate) fn audit_page(events: Vec<AuditEvent>, filter: &AuditFilter) -> List<
     })
 }
 
-impl From<AuditQuery> for AuditFilter {
-    fn from(q: AuditQuery) -> Self {
-        AuditFilter {
-            action: q.action,
+/// A filter value: trimmed, empty as absent, at most 255 characters.
+fn filter_value(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    if value.as_ref().is_some_and(|v| v.chars().count() > 255) {
+        return Err(ApiError::validation(field, "at most 255 characters"));
+    }
+    Ok(value)
+}
+
+impl TryFrom<AuditQuery> for AuditFilter {
+    type Error = ApiError;
+
+    fn try_from(q: AuditQuery) -> Result<Self, ApiError> {
+        let mut actor_type = match filter_value("actor_type", q.actor_type)? {
+            Some(raw) => Some(crate::auth::ActorKind::parse(&raw).ok_or_else(|| {
+                ApiError::validation(
+                    "actor_type",
+                    "must be user, api_key, scim, operator or system",
+                )
+            })?),
+            None => None,
+        };
+        let mut actor_id = filter_value("actor_id", q.actor_id)?;
+        if let Some(user) = filter_value("actor_user_id", q.actor_user_id)? {
+            if actor_id.as_ref().is_some_and(|a| *a != user)
+                || actor_type.is_some_and(|t| t != crate::auth::ActorKind::User)
+            {
+                return Err(ApiError::validation(
+                    "actor_user_id",
+                    "contradicts actor_id or actor_type",
+                ));
+            }
+            actor_type = Some(crate::auth::ActorKind::User);
+            actor_id = Some(user);
+        }
+        if let (Some(from), Some(to)) = (q.from, q.to) {
+            if from > to {
+                return Err(ApiError::validation("to", "must not be before `from`"));
+            }
+        }
+        Ok(AuditFilter {
+            action: filter_value("action", q.action)?,
+            actor_type,
+            actor_id,
+            target_type: filter_value("target_type", q.target_type)?,
+            target_id: filter_value("target_id", q.target_id)?,
+            from: q.from,
+            to: q.to,
             after_seq: q.cursor,
             limit: q.limit,
-        }
+        })
     }
 }
 
@@ -175,7 +236,7 @@ async fn list_org_audit_events(
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<Json<List<AuditEvent>>, ApiError> {
     state.store.get_org(&ctx).await?;
-    let filter = AuditFilter::from(q);
+    let filter = AuditFilter::try_from(q)?;
     let events = state.store.list_audit_events(&ctx, &filter).await?;
     Ok(Json(audit_page(events, &filter)))
 }
@@ -208,7 +269,7 @@ async fn list_platform_audit_events(
     OperatorPlatform(ctx): OperatorPlatform,
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<Json<List<AuditEvent>>, ApiError> {
-    let filter = AuditFilter::from(q);
+    let filter = AuditFilter::try_from(q)?;
     let events = state.store.list_audit_events(&ctx, &filter).await?;
     Ok(Json(audit_page(events, &filter)))
 }

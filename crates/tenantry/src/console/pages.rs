@@ -1083,6 +1083,7 @@ pub(super) async fn audit(
         action: (!action.is_empty()).then(|| action.clone()),
         after_seq: q.after,
         limit: Some(AUDIT_PAGE),
+        ..AuditFilter::default()
     };
     let events = state.store.list_audit_events(&member.ctx, &filter).await?;
     let full = events.len() == usize::try_from(AUDIT_PAGE).unwrap_or(usize::MAX);

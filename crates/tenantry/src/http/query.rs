@@ -14,6 +14,9 @@ use super::error::ApiError;
 /// Accepted in place of `cursor` (see `docs/api-conventions.md`).
 const CURSOR_ALIASES: [&str; 2] = ["before", "after"];
 
+/// Other parameters' spellings from the original products: (declared, also accepted).
+const PARAM_ALIASES: [(&str, &str); 1] = [("actor_user_id", "actorUserId")];
+
 /// The query parameters each operation declares: (method, path template) → names.
 #[derive(Debug, Default)]
 pub(crate) struct DeclaredQueries(HashMap<(String, String), HashSet<String>>);
@@ -43,6 +46,11 @@ impl DeclaredQueries {
                 // The names the original products use for the cursor stay accepted.
                 if names.contains("cursor") {
                     names.extend(CURSOR_ALIASES.map(str::to_owned));
+                }
+                for (declared, alias) in PARAM_ALIASES {
+                    if names.contains(declared) {
+                        names.insert(alias.to_owned());
+                    }
                 }
                 map.insert((method.to_owned(), path.clone()), names);
             }

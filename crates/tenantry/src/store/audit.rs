@@ -372,16 +372,45 @@ struct Sealed {
     lag: Option<chrono::Duration>,
 }
 
-/// Filters of an audit listing.
-
+/// Filters of an audit listing (all optional; together they narrow).
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
-    /// Only this action.
+    /// Only this action; `member.*` means every action starting with `member.`.
     pub action: Option<String>,
+    /// Only records by this kind of actor (`user`, `api_key`, `scim`, `operator`, `system`).
+    pub actor_type: Option<ActorKind>,
+    /// Only records by this actor (a user id, an API key id…).
+    pub actor_id: Option<String>,
+    /// Only records about this kind of target.
+    pub target_type: Option<String>,
+    /// Only records about this target.
+    pub target_id: Option<String>,
+    /// Only records written at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Only records written at or before this time.
+    pub to: Option<DateTime<Utc>>,
     /// Only records after this sequence number (cursor).
     pub after_seq: Option<i64>,
     /// Page size.
     pub limit: Option<u32>,
+}
+
+impl AuditFilter {
+    /// The action filter as (exact action, LIKE pattern of a `prefix.*` filter).
+    fn action_parts(&self) -> (Option<&str>, Option<String>) {
+        match self.action.as_deref() {
+            Some(a) if a.ends_with(".*") => {
+                let prefix = &a[..a.len() - 1];
+                let escaped = prefix
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                (None, Some(format!("{escaped}%")))
+            }
+            Some(a) => (Some(a), None),
+            None => (None, None),
+        }
+    }
 }
 
 /// Result of checking an organization's chain.
@@ -428,13 +457,25 @@ impl Store {
         let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let sql = format!(
             "{CHAINED} WHERE c.org_id = $1 AND c.seq > $2 AND ($3 IS NULL OR e.action = $3) \
+             AND ($5 IS NULL OR e.action LIKE $5 ESCAPE '\\') AND ($6 IS NULL OR e.actor_type = $6) \
+             AND ($7 IS NULL OR e.actor_id = $7) AND ($8 IS NULL OR e.target_type = $8) \
+             AND ($9 IS NULL OR e.target_id = $9) AND ($10 IS NULL OR e.created_at >= $10) \
+             AND ($11 IS NULL OR e.created_at <= $11) \
              ORDER BY c.seq LIMIT $4"
         );
+        let (exact, prefix) = filter.action_parts();
         let rows: Vec<ChainedRow> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(ctx.org_id())
             .bind(filter.after_seq.unwrap_or(0))
-            .bind(&filter.action)
+            .bind(exact)
             .bind(page_size(filter.limit))
+            .bind(prefix.as_deref())
+            .bind(filter.actor_type.map(ActorKind::as_str))
+            .bind(filter.actor_id.as_deref())
+            .bind(filter.target_type.as_deref())
+            .bind(filter.target_id.as_deref())
+            .bind(filter.from)
+            .bind(filter.to)
             .fetch_all(&mut *c)
             .await)?;
         tx.commit().await?;

@@ -15,6 +15,7 @@ on_both_backends!(
     a_record_outside_the_sealers_queue_is_detected,
     the_worker_seals_records_nobody_reads,
     audit_rows_cannot_be_changed,
+    records_are_searched_by_action_actor_target_and_time,
 );
 
 async fn creation_is_audited_with_request_facts(backend: Backend) {
@@ -534,4 +535,93 @@ async fn chains_from_before_sealing_move_over_intact(backend: Backend) {
     );
     assert_eq!(events[3].action, "workspace.created");
     store.close().await;
+}
+
+async fn records_are_searched_by_action_actor_target_and_time(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("ada@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let started = chrono::Utc::now();
+    let member = app.member(&acme, "bo@example.com", "member").await;
+    let key = crate::helpers::create_key(
+        &app,
+        &owner,
+        &acme,
+        serde_json::json!({"name": "ci", "scopes": ["data:read"]}),
+    )
+    .await;
+    let key_id = key["id"].as_str().unwrap().to_owned();
+    let search = |query: &str| {
+        let (app, owner, acme) = (&app, &owner, &acme);
+        let query = query.to_owned();
+        async move {
+            let res = app
+                .as_(owner)
+                .get(format!("/v1/orgs/{acme}/audit-events?{query}"))
+                .await;
+            assert_eq!(res.status(), 200, "{query}");
+            let page: Listed = res.json().await;
+            page.data
+        }
+    };
+    let actions = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // A prefix: every `invitation.` action and nothing else.
+    let invitations = actions(&search("action=invitation.*").await);
+    assert!(!invitations.is_empty());
+    assert!(
+        invitations.iter().all(|a| a.starts_with("invitation.")),
+        "{invitations:?}"
+    );
+    // `_` and `%` are literal in a prefix.
+    assert!(search("action=invitation_%25.*").await.is_empty());
+    // By actor: the member's own acceptance; `actorUserId` as the original product spells it.
+    let by_member = search(&format!("actor_user_id={}", member.id)).await;
+    assert!(!by_member.is_empty());
+    assert!(by_member
+        .iter()
+        .all(|e| e["actor"]["id"] == member.id.to_string()));
+    assert_eq!(
+        by_member.len(),
+        search(&format!("actorUserId={}", member.id)).await.len()
+    );
+    assert!(
+        search(&format!("actor_type=api_key&actor_id={}", member.id))
+            .await
+            .is_empty()
+    );
+    // By target.
+    let key_events = search(&format!("target_type=api_key&target_id={key_id}")).await;
+    assert_eq!(actions(&key_events), ["api_key.created"]);
+    // By time: nothing before the org existed, everything after the start since it.
+    let before =
+        (started - chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let early =
+        (started - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(search(&format!("to={before}")).await.is_empty());
+    let since = search(&format!("from={early}&action=api_key.created")).await;
+    assert_eq!(since.len(), 1);
+    // Bad filters are 422, never an empty page.
+    for bad in [
+        "actor_type=robot",
+        &format!("from={early}&to={before}"),
+        &format!("actor_user_id={}&actor_type=system", member.id),
+    ] {
+        let res = app
+            .as_(&owner)
+            .get(format!("/v1/orgs/{acme}/audit-events?{bad}"))
+            .await;
+        assert_eq!(res.status(), 422, "{bad}");
+    }
+    let res = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/audit-events?from=yesterday"))
+        .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
 }

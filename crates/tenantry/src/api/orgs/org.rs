@@ -225,7 +225,7 @@ pub(super) async fn list_audit_events(
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> Result<Json<List<AuditEvent>>, ApiError> {
     member.require(Permission::AuditRead)?;
-    let filter = AuditFilter::from(q);
+    let filter = AuditFilter::try_from(q)?;
     let events = state.store.list_audit_events(&member.ctx, &filter).await?;
     Ok(Json(crate::api::admin::audit_page(events, &filter)))
 }
