@@ -80,6 +80,21 @@ fn invoice_subscription(invoice: &Value) -> Option<&str> {
         .or_else(|| id_of(&invoice["parent"]["subscription_details"]["subscription"]))
 }
 
+/// Records that event `event_id` ended with `outcome` without applying anything, and
+/// returns the outcome.
+async fn finish(
+    store: &Store,
+    event_id: &str,
+    org: Option<OrgId>,
+    outcome: &str,
+) -> Result<String, String> {
+    store
+        .finish_billing_event(event_id, org, outcome)
+        .await
+        .map_err(|e| store_err(&e))?;
+    Ok(outcome.to_owned())
+}
+
 /// Applies stored event `event_id`; returns its outcome.
 pub async fn apply_event(
     store: &Store,
@@ -133,20 +148,10 @@ pub async fn apply_event(
                 Some(entry),
             )
         }
-        _ => {
-            store
-                .finish_billing_event(event_id, None, "ignored")
-                .await
-                .map_err(|e| store_err(&e))?;
-            return Ok("ignored".to_owned());
-        }
+        _ => return finish(store, event_id, None, "ignored").await,
     };
     let Some(customer) = customer else {
-        store
-            .finish_billing_event(event_id, None, "no_customer")
-            .await
-            .map_err(|e| store_err(&e))?;
-        return Ok("no_customer".to_owned());
+        return finish(store, event_id, None, "no_customer").await;
     };
     let org = match store
         .org_of_billing_customer(customer)
@@ -169,19 +174,11 @@ pub async fn apply_event(
         },
     };
     let Some(org) = org else {
-        store
-            .finish_billing_event(event_id, None, "unknown_customer")
-            .await
-            .map_err(|e| store_err(&e))?;
-        return Ok("unknown_customer".to_owned());
+        return finish(store, event_id, None, "unknown_customer").await;
     };
     let Some(subscription_id) = subscription_id else {
         // An invoice outside a subscription: recorded, nothing to apply.
-        store
-            .finish_billing_event(event_id, Some(org), "no_subscription")
-            .await
-            .map_err(|e| store_err(&e))?;
-        return Ok("no_subscription".to_owned());
+        return finish(store, event_id, Some(org), "no_subscription").await;
     };
     let provider = billing.provider().ok_or(
         "STRIPE_SECRET_KEY is not set: events are applied from the subscription Stripe reports",
