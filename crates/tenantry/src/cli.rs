@@ -135,8 +135,11 @@ async fn serve(config: Config, no_worker: bool) -> anyhow::Result<()> {
 /// The standalone worker process: runs jobs until a signal, then drains.
 async fn worker(config: Config) -> anyhow::Result<()> {
     let db = connect_and_migrate(&config).await?;
-    let store =
-        crate::store::Store::new(db).bounding_background_work(config.database_statement_timeout);
+    let store = crate::store::Store::new(db)
+        .bounding_background_work(config.database_statement_timeout)
+        .signing_audit_checkpoints_with(crate::store::audit_retention::CheckpointKey::derive(
+            config.session_secret.expose(),
+        ));
     let mailer = crate::mail::mailer(&config.auth)?;
     let billing = crate::billing::Billing::from_config(&config.billing)?;
     let token = CancellationToken::new();
@@ -149,7 +152,21 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         std::sync::Arc::new(tokio::sync::Notify::new()),
     );
     tracing::info!(worker = %worker.id(), "worker process started");
+    // Other instances' live events hear of what this process seals through Redis, when
+    // configured (through PostgreSQL NOTIFY otherwise).
+    let announcements = match &config.redis_url {
+        Some(url) => Some(crate::realtime::fanout::publish_to_redis(
+            store.clone(),
+            std::sync::Arc::new(crate::db::cache::RedisHandle::new(url)?),
+            config.redis_key_prefix.clone(),
+            token.clone(),
+        )),
+        None => None,
+    };
     worker.spawn(token, config.shutdown_timeout).join().await;
+    if let Some(task) = announcements {
+        let _ = task.await;
+    }
     store.close().await;
     Ok(())
 }

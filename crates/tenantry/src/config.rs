@@ -97,6 +97,26 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Billing.
     pub billing: BillingConfig,
+    /// Broadcasts and live event streams.
+    pub realtime: RealtimeConfig,
+}
+
+/// Broadcasts and the live event streams (`/v1/ws`, `/v1/events`).
+#[derive(Clone, Debug)]
+pub struct RealtimeConfig {
+    /// `BROADCAST_RATE_LIMIT` per `BROADCAST_RATE_LIMIT_WINDOW_SEC`: broadcasts per
+    /// organization (default 10 per 60 s).
+    pub broadcast: Rate,
+    /// `REALTIME_SEND_BUFFER`: events waiting for one slow connection before it is closed
+    /// (default 256).
+    pub send_buffer: usize,
+    /// `REALTIME_RECHECK_SEC`: how often a connection's credential and membership are
+    /// checked again (default 10); a removal or revocation in the organization is acted on
+    /// at once.
+    pub recheck: Duration,
+    /// `REALTIME_PING_SEC`: keep-alive ping interval (default 30); a connection silent for
+    /// two intervals is closed.
+    pub ping: Duration,
 }
 
 /// Billing: Stripe when configured, plans changed by hand otherwise.
@@ -207,6 +227,12 @@ pub struct WorkerConfig {
     /// is configured) reports completed days of metered usage to Stripe and ends expired
     /// grace periods (default 3600).
     pub billing_sync: Duration,
+    /// `AUDIT_LOG_RETENTION_DAYS`: audit records older than this are removed by the
+    /// periodic `audit.retention` job behind a signed checkpoint (default 365; 0 keeps
+    /// them forever).
+    pub audit_retention: Option<Duration>,
+    /// `AUDIT_RETENTION_INTERVAL_SEC`: how often that job runs (default 3600).
+    pub audit_retention_interval: Duration,
 }
 
 /// Accounts, tokens, sessions and their limits.
@@ -444,6 +470,37 @@ impl Config {
             billing_sync: r
                 .seconds("BILLING_SYNC_INTERVAL_SEC", 3600)
                 .max(Duration::from_secs(1)),
+            audit_retention: Some(r.parse(
+                "AUDIT_LOG_RETENTION_DAYS",
+                365u64,
+                "a whole number of days (0 = keep forever)",
+            ))
+            .filter(|days| *days > 0)
+            .map(|days| Duration::from_secs(86_400 * days)),
+            audit_retention_interval: r
+                .seconds("AUDIT_RETENTION_INTERVAL_SEC", 3600)
+                .max(Duration::from_secs(1)),
+        };
+        let realtime = RealtimeConfig {
+            broadcast: Rate {
+                limit: r.parse(
+                    "BROADCAST_RATE_LIMIT",
+                    10u32,
+                    "a number of broadcasts (0 = no limit)",
+                ),
+                window: r
+                    .seconds("BROADCAST_RATE_LIMIT_WINDOW_SEC", 60)
+                    .max(Duration::from_secs(1)),
+            },
+            send_buffer: r
+                .parse("REALTIME_SEND_BUFFER", 256usize, "a number of events")
+                .max(1),
+            recheck: r
+                .seconds("REALTIME_RECHECK_SEC", 10)
+                .max(Duration::from_secs(1)),
+            ping: r
+                .seconds("REALTIME_PING_SEC", 30)
+                .max(Duration::from_secs(1)),
         };
         let config = Config {
             mode,
@@ -473,6 +530,7 @@ impl Config {
             data_dir,
             auth,
             worker,
+            realtime,
             limits: read_limits(&mut r),
             billing: BillingConfig {
                 stripe: None,

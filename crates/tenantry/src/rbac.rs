@@ -26,6 +26,8 @@ text_enum! {
         BillingRead => "billing:read": "View the plan and billing",
         BillingManage => "billing:manage": "Change the plan and billing details",
         AuditRead => "audit:read": "Read the audit log",
+        AuditExport => "audit:export": "Export the audit log (CSV, JSON)",
+        OrgBroadcast => "org:broadcast": "Send a message to every member of the organization",
         ApiKeysRead => "api_keys:read": "List API keys",
         ApiKeysWrite => "api_keys:write": "Create, rotate and revoke API keys",
         JobsRead => "jobs:read": "View background jobs",

@@ -63,7 +63,10 @@ impl Application {
             .remembering_revocations_for(
                 config.auth.access_token_ttl + Duration::from_secs(crate::auth::jwt::LEEWAY_SECS),
             )
-            .bounding_background_work(config.database_statement_timeout);
+            .bounding_background_work(config.database_statement_timeout)
+            .signing_audit_checkpoints_with(crate::store::audit_retention::CheckpointKey::derive(
+                config.session_secret.expose(),
+            ));
         store
             .revoked_families()
             .load(&store)
@@ -89,6 +92,8 @@ impl Application {
         let api_keys = crate::auth::api_key::KeyCache::new(config.limits.api_key_cache);
         let usage =
             crate::usage::Meter::new(store.clone(), config.limits.clone(), api_keys.clone());
+        let store_for_hub = store.clone();
+        let config_buffer = config.realtime.send_buffer;
         let state = AppState::new(crate::state::Shared {
             config: Arc::new(config),
             store,
@@ -102,6 +107,7 @@ impl Application {
             jobs: Registry::builtin(),
             billing,
             job_wake: Arc::new(Notify::new()),
+            hub: crate::realtime::Hub::new(store_for_hub, config_buffer),
         });
         let addr = format!("{}:{}", state.config.host, state.config.port);
         let listener = TcpListener::bind(&addr)
@@ -174,6 +180,22 @@ impl Application {
             .store
             .revoked_families()
             .follow(state.store.clone(), stop_meter.clone());
+        let mut realtime = state.hub.follow(
+            state
+                .config
+                .redis_url
+                .clone()
+                .map(|url| (url, state.config.redis_key_prefix.clone())),
+            stop_meter.clone(),
+        );
+        if let Some(redis) = &state.redis {
+            realtime.push(crate::realtime::fanout::publish_to_redis(
+                state.store.clone(),
+                redis.clone(),
+                state.config.redis_key_prefix.clone(),
+                stop_meter.clone(),
+            ));
+        }
         let signal = shutdown.clone().cancelled_owned();
         let mut server = tokio::spawn(async move {
             axum::serve(
@@ -211,7 +233,11 @@ impl Application {
             if let Err(err) = meter.await {
                 tracing::error!(error = %err, "usage flusher failed");
             }
-            for task in [key_changes, revocations].into_iter().flatten() {
+            for task in [key_changes, revocations]
+                .into_iter()
+                .flatten()
+                .chain(realtime)
+            {
                 let _ = task.await;
             }
             if let Some(worker) = worker {
@@ -259,6 +285,7 @@ pub fn router(state: AppState) -> Router {
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(crate::console::router())
         .merge(crate::api::billing::legacy_webhook_router())
+        .merge(crate::realtime::ws::legacy_router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route.") })
         .layer(
             ServiceBuilder::new()

@@ -59,6 +59,8 @@ pub struct Shared {
     pub billing: Option<Arc<crate::billing::Billing>>,
     /// Wakes this process's worker when a job is enqueued here.
     pub job_wake: Arc<Notify>,
+    /// Live events of this instance's connections.
+    pub hub: crate::realtime::Hub,
 }
 
 impl AppState {

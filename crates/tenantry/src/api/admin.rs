@@ -2,13 +2,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::audit::{AuditQuery, AuditRequest};
 use crate::auth::{Operator, OperatorOrg, OperatorPlatform};
 use crate::domain::{DisplayName, Slug};
 use crate::http::error::{ApiError, Problem};
@@ -16,7 +17,7 @@ use crate::http::extract::{AppJson, AppQuery};
 use crate::http::list::List;
 use crate::ids::OrgId;
 use crate::state::AppState;
-use crate::store::audit::{AuditEvent, AuditFilter, ChainReport};
+use crate::store::audit::{AuditEvent, ChainReport};
 use crate::store::orgs::{NewOrg, Organization};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -131,114 +132,22 @@ async fn get_org(
     Ok(Json(state.store.get_org(&ctx).await?))
 }
 
-/// Audit listing filters.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    /// Only this action, e.g. `organization.created`; `member.*` matches every action
-    /// starting with `member.`.
-    pub action: Option<String>,
-    /// Only records by this kind of actor: `user`, `api_key`, `scim`, `operator`, `system`.
-    pub actor_type: Option<String>,
-    /// Only records by this actor (its id: a user id, an API key id…).
-    pub actor_id: Option<String>,
-    /// Only records by this user (`actorUserId` is accepted too).
-    #[serde(alias = "actorUserId")]
-    pub actor_user_id: Option<String>,
-    /// Only records about this kind of target, e.g. `api_key`.
-    pub target_type: Option<String>,
-    /// Only records about this target id.
-    pub target_id: Option<String>,
-    /// Only records written at or after this time (RFC 3339).
-    pub from: Option<DateTime<Utc>>,
-    /// Only records written at or before this time (RFC 3339).
-    pub to: Option<DateTime<Utc>>,
-    /// The previous page's `next_cursor`: records after this sequence number (`after` is
-    /// accepted too).
-    #[serde(alias = "after")]
-    pub cursor: Option<i64>,
-    /// Page size, 1-200 (default 50).
-    pub limit: Option<u32>,
-}
-
-/// A page of audit records: the cursor is the last record's sequence number.
-pub(crate) fn audit_page(events: Vec<AuditEvent>, filter: &AuditFilter) -> List<AuditEvent> {
-    List::page(events, crate::store::page_size(filter.limit), |e| {
-        e.seq.to_string()
-    })
-}
-
-/// A filter value: trimmed, empty as absent, at most 255 characters.
-fn filter_value(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
-    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    if value.as_ref().is_some_and(|v| v.chars().count() > 255) {
-        return Err(ApiError::validation(field, "at most 255 characters"));
-    }
-    Ok(value)
-}
-
-impl TryFrom<AuditQuery> for AuditFilter {
-    type Error = ApiError;
-
-    fn try_from(q: AuditQuery) -> Result<Self, ApiError> {
-        let mut actor_type = match filter_value("actor_type", q.actor_type)? {
-            Some(raw) => Some(crate::auth::ActorKind::parse(&raw).ok_or_else(|| {
-                ApiError::validation(
-                    "actor_type",
-                    "must be user, api_key, scim, operator or system",
-                )
-            })?),
-            None => None,
-        };
-        let mut actor_id = filter_value("actor_id", q.actor_id)?;
-        if let Some(user) = filter_value("actor_user_id", q.actor_user_id)? {
-            if actor_id.as_ref().is_some_and(|a| *a != user)
-                || actor_type.is_some_and(|t| t != crate::auth::ActorKind::User)
-            {
-                return Err(ApiError::validation(
-                    "actor_user_id",
-                    "contradicts actor_id or actor_type",
-                ));
-            }
-            actor_type = Some(crate::auth::ActorKind::User);
-            actor_id = Some(user);
-        }
-        if let (Some(from), Some(to)) = (q.from, q.to) {
-            if from > to {
-                return Err(ApiError::validation("to", "must not be before `from`"));
-            }
-        }
-        Ok(AuditFilter {
-            action: filter_value("action", q.action)?,
-            actor_type,
-            actor_id,
-            target_type: filter_value("target_type", q.target_type)?,
-            target_id: filter_value("target_id", q.target_id)?,
-            from: q.from,
-            to: q.to,
-            after_seq: q.cursor,
-            limit: q.limit,
-        })
-    }
-}
-
-/// Lists an organization's audit records, oldest first.
+/// Searches or exports an organization's audit records, newest first by default.
 #[utoipa::path(get, path = "/v1/admin/orgs/{org_id}/audit-events", tag = "operator",
     security(("operator_token" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), AuditQuery),
     responses(
-        (status = 200, description = "A page of audit records, oldest first", body = List<AuditEvent>),
-        (status = 404, description = "No such organization", body = Problem)))]
+        (status = 200, description = "A page of audit records; with `format`, the export",
+            content((List<AuditEvent> = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
+        (status = 404, description = "No such organization", body = Problem),
+        (status = 422, description = "Bad filter", body = Problem)))]
 async fn list_org_audit_events(
     State(state): State<AppState>,
     OperatorOrg(ctx): OperatorOrg,
     AppQuery(q): AppQuery<AuditQuery>,
-) -> Result<Json<List<AuditEvent>>, ApiError> {
+) -> Result<Response, ApiError> {
     state.store.get_org(&ctx).await?;
-    let filter = AuditFilter::try_from(q)?;
-    let events = state.store.list_audit_events(&ctx, &filter).await?;
-    Ok(Json(audit_page(events, &filter)))
+    crate::api::audit::answer(&state, &ctx, AuditRequest::try_from(q)?, || Ok(())).await
 }
 
 /// Recomputes an organization's audit hash chain.
@@ -257,21 +166,21 @@ async fn verify_org_audit_chain(
 }
 
 /// The platform's audit records (sign-ins and their failures, registrations, refresh-token
-/// reuse, password resets), oldest first.
+/// reuse, password resets, retention), newest first by default; with `format`, exported.
 #[utoipa::path(get, path = "/v1/admin/audit-events", tag = "operator",
     security(("operator_token" = [])),
     params(AuditQuery),
     responses(
-        (status = 200, description = "A page of platform audit records, oldest first", body = List<AuditEvent>),
-        (status = 401, description = "Bad operator token", body = Problem)))]
+        (status = 200, description = "A page of platform audit records; with `format`, the export",
+            content((List<AuditEvent> = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
+        (status = 401, description = "Bad operator token", body = Problem),
+        (status = 422, description = "Bad filter", body = Problem)))]
 async fn list_platform_audit_events(
     State(state): State<AppState>,
     OperatorPlatform(ctx): OperatorPlatform,
     AppQuery(q): AppQuery<AuditQuery>,
-) -> Result<Json<List<AuditEvent>>, ApiError> {
-    let filter = AuditFilter::try_from(q)?;
-    let events = state.store.list_audit_events(&ctx, &filter).await?;
-    Ok(Json(audit_page(events, &filter)))
+) -> Result<Response, ApiError> {
+    crate::api::audit::answer(&state, &ctx, AuditRequest::try_from(q)?, || Ok(())).await
 }
 
 /// Recomputes the platform's audit hash chain.

@@ -345,7 +345,7 @@ pub(crate) async fn start_checkout(
     hosted(billing, &session)?;
     state
         .store
-        .audit_billing_action(
+        .audit_action(
             ctx,
             AuditEntry::new("billing.checkout_started", "organization", org).with_metadata(
                 serde_json::json!({ "plan": plan, "price_id": price, "session_id": session.id }),
@@ -378,7 +378,7 @@ pub(crate) async fn open_portal(
     hosted(billing, &session)?;
     state
         .store
-        .audit_billing_action(
+        .audit_action(
             ctx,
             AuditEntry::new("billing.portal_opened", "organization", org)
                 .with_metadata(serde_json::json!({ "session_id": session.id })),

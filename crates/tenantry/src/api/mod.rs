@@ -1,6 +1,7 @@
 //! The HTTP API: one router per domain, merged here.
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod billing;
 pub(crate) mod health;
@@ -18,4 +19,5 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(orgs::router())
         .merge(billing::router())
+        .merge(crate::realtime::ws::router())
 }

@@ -16,7 +16,8 @@ use crate::http::error::ApiError;
 use crate::http::meta::request_meta;
 use crate::http::ratelimit::RateLimitSlot;
 use crate::ids::{ApiKeyId, OrgId, UserId, WorkspaceId};
-use crate::rbac::{Permission, Permissions, RoleRef};
+use crate::ratelimit::Rate;
+use crate::rbac::{Permission, Permissions, Plan, RoleRef};
 use crate::state::AppState;
 
 /// A caller of the organization in the path, with their effective permissions.
@@ -104,15 +105,17 @@ fn path_org(params: &HashMap<String, String>) -> Result<OrgId, ApiError> {
         .ok_or_else(ApiError::not_found)
 }
 
-impl FromRequestParts<AppState> for OrgMember {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Path(params): Path<HashMap<String, String>> = Path::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::not_found())?;
+impl OrgMember {
+    /// The caller of `parts` (an API key of `org`, or a signed-in member of it) with
+    /// their permissions, the organization's plan and the key's own rate limit; 404 for
+    /// anyone else. No rate limit is counted: [`OrgMember`]'s extractor does that.
+    pub(crate) async fn resolve(
+        parts: &mut Parts,
+        state: &AppState,
+        org: OrgId,
+    ) -> Result<(Self, Plan, Option<(String, Rate)>), ApiError> {
         let limits = &state.config.limits;
-        let (member, plan, key_rate) = match bearer(parts).filter(|t| api_key::looks_like_key(t)) {
+        match bearer(parts).filter(|t| api_key::looks_like_key(t)) {
             Some(secret) => {
                 let key = state
                     .api_keys
@@ -120,7 +123,7 @@ impl FromRequestParts<AppState> for OrgMember {
                     .await?
                     .ok_or_else(ApiError::invalid_api_key)?;
                 // A key of another organization learns nothing about this one.
-                if path_org(&params)? != key.org_id {
+                if org != key.org_id {
                     return Err(ApiError::not_found());
                 }
                 let actor = Actor {
@@ -133,11 +136,10 @@ impl FromRequestParts<AppState> for OrgMember {
                     permissions: key.scopes,
                 };
                 let rate = key.rate.unwrap_or(limits.api_key);
-                (member, key.plan, Some((format!("key:{}", key.id), rate)))
+                Ok((member, key.plan, Some((format!("key:{}", key.id), rate))))
             }
             None => {
                 let user = CurrentUser::from_request_parts(parts, state).await?;
-                let org = path_org(&params)?;
                 let access = state
                     .store
                     .member_access(org, user.id)
@@ -155,9 +157,22 @@ impl FromRequestParts<AppState> for OrgMember {
                     },
                     permissions: access.permissions,
                 };
-                (member, access.plan, None)
+                Ok((member, access.plan, None))
             }
-        };
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for OrgMember {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(params): Path<HashMap<String, String>> = Path::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found())?;
+        let limits = &state.config.limits;
+        let org = path_org(&params)?;
+        let (member, plan, key_rate) = Self::resolve(parts, state, org).await?;
         let org_key = format!("org:{}", member.ctx.org_id());
         let mut checks = vec![(org_key.as_str(), limits.org_rate(plan))];
         if let Some((key, rate)) = &key_rate {

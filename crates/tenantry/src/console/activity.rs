@@ -247,3 +247,95 @@ mod tests {
         assert_eq!(previous_month_start(day("2026-01-01")), day("2025-12-01"));
     }
 }
+
+/// One line of the activity page.
+struct FeedLine {
+    id: String,
+    at: String,
+    kind: &'static str,
+    summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/activity.html")]
+struct FeedPage {
+    chrome: Chrome,
+    view: OrgView,
+    tab: &'static str,
+    activities: Vec<FeedLine>,
+    /// The first page, which updates live.
+    live: bool,
+    /// May send a broadcast.
+    can_broadcast: bool,
+    /// The newest shown: the live stream resumes after it, so nothing falls between.
+    newest: Option<String>,
+    next: Option<i64>,
+}
+
+/// The activity page's query.
+#[derive(Deserialize)]
+pub(super) struct FeedQuery {
+    cursor: Option<i64>,
+}
+
+/// Activities shown per page.
+const FEED_PAGE: u32 = 50;
+
+/// The activity feed (every member), newest first; the first page updates live over the
+/// WebSocket (`console.js`), resuming after the newest activity it shows.
+pub(super) async fn feed(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    member: OrgMember,
+    Query(q): Query<FeedQuery>,
+) -> Result<Response, ApiError> {
+    let (chrome, view) = org_chrome(&state, &user, &member).await?;
+    let activities = state
+        .store
+        .list_activities(&member.ctx, q.cursor, Some(FEED_PAGE))
+        .await?;
+    let full = activities.len() == usize::try_from(FEED_PAGE).unwrap_or(usize::MAX);
+    let next = full.then(|| activities.last().map(|a| a.seq)).flatten();
+    // Only the first page is live: older pages are history.
+    let newest = q
+        .cursor
+        .is_none()
+        .then(|| activities.first().map(|a| a.id.to_string()))
+        .flatten();
+    let activities = activities
+        .into_iter()
+        .map(|a| FeedLine {
+            id: a.id.to_string(),
+            at: a.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            kind: a.kind,
+            summary: a.summary,
+        })
+        .collect();
+    page(&FeedPage {
+        chrome,
+        view,
+        tab: "activity",
+        activities,
+        live: q.cursor.is_none(),
+        can_broadcast: member.permissions.contains(&Permission::OrgBroadcast),
+        newest,
+        next,
+    })
+}
+
+/// The broadcast form.
+#[derive(Deserialize)]
+pub(super) struct BroadcastForm {
+    message: String,
+}
+
+/// Sends a broadcast from the activity page (`org:broadcast`), as the API does.
+pub(super) async fn broadcast(
+    State(state): State<AppState>,
+    member: OrgMember,
+    axum::Form(form): axum::Form<BroadcastForm>,
+) -> Result<Response, ApiError> {
+    crate::api::orgs::activity::send_broadcast(&state, &member, &form.message).await?;
+    let org = member.ctx.org_id();
+    Ok(Redirect::to(&format!("/app/orgs/{org}/activity")).into_response())
+}

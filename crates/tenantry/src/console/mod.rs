@@ -119,6 +119,8 @@ pub(crate) fn router() -> Router<AppState> {
             post(pages::revoke_key),
         )
         .route("/app/orgs/{org_id}/audit", get(pages::audit))
+        .route("/app/orgs/{org_id}/activity", get(activity::feed))
+        .route("/app/orgs/{org_id}/broadcast", post(activity::broadcast))
         .route("/app/orgs/{org_id}/usage", get(activity::usage))
         .route("/app/orgs/{org_id}/jobs", get(activity::jobs))
         .route(

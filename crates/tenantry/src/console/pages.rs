@@ -30,7 +30,6 @@ use crate::http::meta::request_meta;
 use crate::ids::{ApiKeyId, InvitationId, OrgId, UserId, WorkspaceId};
 use crate::rbac::Permission;
 use crate::state::AppState;
-use crate::store::audit::AuditFilter;
 use crate::store::identity::User;
 use crate::store::orgs::Organization;
 
@@ -1054,22 +1053,82 @@ struct AuditPage {
     view: OrgView,
     tab: &'static str,
     events: Vec<AuditLine>,
-    next_after: Option<i64>,
-    action: String,
+    q: AuditPageQuery,
+    /// The page's filters as a query (for the next page).
+    page_filters: String,
+    /// The same filters in the API's terms (for the export links).
+    api_filters: String,
+    next_cursor: Option<i64>,
+    can_export: bool,
 }
 
-/// The audit page's query.
-#[derive(Deserialize)]
+/// The audit page's query: the API's filters, days for the time range.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct AuditPageQuery {
-    after: Option<i64>,
-    #[serde(default)]
+    cursor: Option<i64>,
     action: String,
+    actor_user_id: String,
+    target_type: String,
+    target_id: String,
+    /// First day (YYYY-MM-DD, UTC).
+    from: String,
+    /// Last day (YYYY-MM-DD, UTC), included.
+    to: String,
 }
 
 /// Records shown per audit page.
 const AUDIT_PAGE: u32 = 50;
 
-/// The audit log (`audit:read`), oldest first, 50 at a time.
+impl AuditPageQuery {
+    /// The API query these filters make (days become RFC 3339 times).
+    fn api_query(&self) -> Result<crate::api::audit::AuditQuery, ApiError> {
+        let text = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+        let day = |field: &str,
+                   v: &str,
+                   end: bool|
+         -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+            let Some(v) = text(v) else { return Ok(None) };
+            let date = chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d")
+                .map_err(|_| ApiError::validation(field, "must be a day (YYYY-MM-DD)"))?;
+            let time = if end {
+                date.and_hms_micro_opt(23, 59, 59, 999_999)
+            } else {
+                date.and_hms_opt(0, 0, 0)
+            };
+            Ok(time.map(|t| t.and_utc()))
+        };
+        Ok(crate::api::audit::AuditQuery::filters(
+            text(&self.action),
+            text(&self.actor_user_id),
+            text(&self.target_type),
+            text(&self.target_id),
+            day("from", &self.from, false)?,
+            day("to", &self.to, true)?,
+        ))
+    }
+
+    /// The filters as an URL query (values encoded), without the cursor.
+    fn encoded(&self) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("action", &self.action),
+            ("actor_user_id", &self.actor_user_id),
+            ("target_type", &self.target_type),
+            ("target_id", &self.target_id),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if !value.trim().is_empty() {
+                out.append_pair(name, value.trim());
+            }
+        }
+        out.finish()
+    }
+}
+
+/// The audit log (`audit:read`), newest first, 50 at a time, with the API's filters and
+/// links to export what they select (`audit:export`).
 pub(super) async fn audit(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -1078,16 +1137,15 @@ pub(super) async fn audit(
 ) -> Result<Response, ApiError> {
     let (chrome, view) = org_chrome(&state, &user, &member).await?;
     member.require(Permission::AuditRead)?;
-    let action = q.action.trim().to_owned();
-    let filter = AuditFilter {
-        action: (!action.is_empty()).then(|| action.clone()),
-        after_seq: q.after,
+    let request = crate::api::audit::AuditRequest::try_from(q.api_query()?)?;
+    let filter = crate::store::audit::AuditFilter {
+        cursor: q.cursor,
         limit: Some(AUDIT_PAGE),
-        ..AuditFilter::default()
+        ..request.filter
     };
     let events = state.store.list_audit_events(&member.ctx, &filter).await?;
     let full = events.len() == usize::try_from(AUDIT_PAGE).unwrap_or(usize::MAX);
-    let next_after = full.then(|| events.last().map(|e| e.seq)).flatten();
+    let next_cursor = full.then(|| events.last().map(|e| e.seq)).flatten();
     let events = events
         .into_iter()
         .map(|e| AuditLine {
@@ -1105,14 +1163,28 @@ pub(super) async fn audit(
             },
         })
         .collect();
+    let api_filters = export_filters(&q)?;
     page(&AuditPage {
         chrome,
         view,
         tab: "audit",
         events,
-        next_after,
-        action,
+        page_filters: q.encoded(),
+        api_filters,
+        next_cursor,
+        can_export: member.permissions.contains(&Permission::AuditExport),
+        q,
     })
+}
+
+/// The filters in the API's own terms, for the export links.
+fn export_filters(q: &AuditPageQuery) -> Result<String, ApiError> {
+    let api = q.api_query()?;
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in api.pairs() {
+        out.append_pair(name, &value);
+    }
+    Ok(out.finish())
 }
 
 /// Decodes a form body into `T` (all but the `repeated` field, which the caller collects),

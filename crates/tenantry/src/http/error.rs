@@ -74,6 +74,11 @@ impl ApiError {
         self.status
     }
 
+    /// Its stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// 404: the resource does not exist or belongs to another tenant (indistinguishable).
     pub fn not_found() -> Self {
         Self::new(

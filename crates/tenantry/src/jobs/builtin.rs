@@ -135,3 +135,47 @@ impl JobHandler for UsageRollupJob {
         Ok(serde_json::json!({ "events": events, "idempotency_keys_pruned": keys }))
     }
 }
+
+/// `audit.retention`: removes every organization's audit records older than
+/// `older_than_days` (`AUDIT_LOG_RETENTION_DAYS`) behind a signed checkpoint, so the
+/// chain still verifies. Periodic; internal; safe to run twice (the second finds nothing).
+pub struct AuditRetentionJob;
+
+/// What `audit.retention` is told.
+#[derive(serde::Deserialize, serde::Serialize)]
+pub struct AuditRetention {
+    /// Records older than this many days go.
+    pub older_than_days: u32,
+}
+
+#[async_trait::async_trait]
+impl JobHandler for AuditRetentionJob {
+    const KIND: &'static str = "audit.retention";
+    const PUBLIC: bool = false;
+    const TIMEOUT: Duration = Duration::from_secs(600);
+    type Payload = AuditRetention;
+
+    async fn run(
+        &self,
+        ctx: &JobContext,
+        payload: AuditRetention,
+    ) -> Result<serde_json::Value, String> {
+        if payload.older_than_days == 0 {
+            return Err("older_than_days must be at least 1".to_owned());
+        }
+        let cutoff =
+            crate::store::now() - chrono::Duration::days(i64::from(payload.older_than_days));
+        let report = ctx
+            .store
+            .prune_audit_log(cutoff)
+            .await
+            .map_err(|e| crate::telemetry::error_chain(&e))?;
+        if report.failed > 0 {
+            return Err(format!(
+                "{} organizations could not be pruned ({} records removed elsewhere)",
+                report.failed, report.records
+            ));
+        }
+        Ok(serde_json::json!({ "orgs": report.orgs, "records": report.records, "before": cutoff }))
+    }
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-pub use builtin::{EchoJob, EmailDispatchJob, UsageRollupJob};
+pub use builtin::{AuditRetentionJob, EchoJob, EmailDispatchJob, UsageRollupJob};
 pub use worker::{JobServices, Worker, WorkerHandle};
 
 use crate::store::jobs::NewJob;
@@ -120,6 +120,7 @@ impl Registry {
         registry.register(EchoJob);
         registry.register(EmailDispatchJob);
         registry.register(UsageRollupJob);
+        registry.register(AuditRetentionJob);
         registry.register(crate::billing::jobs::StripeEventJob);
         registry.register(crate::billing::jobs::BillingSyncJob);
         registry

@@ -25,6 +25,13 @@ fn periodic(config: &WorkerConfig, billing: bool) -> Vec<(NewJob, Duration)> {
         (EmailDispatchJob::job(empty()), Duration::from_secs(5)),
         (UsageRollupJob::job(empty()), config.usage_rollup),
     ];
+    if let Some(age) = config.audit_retention {
+        let days = u32::try_from(age.as_secs() / 86_400).unwrap_or(u32::MAX);
+        jobs.push((
+            super::AuditRetentionJob::job(serde_json::json!({ "older_than_days": days })),
+            config.audit_retention_interval,
+        ));
+    }
     if billing {
         jobs.push((
             crate::billing::jobs::BillingSyncJob::job(empty()),

@@ -372,6 +372,16 @@ struct Sealed {
     lag: Option<chrono::Duration>,
 }
 
+/// Order of an audit listing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuditOrder {
+    /// Latest records first (the default).
+    #[default]
+    NewestFirst,
+    /// Chain order.
+    OldestFirst,
+}
+
 /// Filters of an audit listing (all optional; together they narrow).
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
@@ -389,8 +399,14 @@ pub struct AuditFilter {
     pub from: Option<DateTime<Utc>>,
     /// Only records written at or before this time.
     pub to: Option<DateTime<Utc>>,
-    /// Only records after this sequence number (cursor).
-    pub after_seq: Option<i64>,
+    /// The previous page's last sequence number: the page continues after it, in `order`.
+    pub cursor: Option<i64>,
+    /// Only positions up to this one (an export's snapshot of the head).
+    pub upto_seq: Option<i64>,
+    /// Newest or oldest first.
+    pub order: AuditOrder,
+    /// Only the actions of the activity feed.
+    pub feed_only: bool,
     /// Page size.
     pub limit: Option<u32>,
 }
@@ -413,6 +429,19 @@ impl AuditFilter {
     }
 }
 
+/// A chain's head as a sealing transaction left it: the records up to `seq` are sealed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealedHead {
+    /// Whose chain.
+    pub org_id: OrgId,
+    /// Its last sealed position.
+    pub seq: i64,
+}
+
+/// PostgreSQL channel on which every sealing transaction announces the heads it moved, as
+/// `<org uuid>:<seq>` (delivered at commit, so a listener reads what was announced).
+pub const SEALED_CHANNEL: &str = "tenantry_audit";
+
 /// Result of checking an organization's chain.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ChainReport {
@@ -433,6 +462,23 @@ pub struct ChainReport {
     /// Records neither sealed nor waiting to be: taken out of the sealer's queue by
     /// something other than the sealer. Any makes the chain invalid.
     pub unchained: i64,
+    /// Where the chain starts after retention removed its oldest records; absent while
+    /// nothing was removed.
+    pub checkpoint: Option<CheckpointReport>,
+}
+
+/// The signed checkpoint retention leaves: the last removed position and its hash.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CheckpointReport {
+    /// Last removed position; the chain goes on at the next one.
+    pub seq: i64,
+    /// Its hash: the next position's `prev_hash`.
+    pub hash: String,
+    /// When retention removed the records up to it.
+    pub pruned_at: DateTime<Utc>,
+    /// True when the checkpoint carries this deployment's signature: a forged or edited
+    /// checkpoint makes the chain invalid.
+    pub signature_valid: bool,
 }
 
 /// Counts taken in one snapshot at the start of a check.
@@ -443,32 +489,98 @@ struct Tally {
     records: i64,
     pending: i64,
     oldest_pending: Option<DateTime<Utc>>,
+    cp_seq: Option<i64>,
+    cp_hash: Option<String>,
+    cp_at: Option<DateTime<Utc>>,
+    cp_signature: Option<String>,
 }
 
 impl Store {
-    /// Lists an organization's audit records in chain order, oldest first, after sealing
-    /// every record committed before the call.
+    /// Records an action that changes nothing else (an export, a Checkout session opened),
+    /// in its own transaction.
+    pub async fn audit_action(
+        &self,
+        ctx: &TenantCtx,
+        entry: AuditEntry,
+    ) -> Result<AuditEventId, StoreError> {
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
+        let id = tx.audit(entry).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Lists a page of an organization's audit records (newest first unless asked
+    /// otherwise), after sealing every record committed before the call.
     pub async fn list_audit_events(
         &self,
         ctx: &TenantCtx,
         filter: &AuditFilter,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.seal_before_reading(ctx.org_id()).await?;
+        self.read_audit_page(ctx, filter).await
+    }
+
+    /// Seals the organization's chain and returns its last position (0 for none): what an
+    /// export walks up to, so that records appended meanwhile neither shift nor join it.
+    pub async fn sealed_audit_head(&self, ctx: &TenantCtx) -> Result<i64, StoreError> {
+        self.seal_before_reading(ctx.org_id()).await?;
         let mut tx = self.tenant_tx(ctx, Access::Read).await?;
+        let seq: Option<i64> = on_conn!(tx.conn(), c => sqlx::query_scalar(
+            "SELECT seq FROM audit_heads WHERE org_id = $1",
+        )
+        .bind(ctx.org_id())
+        .fetch_optional(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    /// A page of sealed records matching `filter`, without sealing first.
+    pub async fn read_audit_page(
+        &self,
+        ctx: &TenantCtx,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.read_audit_rows(ctx, filter, page_size(filter.limit))
+            .await
+    }
+
+    /// Up to `rows` sealed records matching `filter` (its `limit` aside), without sealing
+    /// first: an export reads in chunks larger than a page.
+    pub async fn read_audit_rows(
+        &self,
+        ctx: &TenantCtx,
+        filter: &AuditFilter,
+        rows: i64,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
+        let (after, order) = match filter.order {
+            AuditOrder::NewestFirst => ("c.seq < $2", "DESC"),
+            AuditOrder::OldestFirst => ("c.seq > $2", "ASC"),
+        };
+        let cursor = filter.cursor.unwrap_or(match filter.order {
+            AuditOrder::NewestFirst => i64::MAX,
+            AuditOrder::OldestFirst => 0,
+        });
+        let feed = if filter.feed_only {
+            feed_condition()
+        } else {
+            ""
+        };
         let sql = format!(
-            "{CHAINED} WHERE c.org_id = $1 AND c.seq > $2 AND ($3 IS NULL OR e.action = $3) \
+            "{CHAINED} WHERE c.org_id = $1 AND {after} AND ($3 IS NULL OR e.action = $3) \
              AND ($5 IS NULL OR e.action LIKE $5 ESCAPE '\\') AND ($6 IS NULL OR e.actor_type = $6) \
              AND ($7 IS NULL OR e.actor_id = $7) AND ($8 IS NULL OR e.target_type = $8) \
              AND ($9 IS NULL OR e.target_id = $9) AND ($10 IS NULL OR e.created_at >= $10) \
-             AND ($11 IS NULL OR e.created_at <= $11) \
-             ORDER BY c.seq LIMIT $4"
+             AND ($11 IS NULL OR e.created_at <= $11) AND c.seq <= $12 {feed} \
+             ORDER BY c.seq {order} LIMIT $4"
         );
         let (exact, prefix) = filter.action_parts();
         let rows: Vec<ChainedRow> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(ctx.org_id())
-            .bind(filter.after_seq.unwrap_or(0))
+            .bind(cursor)
             .bind(exact)
-            .bind(page_size(filter.limit))
+            .bind(rows)
             .bind(prefix.as_deref())
             .bind(filter.actor_type.map(ActorKind::as_str))
             .bind(filter.actor_id.as_deref())
@@ -476,6 +588,7 @@ impl Store {
             .bind(filter.target_id.as_deref())
             .bind(filter.from)
             .bind(filter.to)
+            .bind(filter.upto_seq.unwrap_or(i64::MAX))
             .fetch_all(&mut *c)
             .await)?;
         tx.commit().await?;
@@ -494,30 +607,52 @@ impl Store {
                     (SELECT count(*) FROM audit_events WHERE org_id = $1) AS records, \
                     (SELECT count(*) FROM audit_pending WHERE org_id = $1) AS pending, \
                     (SELECT min(e.created_at) FROM audit_pending p JOIN audit_events e \
-                       ON e.org_id = p.org_id AND e.id = p.record_id WHERE p.org_id = $1) AS oldest_pending",
+                       ON e.org_id = p.org_id AND e.id = p.record_id WHERE p.org_id = $1) AS oldest_pending, \
+                    k.seq AS cp_seq, k.hash AS cp_hash, k.pruned_at AS cp_at, k.signature AS cp_signature \
+             FROM (SELECT 1 AS one) o LEFT JOIN audit_checkpoints k ON k.org_id = $1",
         )
         .bind(ctx.org_id())
         .fetch_one(&mut *c)
         .await)?;
         let head_seq = tally.head_seq.unwrap_or(0);
         let head_hash = tally.head_hash.unwrap_or_else(|| GENESIS_HASH.to_owned());
+        // Retention removed the positions up to the checkpoint: the walk starts from it.
+        let checkpoint = match (tally.cp_seq, tally.cp_hash, tally.cp_at, tally.cp_signature) {
+            (Some(seq), Some(hash), Some(pruned_at), Some(signature)) => {
+                let signature_valid = self
+                    .checkpoint_key()
+                    .is_some_and(|k| k.verifies(ctx.org_id(), seq, &hash, pruned_at, &signature));
+                Some(CheckpointReport {
+                    seq,
+                    hash,
+                    pruned_at,
+                    signature_valid,
+                })
+            }
+            _ => None,
+        };
+        let (start, start_hash) = checkpoint
+            .as_ref()
+            .map_or((0, GENESIS_HASH.to_owned()), |c| (c.seq, c.hash.clone()));
         let mut report = ChainReport {
             valid: true,
             checked: 0,
             first_invalid_seq: None,
-            head_hash: GENESIS_HASH.to_owned(),
+            head_hash: start_hash,
             unsealed: tally.pending,
             oldest_unsealed_at: tally.oldest_pending,
-            unchained: tally.records - tally.pending - head_seq,
+            unchained: tally.records - tally.pending - (head_seq - start),
+            checkpoint,
         };
         // Positions up to the head were sealed before the snapshot and never change.
         let sql = format!(
             "{CHAINED} WHERE c.org_id = $1 AND c.seq > $2 AND c.seq <= $3 ORDER BY c.seq LIMIT 1000"
         );
-        'walk: while report.checked < head_seq {
+        let mut position = start;
+        'walk: while position < head_seq {
             let rows: Vec<ChainedRow> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
                 .bind(ctx.org_id())
-                .bind(report.checked)
+                .bind(position)
                 .bind(head_seq)
                 .fetch_all(&mut *c)
                 .await)?;
@@ -526,24 +661,26 @@ impl Store {
             }
             for row in rows {
                 // A removed position or record shows as a gap in the sequence.
-                let intact = row.seq == report.checked + 1
+                let intact = row.seq == position + 1
                     && row.prev_hash == report.head_hash
                     && row.record.hash_at(row.seq, &row.prev_hash)? == row.hash;
                 if !intact {
-                    report.first_invalid_seq = Some(report.checked + 1);
+                    report.first_invalid_seq = Some(position + 1);
                     break 'walk;
                 }
-                report.checked = row.seq;
+                position = row.seq;
+                report.checked += 1;
                 report.head_hash = row.hash;
             }
         }
         tx.commit().await?;
         if report.first_invalid_seq.is_none()
-            && (report.checked != head_seq || report.head_hash != head_hash)
+            && (position != head_seq || report.head_hash != head_hash)
         {
-            report.first_invalid_seq = Some(report.checked + 1);
+            report.first_invalid_seq = Some(position + 1);
         }
-        report.valid = report.first_invalid_seq.is_none() && report.unchained == 0;
+        let checkpoint_ok = report.checkpoint.as_ref().is_none_or(|c| c.signature_valid);
+        report.valid = report.first_invalid_seq.is_none() && report.unchained == 0 && checkpoint_ok;
         Ok(report)
     }
 
@@ -599,7 +736,7 @@ impl Store {
     }
 
     /// Seals `org`'s records committed so far, if it has any, before its chain is read.
-    async fn seal_before_reading(&self, org: OrgId) -> Result<(), StoreError> {
+    pub(crate) async fn seal_before_reading(&self, org: OrgId) -> Result<(), StoreError> {
         let mut tx = self.db().begin(Scope::Tenant(org), Access::Read).await?;
         let pending: bool = on_conn!(tx.conn(), c => sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM audit_pending WHERE org_id = $1)",
@@ -676,7 +813,13 @@ impl Store {
             sealed.lag = sealed.lag.max(Some(at - record.created_at));
         }
         write_links(&mut tx, &links, at).await?;
+        let moved: BTreeMap<OrgId, i64> = links.iter().map(|l| (l.org_id, l.seq)).collect();
+        announce_heads(&mut tx, &moved).await?;
         tx.commit().await?;
+        for (&org_id, &seq) in &moved {
+            // Nobody listening in this process is no error.
+            let _ = self.sealed.send(SealedHead { org_id, seq });
+        }
         sealed.records = links.len();
         if let Some(lag) = sealed.lag {
             // A writer's clock ahead of the sealer's reads as no wait at all.
@@ -685,6 +828,36 @@ impl Store {
         }
         Ok(sealed)
     }
+}
+
+/// `AND e.action IN (…the feed's actions…)`, built once from the constant list.
+fn feed_condition() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let actions: Vec<String> = super::activity::FEED
+            .iter()
+            .map(|(action, _)| format!("'{action}'"))
+            .collect();
+        format!("AND e.action IN ({})", actions.join(", "))
+    })
+}
+
+/// PostgreSQL: announces the moved heads on [`SEALED_CHANNEL`] at commit, for the
+/// listeners of other processes (this process's hear them from the store directly).
+async fn announce_heads(tx: &mut Tx, moved: &BTreeMap<OrgId, i64>) -> Result<(), StoreError> {
+    if let (Conn::Postgres(c), false) = (tx.conn(), moved.is_empty()) {
+        let orgs: Vec<Uuid> = moved.keys().map(OrgId::as_uuid).collect();
+        let seqs: Vec<i64> = moved.values().copied().collect();
+        sqlx::query(
+            "SELECT pg_notify($1, o::text || ':' || s::text) FROM UNNEST($2::uuid[], $3::bigint[]) AS t(o, s)",
+        )
+        .bind(SEALED_CHANNEL)
+        .bind(&orgs)
+        .bind(&seqs)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Creates the heads of `orgs` that do not exist yet and locks them, in `orgs`' order
@@ -844,4 +1017,87 @@ async fn write_links(tx: &mut Tx, links: &[Link], at: DateTime<Utc>) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "test-support")]
+impl Store {
+    /// Test fixture: appends `n` records (`test.filler`, target `filler` `i`, metadata
+    /// padded with `pad` characters) to `ctx`'s organization as if written at `at` plus
+    /// `i` microseconds, in large transactions; they join the chain when the sealer next
+    /// runs, as any record does.
+    pub async fn append_filler_audit_records(
+        &self,
+        ctx: &TenantCtx,
+        n: usize,
+        pad: usize,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        const BATCH: usize = 5000;
+        let mut done = 0;
+        while done < n {
+            let count = BATCH.min(n - done);
+            let records: Vec<NewRecord> = (done..done + count)
+                .map(|i| {
+                    let mut r = NewRecord::new(
+                        ctx.org_id(),
+                        ctx.actor(),
+                        ctx.meta(),
+                        AuditEntry::new("test.filler", "filler", i)
+                            .with_metadata(serde_json::json!({ "i": i, "pad": "x".repeat(pad) })),
+                    );
+                    r.created_at =
+                        at + chrono::Duration::microseconds(i64::try_from(i).unwrap_or(0));
+                    r
+                })
+                .collect();
+            let mut tx = self.tenant_tx(ctx, Access::Write).await?;
+            match tx.conn() {
+                Conn::Postgres(c) => {
+                    let ids: Vec<Uuid> = records.iter().map(|r| r.id.as_uuid()).collect();
+                    let targets: Vec<String> = records
+                        .iter()
+                        .map(|r| r.target_id.clone().unwrap_or_default())
+                        .collect();
+                    let metadata: Vec<&str> = records.iter().map(|r| r.metadata.as_str()).collect();
+                    let at: Vec<DateTime<Utc>> = records.iter().map(|r| r.created_at).collect();
+                    sqlx::query(&format!(
+                        "WITH e AS (INSERT INTO audit_events ({RECORD_COLUMNS}) \
+                         SELECT $1, id, $2, $3, 'test.filler', 'filler', target, metadata, NULL, NULL, NULL, at \
+                         FROM UNNEST($4::uuid[], $5::text[], $6::text[], $7::timestamptz[]) AS t(id, target, metadata, at) \
+                         RETURNING org_id, id) \
+                         INSERT INTO audit_pending (org_id, record_id) SELECT org_id, id FROM e"
+                    ))
+                    .bind(ctx.org_id())
+                    .bind(ctx.actor().kind.as_str())
+                    .bind(ctx.actor().id.as_deref())
+                    .bind(&ids)
+                    .bind(&targets)
+                    .bind(&metadata)
+                    .bind(&at)
+                    .execute(&mut *c)
+                    .await?;
+                }
+                Conn::Sqlite(c) => {
+                    let insert = format!(
+                        "INSERT INTO audit_events ({RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    );
+                    for r in &records {
+                        bind_record!(sqlx::query(&insert), r)
+                            .execute(&mut *c)
+                            .await?;
+                        sqlx::query(
+                            "INSERT INTO audit_pending (org_id, record_id) VALUES ($1, $2)",
+                        )
+                        .bind(r.org_id)
+                        .bind(r.id)
+                        .execute(&mut *c)
+                        .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            done += count;
+        }
+        Ok(())
+    }
 }

@@ -360,17 +360,6 @@ impl Store {
         Ok(account)
     }
 
-    /// Appends a billing action (a Checkout or Portal session opened) to the audit log.
-    pub async fn audit_billing_action(
-        &self,
-        ctx: &TenantCtx,
-        entry: AuditEntry,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
-        tx.audit(entry).await?;
-        tx.commit().await
-    }
-
     /// Stores a verified webhook event and enqueues `job` to apply it, in one transaction;
     /// `false` when the event was stored before (nothing is enqueued again).
     pub async fn record_billing_event(

@@ -5,8 +5,10 @@
 //! filter every query on `org_id` as well. Mutations append their audit record in the same
 //! transaction.
 
+pub mod activity;
 pub mod api_keys;
 pub mod audit;
+pub mod audit_retention;
 pub mod billing;
 pub mod data;
 mod error;
@@ -38,6 +40,11 @@ pub struct Store {
     hot: std::sync::Arc<crate::db::HotConnections>,
     revoked: crate::store::revocation::RevokedFamilies,
     background_timeout: std::time::Duration,
+    /// Tells this process's listeners which chains the sealer moved (see
+    /// [`Store::audit_seals`]).
+    sealed: tokio::sync::broadcast::Sender<audit::SealedHead>,
+    /// Signs the checkpoints audit retention leaves.
+    checkpoint_key: Option<std::sync::Arc<audit_retention::CheckpointKey>>,
 }
 
 impl Store {
@@ -48,7 +55,14 @@ impl Store {
             hot: Default::default(),
             revoked: crate::store::revocation::RevokedFamilies::new(DEFAULT_REVOCATION_MEMORY),
             background_timeout: DEFAULT_BACKGROUND_TIMEOUT,
+            sealed: tokio::sync::broadcast::channel(SEAL_SIGNALS).0,
+            checkpoint_key: None,
         }
+    }
+
+    /// The heads of chains sealed by this process from now on, as they move.
+    pub fn audit_seals(&self) -> tokio::sync::broadcast::Receiver<audit::SealedHead> {
+        self.sealed.subscribe()
     }
 
     /// Bounds the database work of background loops (see [`Store::bounded`]); zero keeps
@@ -116,6 +130,10 @@ const DEFAULT_REVOCATION_MEMORY: std::time::Duration = std::time::Duration::from
 
 /// Bound of background store work unless configured (`DATABASE_STATEMENT_TIMEOUT_SEC`).
 const DEFAULT_BACKGROUND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Seal signals a slow listener of [`Store::audit_seals`] may fall behind by before it
+/// misses some (it then catches up from the chain).
+const SEAL_SIGNALS: usize = 1024;
 
 /// Largest page any list returns.
 pub const MAX_PAGE: i64 = 200;

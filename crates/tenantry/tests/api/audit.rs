@@ -1,7 +1,7 @@
 //! The audit log: written with the change, hash-chained by the sealer, append-only,
 //! tamper-evident.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sqlx::Connection;
 use tenantry::db::Db;
 
@@ -16,6 +16,8 @@ on_both_backends!(
     the_worker_seals_records_nobody_reads,
     audit_rows_cannot_be_changed,
     records_are_searched_by_action_actor_target_and_time,
+    retention_prunes_a_prefix_and_the_rest_still_verifies,
+    the_retention_job_prunes_old_records,
 );
 
 async fn creation_is_audited_with_request_facts(backend: Backend) {
@@ -88,7 +90,7 @@ async fn chain_verifies_and_detects_tampering(backend: Backend) {
     assert_eq!(report["valid"], true, "{report}");
     assert_eq!(report["checked"], 4);
     let events: Listed = app
-        .admin_get(&format!("/v1/admin/orgs/{id}/audit-events"))
+        .admin_get(&format!("/v1/admin/orgs/{id}/audit-events?order=oldest"))
         .await
         .json()
         .await
@@ -525,10 +527,11 @@ async fn chains_from_before_sealing_move_over_intact(backend: Backend) {
     let report = store.verify_audit_chain(&ctx).await.unwrap();
     assert!(report.valid, "{report:?}");
     assert_eq!(report.checked, 4);
-    let events = store
-        .list_audit_events(&ctx, &tenantry::store::audit::AuditFilter::default())
-        .await
-        .unwrap();
+    let oldest_first = tenantry::store::audit::AuditFilter {
+        order: tenantry::store::audit::AuditOrder::OldestFirst,
+        ..Default::default()
+    };
+    let events = store.list_audit_events(&ctx, &oldest_first).await.unwrap();
     assert_eq!(
         events[3].prev_hash, prev,
         "the new record links to the migrated head"
@@ -624,4 +627,143 @@ async fn records_are_searched_by_action_actor_target_and_time(backend: Backend) 
         .get(format!("/v1/orgs/{acme}/audit-events?from=yesterday"))
         .await;
     assert!(res.status().is_client_error(), "{}", res.status());
+}
+
+async fn retention_prunes_a_prefix_and_the_rest_still_verifies(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let (id, org_id) = org_with_four_records(&app, "keep").await;
+    // Records written from here on are younger than the cut-off.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let cutoff = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let ctx = tenantry::auth::TenantCtx::for_tests(org_id);
+    for slug in ["four", "five"] {
+        let name = tenantry::domain::DisplayName::parse(slug).unwrap();
+        app.store
+            .create_workspace(&ctx, name, tenantry::domain::Slug::parse(slug).unwrap())
+            .await
+            .unwrap();
+    }
+    let before = verify(&app, &id).await;
+    assert_eq!(before["checked"], 6);
+    assert!(before["checkpoint"].is_null());
+    let report = app.store.prune_audit_log(cutoff).await.unwrap();
+    assert!(report.records >= 4, "{report:?}");
+    assert_eq!(report.failed, 0);
+
+    let after = verify(&app, &id).await;
+    assert_eq!(after["valid"], true, "{after}");
+    assert_eq!(after["checked"], 2, "only the records left are walked");
+    assert_eq!(after["checkpoint"]["seq"], 4);
+    assert_eq!(after["checkpoint"]["signature_valid"], true);
+    assert_eq!(
+        after["head_hash"], before["head_hash"],
+        "the head is unchanged"
+    );
+    let left: Listed = app
+        .admin_get(&format!("/v1/admin/orgs/{id}/audit-events?order=oldest"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 2);
+    assert_eq!(left[0]["seq"], 5);
+    assert_eq!(left[0]["prev_hash"], after["checkpoint"]["hash"]);
+    // Recorded on the platform chain.
+    let pruned: Listed = app
+        .admin_get(&format!(
+            "/v1/admin/audit-events?action=audit.pruned&target_id={id}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pruned.len(), 1);
+    assert_eq!(pruned[0]["metadata"]["through_seq"], 4);
+    assert_eq!(pruned[0]["metadata"]["records"], 4);
+    // Running again removes nothing more of this chain.
+    app.store.prune_audit_log(cutoff).await.unwrap();
+    let again = verify(&app, &id).await;
+    assert_eq!(
+        (again["checkpoint"]["seq"].clone(), again["checked"].clone()),
+        (json!(4), json!(2))
+    );
+
+    // A checkpoint moved by someone who cannot sign it is caught.
+    as_owner_without_guards(
+        &app,
+        "UPDATE audit_checkpoints SET seq = seq + 1 WHERE org_id = $1",
+        org_id,
+    )
+    .await;
+    let forged = verify(&app, &id).await;
+    assert_eq!(forged["valid"], false, "{forged}");
+    assert_eq!(forged["checkpoint"]["signature_valid"], false);
+    as_owner_without_guards(
+        &app,
+        "UPDATE audit_checkpoints SET seq = seq - 1 WHERE org_id = $1",
+        org_id,
+    )
+    .await;
+    assert_eq!(verify(&app, &id).await["valid"], true);
+    // So is a record changed after the checkpoint.
+    as_owner_without_guards(
+        &app,
+        "UPDATE audit_events SET metadata = '{\"forged\":true}' \
+         WHERE id = (SELECT record_id FROM audit_chain WHERE org_id = $1 AND seq = 6)",
+        org_id,
+    )
+    .await;
+    let tampered = verify(&app, &id).await;
+    assert_eq!(tampered["valid"], false);
+    assert_eq!(tampered["first_invalid_seq"], 6);
+}
+
+async fn the_retention_job_prunes_old_records(backend: Backend) {
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("AUDIT_LOG_RETENTION_DAYS".into(), "30".into());
+            v.insert("AUDIT_RETENTION_INTERVAL_SEC".into(), "1".into());
+        })
+        .await
+    else {
+        return;
+    };
+    // An organization (deleted long ago) whose records are all 40 days old.
+    let gone = tenantry::ids::OrgId::new();
+    let ctx = tenantry::auth::TenantCtx::for_tests(gone);
+    let old = tenantry::store::now() - chrono::Duration::days(40);
+    app.store
+        .append_filler_audit_records(&ctx, 30, 0, old)
+        .await
+        .unwrap();
+    // Younger records elsewhere stay.
+    let (kept, _) = org_with_four_records(&app, "young").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let pruned = loop {
+        let found: Listed = app
+            .admin_get(&format!(
+                "/v1/admin/audit-events?action=audit.pruned&target_id={gone}"
+            ))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(record) = found.first() {
+            break record.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retention job ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(pruned["metadata"]["records"], 30);
+    assert_eq!(pruned["metadata"]["through_seq"], 30);
+    assert_eq!(pruned["actor"]["id"], "retention");
+    let report = verify(&app, &kept).await;
+    assert_eq!(report["checked"], 4, "young records stay");
+    assert!(report["checkpoint"].is_null());
 }

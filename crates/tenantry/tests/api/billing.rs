@@ -64,7 +64,7 @@ async fn audit_actions(app: &TestApp, token: &str, org: &Org, action: &str) -> V
     let res = app
         .as_(token)
         .get(format!(
-            "/v1/orgs/{org}/audit-events?action={action}&limit=200"
+            "/v1/orgs/{org}/audit-events?action={action}&limit=200&order=oldest"
         ))
         .await;
     assert_eq!(res.status(), 200);

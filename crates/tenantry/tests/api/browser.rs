@@ -16,6 +16,7 @@ use crate::on_both_backends;
 on_both_backends!(
     an_admin_signs_up_invites_creates_a_key_and_revokes_it_in_a_browser,
     an_owner_upgrades_through_stripe_checkout_in_a_browser,
+    the_activity_page_updates_live_in_a_browser,
 );
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -385,5 +386,65 @@ async fn an_owner_upgrades_through_stripe_checkout_in_a_browser(backend: Backend
     // The customer portal, on Stripe's (fake) side.
     owner.click("#portal").await;
     owner.wait_url(|u| u.contains("/portal/bps_test")).await;
+    owner.stop().await;
+}
+
+async fn the_activity_page_updates_live_in_a_browser(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let Some(owner) = Browser::start().await else {
+        return;
+    };
+    owner.open(&app.url("/app/signup")).await;
+    owner.fill("#name", "Liv Owner").await;
+    owner.fill("#email", "liv@example.com").await;
+    owner.fill("#password", "a long enough passphrase").await;
+    owner.fill("#org_name", "Liv Co").await;
+    owner.fill("#org_slug", "liv-co").await;
+    owner.click("button[type=submit]").await;
+    let org_url = owner.wait_url(|u| u.contains("/app/orgs/org_")).await;
+    let org = org_url.rsplit('/').next().unwrap().to_owned();
+    owner.click("a[href$='/activity']").await;
+    owner.wait_url(|u| u.ends_with("/activity")).await;
+    // Connected: the page says so.
+    let mut status = String::new();
+    for _ in 0..50 {
+        status = owner.text("#live-status").await;
+        if status.starts_with("Live") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(status.starts_with("Live"), "{status}");
+    // Something happens elsewhere (the same person, through the API): it appears.
+    let login: Value = app
+        .anon()
+        .post(
+            "/v1/auth/login",
+            json!({"email": "liv@example.com", "password": "a long enough passphrase"}),
+        )
+        .await
+        .json()
+        .await;
+    let token = login["access_token"].as_str().unwrap();
+    let res = app
+        .as_(token)
+        .post(
+            format!("/v1/orgs/{org}/broadcast"),
+            json!({"message": "Hello from the API"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let mut first = String::new();
+    for _ in 0..100 {
+        first = owner.text("#feed li:first-child .summary").await;
+        if first.contains("Hello from the API") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first, "Liv Owner: Hello from the API");
+    owner.screenshot("activity").await;
     owner.stop().await;
 }

@@ -23,6 +23,7 @@ on_both_backends!(
     without_stripe_the_billing_page_changes_the_plan_by_hand,
     the_operator_signs_in_searches_and_overrides_a_plan,
     workspace_roles_and_custom_role_editing_from_the_console,
+    the_audit_page_filters_and_exports_and_the_activity_page_broadcasts,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -1301,4 +1302,94 @@ async fn workspace_roles_and_custom_role_editing_from_the_console(backend: Backe
         .post(&role_page, &[("csrf_token", &csrf), ("name", "Hijack")])
         .await;
     assert_eq!(res.status(), 403);
+}
+
+async fn the_audit_page_filters_and_exports_and_the_activity_page_broadcasts(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("ola@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let res = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{acme}/workspaces"),
+            serde_json::json!({"name": "Ops", "slug": "ops"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let reader = app.member(&acme, "rex@example.com", "readonly").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("ola@example.com").await;
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let audit = browser
+        .get(&format!(
+            "/app/orgs/{acme}/audit?action=workspace.*&from={today}&to={today}"
+        ))
+        .await;
+    assert_eq!(audit.status(), StatusCode::OK);
+    let audit = audit.text().await.unwrap();
+    assert!(audit.contains("workspace.created"), "{audit}");
+    assert!(
+        !audit.contains("<code>organization.created"),
+        "filtered: {audit}"
+    );
+    // The export link carries the same filters, in the API's terms.
+    let href = value_after(&audit, "id=\"export-csv\" href=\"")
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    assert!(
+        href.starts_with(&format!("/v1/orgs/{acme}/audit-events?action=workspace.")),
+        "{href}"
+    );
+    assert!(
+        href.contains("format=csv") && href.contains("from="),
+        "{href}"
+    );
+    let csv = browser.get(&href).await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    let kind = csv.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(kind.starts_with("text/csv"), "{kind} {href}");
+    let csv = csv.text().await.unwrap();
+    assert!(
+        csv.contains("workspace.created") && !csv.contains("organization.created"),
+        "{csv}"
+    );
+    let bad = browser
+        .get(&format!("/app/orgs/{acme}/audit?from=yesterday"))
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The activity page: the feed in words, live from the newest shown, and a broadcast.
+    let page = format!("/app/orgs/{acme}/activity");
+    let feed = browser.get(&page).await.text().await.unwrap();
+    assert!(feed.contains("Ann created workspace Ops"), "{feed}");
+    assert!(feed.contains("Ann joined as readonly"), "{feed}");
+    assert!(
+        feed.contains(&format!("data-live-org=\"{acme}\"")),
+        "{feed}"
+    );
+    assert!(feed.contains("data-since=\"aud_"), "{feed}");
+    let csrf = browser.csrf(&page).await;
+    let res = browser
+        .post(
+            &format!("/app/orgs/{acme}/broadcast"),
+            &[("csrf_token", &csrf), ("message", "Deploy at noon")],
+        )
+        .await;
+    assert_eq!(location(&res), page);
+    let feed = browser.get(&page).await.text().await.unwrap();
+    assert!(feed.contains("Ann: Deploy at noon"), "{feed}");
+
+    // A read-only member sees the feed, without the form, and no audit log.
+    let mut other = Browser::new(&app);
+    other.sign_in("rex@example.com").await;
+    let _ = reader;
+    let feed = other.get(&page).await.text().await.unwrap();
+    assert!(
+        feed.contains("Ann: Deploy at noon") && !feed.contains("name=\"message\""),
+        "{feed}"
+    );
+    let audit = other.get(&format!("/app/orgs/{acme}/audit")).await;
+    assert_eq!(audit.status(), StatusCode::FORBIDDEN);
 }

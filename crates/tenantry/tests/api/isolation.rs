@@ -111,6 +111,19 @@ async fn every_org_endpoint_isolates_tenants(backend: Backend) {
         ),
         (Method::GET, format!("/v1/orgs/{a}/audit-events"), None, 403),
         (
+            Method::GET,
+            format!("/v1/orgs/{a}/audit-events?format=csv"),
+            None,
+            403,
+        ),
+        (Method::GET, format!("/v1/orgs/{a}/activities"), None, 200),
+        (
+            Method::POST,
+            format!("/v1/orgs/{a}/broadcast"),
+            Some(json!({"message": "hello"})),
+            403,
+        ),
+        (
             Method::POST,
             format!("/v1/orgs/{a}/workspaces"),
             Some(json!({"name": "Z", "slug": "zz"})),

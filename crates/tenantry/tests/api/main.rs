@@ -11,6 +11,7 @@ mod helpers;
 
 mod admin;
 mod audit;
+mod audit_export;
 mod billing;
 mod browser;
 mod console;
@@ -26,6 +27,7 @@ mod limits;
 mod openapi;
 mod outage;
 mod process;
+mod realtime;
 mod rls;
 mod store;
 mod tenancy;

@@ -133,6 +133,7 @@ async fn concurrent_appends_keep_one_gapless_chain(backend: Backend) {
     for ctx in [&a, &b] {
         let filter = AuditFilter {
             limit: Some(200),
+            order: tenantry::store::audit::AuditOrder::OldestFirst,
             ..Default::default()
         };
         let events = app.store.list_audit_events(ctx, &filter).await.unwrap();

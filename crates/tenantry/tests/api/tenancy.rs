@@ -133,7 +133,7 @@ async fn org_creation_and_update_are_audited_as_the_user(backend: Backend) {
     assert_eq!(res.status(), 200);
     let audit: Listed = app
         .as_(&ann)
-        .get(format!("/v1/orgs/{acme}/audit-events"))
+        .get(format!("/v1/orgs/{acme}/audit-events?order=oldest"))
         .await
         .json()
         .await;
@@ -547,7 +547,7 @@ async fn plan_member_limits(backend: Backend) {
     let audit: Listed = app
         .as_(&owner)
         .get(format!(
-            "/v1/orgs/{acme}/audit-events?action=organization.plan_changed"
+            "/v1/orgs/{acme}/audit-events?action=organization.plan_changed&order=oldest"
         ))
         .await
         .json()

@@ -1,6 +1,7 @@
 //! Organization-scoped endpoints: `/v1/orgs/{org_id}/…`, every one behind
 //! [`OrgMember`](crate::auth::OrgMember) and a permission check.
 
+pub(crate) mod activity;
 pub(crate) mod api_keys;
 mod data;
 pub(crate) mod invitations;
@@ -27,6 +28,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(org::get_org, org::update_org, org::delete_org))
         .routes(routes!(org::change_plan))
         .routes(routes!(org::list_audit_events))
+        .routes(routes!(activity::list_activities))
+        .routes(routes!(activity::broadcast))
         .routes(routes!(
             workspaces::create_workspace,
             workspaces::list_workspaces

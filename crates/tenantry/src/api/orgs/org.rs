@@ -2,11 +2,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::api::admin::AuditQuery;
+use crate::api::audit::{AuditQuery, AuditRequest};
 use crate::auth::{CurrentUser, OrgMember};
 use crate::domain::{DisplayName, Slug};
 use crate::http::error::{ApiError, Problem};
@@ -15,7 +16,7 @@ use crate::http::list::List;
 use crate::ids::OrgId;
 use crate::rbac::{self, CatalogOut, Permission};
 use crate::state::AppState;
-use crate::store::audit::{AuditEvent, AuditFilter};
+use crate::store::audit::AuditEvent;
 use crate::store::members::MyOrganization;
 use crate::store::orgs::{NewOrg, Organization};
 
@@ -212,20 +213,25 @@ pub(super) async fn change_plan(
     Ok(Json(org))
 }
 
-/// The organization's audit log, oldest first (`audit:read`).
+/// Searches the organization's audit log, newest first by default (`audit:read`); with
+/// `format=csv|json|ndjson`, exports every matching record (`audit:export`).
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/audit-events", tag = "organizations",
     security(("bearer" = []), ("session" = []), ("api_key" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id"), AuditQuery),
     responses(
-        (status = 200, description = "A page of audit records, oldest first", body = List<AuditEvent>),
-        (status = 403, description = "Missing permission", body = Problem)))]
+        (status = 200, description = "A page of audit records; with `format`, the export",
+            content((List<AuditEvent> = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
+        (status = 403, description = "Missing permission", body = Problem),
+        (status = 422, description = "Bad filter", body = Problem)))]
 pub(super) async fn list_audit_events(
     State(state): State<AppState>,
     member: OrgMember,
     AppQuery(q): AppQuery<AuditQuery>,
-) -> Result<Json<List<AuditEvent>>, ApiError> {
+) -> Result<Response, ApiError> {
     member.require(Permission::AuditRead)?;
-    let filter = AuditFilter::try_from(q)?;
-    let events = state.store.list_audit_events(&member.ctx, &filter).await?;
-    Ok(Json(crate::api::admin::audit_page(events, &filter)))
+    let request = AuditRequest::try_from(q)?;
+    crate::api::audit::answer(&state, &member.ctx, request, || {
+        member.require(Permission::AuditExport)
+    })
+    .await
 }
