@@ -1,4 +1,4 @@
-//! `cargo run --release -p tenantry-bench -- auth|jobs|api|writes|soak|console|webhooks`: benchmarks with in-run baselines.
+//! `cargo run --release -p tenantry-bench -- auth|jobs|api|writes|soak|console|webhooks|realtime`: benchmarks with in-run baselines.
 //!
 //! `auth`: identity benchmarks.
 //!
@@ -28,6 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod api;
 mod console;
 mod jobs;
+mod realtime;
 mod webhooks;
 mod writes;
 
@@ -42,9 +43,18 @@ async fn main() -> anyhow::Result<()> {
         "soak" => api::soak().await,
         "console" => console::run().await,
         "webhooks" => webhooks::run().await,
+        "realtime" => realtime::run().await,
+        // The fan-out benchmark's client process.
+        "realtime-clients" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            let [url, token, sockets] = args.as_slice() else {
+                anyhow::bail!("realtime-clients <ws url> <token> <sockets>");
+            };
+            realtime::clients(url, token, sockets.parse()?).await
+        }
         other => {
             anyhow::bail!(
-                "unknown benchmark `{other}` (available: auth, jobs, api, writes, soak, console, webhooks)"
+                "unknown benchmark `{other}` (available: auth, jobs, api, writes, soak, console, webhooks, realtime)"
             )
         }
     }

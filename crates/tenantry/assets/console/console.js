@@ -27,7 +27,8 @@ document.addEventListener("submit", (event) => {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const query = "org_id=" + encodeURIComponent(org) + (since ? "&since=" + encodeURIComponent(since) : "");
     const socket = new WebSocket(scheme + "//" + location.host + "/v1/ws?" + query);
-    socket.addEventListener("open", () => { status.textContent = "Live: new activity appears here."; delay = 1000; });
+    let opened = false;
+    socket.addEventListener("open", () => { opened = true; status.textContent = "Live: new activity appears here."; delay = 1000; });
     socket.addEventListener("message", (message) => {
       let event;
       try { event = JSON.parse(message.data); } catch (_) { return; }
@@ -50,6 +51,8 @@ document.addEventListener("submit", (event) => {
     });
     socket.addEventListener("close", (closed) => {
       if (closed.code === 4401 || closed.code === 4403) { status.textContent = "Disconnected: sign in again to follow activity."; return; }
+      // A refused handshake may name an event that is gone: start from now instead.
+      if (!opened) since = "";
       status.textContent = "Reconnecting…";
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 30000);

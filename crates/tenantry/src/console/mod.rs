@@ -266,13 +266,16 @@ async fn csrf_from_form(req: Request, next: Next) -> Response {
 
 /// No `Origin` (a same-origin navigation from an old browser) or one naming this host.
 fn same_origin(req: &Request) -> bool {
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
+    same_origin_headers(req.headers())
+}
+
+/// True unless the request names an `Origin` other than its own host (a browser's
+/// cross-site request; clients that send no `Origin` are not browsers).
+pub(crate) fn same_origin_headers(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let origin_host = origin
         .to_str()
         .ok()

@@ -115,7 +115,7 @@ impl Hub {
         let Some(feed) = feeds.get_mut(&head.org_id) else {
             return;
         };
-        if feed.tx.receiver_count() == 0 {
+        if feed.tx.receiver_count() == 0 && !feed.reading {
             feeds.remove(&head.org_id);
             return;
         }

@@ -26,7 +26,7 @@ pub(crate) const MAX_ORGS: usize = 100;
 
 /// Close codes (RFC 6455 leaves 4000-4999 to applications).
 pub(crate) mod close {
-    /// The connection fell too far behind its events.
+    /// The connection took nothing for a keep-alive interval.
     pub(crate) const SLOW_CONSUMER: u16 = 4001;
     /// Its credential expired or was revoked.
     pub(crate) const UNAUTHORIZED: u16 = 4401;
@@ -132,6 +132,7 @@ impl Session {
             return Ok(());
         }
         let member = self.authorize(org).await?;
+        member.require(Permission::OrgRead)?;
         let replay_from = match since {
             Some(id) => Some(
                 self.state
@@ -145,9 +146,12 @@ impl Session {
             None => None,
         };
         let (rx, live_from) = self.state.hub.subscribe(&member.ctx).await?;
+        // A closed feed ends its stream.
         let stream = futures::stream::unfold(rx, |mut rx| async move {
-            let item = rx.recv().await;
-            Some((item, rx))
+            match rx.recv().await {
+                Err(RecvError::Closed) => None,
+                item => Some((item, rx)),
+            }
         })
         .map(move |item| (org, item));
         self.live.push(stream.boxed());
@@ -186,25 +190,30 @@ impl Session {
                 }
                 continue;
             }
-            if let Some(org) = self.due.pop_first() {
-                if let Some(close) = self.check(org).await {
+            // Taken off the list only once checked: an interrupted check runs again.
+            if let Some(org) = self.due.first().copied() {
+                let outcome = self.check(org).await;
+                self.due.remove(&org);
+                if let Some(close) = outcome {
                     return close;
                 }
                 continue;
             }
+            let live = !self.live.is_empty();
             tokio::select! {
-                item = self.live.next() => match item {
+                item = self.live.next(), if live => match item {
                     Some((org, Ok(activity))) => {
                         if let Some(event) = self.take(org, activity) {
                             return Next::Event(event);
                         }
                     }
-                    Some((_, Err(RecvError::Lagged(_)))) => {
-                        return Next::Close(close::SLOW_CONSUMER, "slow consumer");
+                    // Fell behind the feed (a burst): the rest comes from the log.
+                    Some((org, Err(RecvError::Lagged(_)))) => {
+                        if let Some(sub) = self.subs.get_mut(&org) {
+                            sub.replaying = Some(sub.last_sent);
+                        }
                     }
-                    // A feed nobody else held ended: nothing more will come through it.
-                    Some((_, Err(RecvError::Closed))) => {}
-                    None => std::future::pending::<()>().await,
+                    Some((_, Err(RecvError::Closed))) | None => {}
                 },
                 _ = self.recheck.tick() => self.due.extend(self.subs.keys().copied()),
             }
@@ -273,7 +282,7 @@ impl Session {
             return None;
         }
         match self.authorize(org).await {
-            Ok(member) => {
+            Ok(member) if member.permissions.contains(&Permission::OrgRead) => {
                 if let Some(sub) = self.subs.get_mut(&org) {
                     sub.audit_read = member.permissions.contains(&Permission::AuditRead);
                 }
@@ -284,7 +293,7 @@ impl Session {
                 "credential expired or revoked",
             )),
             Err(err) if err.status().is_server_error() => None,
-            Err(_) => {
+            Ok(_) | Err(_) => {
                 self.subs.remove(&org);
                 self.subs
                     .is_empty()

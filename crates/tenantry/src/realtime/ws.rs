@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::session::MAX_ORGS;
+use super::session::{close, MAX_ORGS};
 use super::{Next, Session};
 use crate::auth::OrgMember;
 use crate::http::error::{ApiError, Problem};
@@ -114,6 +114,7 @@ fn parse_org(raw: &str) -> Result<OrgId, ApiError> {
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 401, description = "Missing or invalid credential", body = Problem),
+        (status = 403, description = "Cookie credential from another site's page (`cross_origin_refused`), or missing `org:read`", body = Problem),
         (status = 404, description = "No such organization (or not the caller's)", body = Problem),
         (status = 422, description = "Bad `since`, or `since` with several organizations", body = Problem),
         (status = 426, description = "Not a WebSocket upgrade request", body = Problem)))]
@@ -126,6 +127,17 @@ pub(crate) async fn websocket(
     let credential = credential(&headers, q.token.as_deref())?;
     if credential.is_empty() {
         return Err(ApiError::missing_credentials());
+    }
+    // A browser sends the session cookie with any site's WebSocket: only our own pages
+    // may use it (a token in the header or the URL is the page's own choice).
+    if !credential.contains_key(header::AUTHORIZATION)
+        && !crate::console::same_origin_headers(&headers)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin_refused",
+            "A cookie-authenticated WebSocket must come from this site's own pages.",
+        ));
     }
     let mut session = Session::new(state.clone(), credential);
     let orgs = match q.org_id.as_deref().filter(|o| !o.trim().is_empty()) {
@@ -218,6 +230,15 @@ async fn serve(socket: WebSocket, mut session: Session, ping: Duration) {
             Ok(Err(_)) => return,
             Err(_) => {
                 metrics::counter!("realtime_slow_consumers_total").increment(1);
+                let frame = CloseFrame {
+                    code: close::SLOW_CONSUMER,
+                    reason: "slow consumer".into(),
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(100),
+                    sink.send(Message::Close(Some(frame))),
+                )
+                .await;
                 return;
             }
         }
@@ -267,6 +288,7 @@ pub(crate) struct SseQuery {
     params(("org_id" = OrgId, Path, description = "Organization id"), SseQuery),
     responses(
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 403, description = "Missing permission", body = Problem),
         (status = 404, description = "No such organization", body = Problem),
         (status = 422, description = "Bad `since`", body = Problem)))]
 pub(crate) async fn server_sent_events(

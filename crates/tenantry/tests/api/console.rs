@@ -24,6 +24,7 @@ on_both_backends!(
     the_operator_signs_in_searches_and_overrides_a_plan,
     workspace_roles_and_custom_role_editing_from_the_console,
     the_audit_page_filters_and_exports_and_the_activity_page_broadcasts,
+    a_cookie_websocket_must_come_from_our_own_pages,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -1392,4 +1393,37 @@ async fn the_audit_page_filters_and_exports_and_the_activity_page_broadcasts(bac
     );
     let audit = other.get(&format!("/app/orgs/{acme}/audit")).await;
     assert_eq!(audit.status(), StatusCode::FORBIDDEN);
+}
+
+async fn a_cookie_websocket_must_come_from_our_own_pages(backend: Backend) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("wes@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("wes@example.com").await;
+    let cookie = browser.cookie.clone().unwrap();
+    let url = format!("{}/v1/ws?org_id={acme}", app.base.replacen("http", "ws", 1));
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let attempt = |origin: String| {
+        let (url, cookie) = (url.clone(), cookie.clone());
+        async move {
+            let mut request = url.into_client_request().unwrap();
+            request
+                .headers_mut()
+                .insert("cookie", cookie.parse().unwrap());
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+            match tokio_tungstenite::connect_async(request).await {
+                Ok(_) => 101,
+                Err(tokio_tungstenite::tungstenite::Error::Http(res)) => res.status().as_u16(),
+                Err(other) => panic!("{other}"),
+            }
+        }
+    };
+    assert_eq!(attempt("https://evil.example".to_owned()).await, 403);
+    assert_eq!(attempt(format!("http://{host}")).await, 101);
 }
