@@ -30,6 +30,26 @@ use crate::store::{Store, StoreError};
 
 pub(crate) use session::{Next, Session};
 
+/// An event as every connection sends it: the activity, and its JSON encoded once.
+pub(crate) struct LiveEvent {
+    /// What it is (for filtering and resuming).
+    pub activity: Activity,
+    /// The text message.
+    pub json: axum::extract::ws::Utf8Bytes,
+}
+
+impl LiveEvent {
+    /// Encodes `activity` once for all connections.
+    pub(crate) fn new(activity: Activity) -> Result<Self, StoreError> {
+        let json = serde_json::to_string(&activity)
+            .map_err(|e| StoreError::Corrupt(format!("activity {}: {e}", activity.id)))?;
+        Ok(Self {
+            activity,
+            json: json.into(),
+        })
+    }
+}
+
 /// Records one read of a hub takes.
 const READ_BATCH: i64 = 500;
 
@@ -49,7 +69,7 @@ struct Inner {
 
 /// One organization's live events on this instance.
 struct Feed {
-    tx: broadcast::Sender<Arc<Activity>>,
+    tx: broadcast::Sender<Arc<LiveEvent>>,
     /// Last position handed to `tx`.
     last_seq: i64,
     /// A read is under way.
@@ -77,10 +97,10 @@ impl Hub {
     }
 
     /// Live events of `ctx`'s organization, and the position after which they start.
-    pub async fn subscribe(
+    pub(crate) async fn subscribe(
         &self,
         ctx: &TenantCtx,
-    ) -> Result<(broadcast::Receiver<Arc<Activity>>, i64), StoreError> {
+    ) -> Result<(broadcast::Receiver<Arc<LiveEvent>>, i64), StoreError> {
         let org = ctx.org_id();
         if let Some(feed) = self.feeds().get(&org) {
             return Ok((feed.tx.subscribe(), feed.last_seq));
@@ -151,8 +171,13 @@ impl Hub {
                     };
                     for activity in activities {
                         feed.last_seq = activity.seq;
-                        // No receiver left is no error: the feed goes at the next signal.
-                        let _ = feed.tx.send(Arc::new(activity));
+                        match LiveEvent::new(activity) {
+                            // No receiver left is no error: the feed goes at the next signal.
+                            Ok(event) => {
+                                let _ = feed.tx.send(Arc::new(event));
+                            }
+                            Err(err) => tracing::error!(error = %err, "cannot encode a live event"),
+                        }
                     }
                     if full || std::mem::take(&mut feed.again) {
                         continue;

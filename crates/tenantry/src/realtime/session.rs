@@ -11,12 +11,12 @@ use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::LiveEvent;
 use crate::auth::{api_key, CurrentUser, OrgMember, TenantCtx};
 use crate::http::error::ApiError;
 use crate::ids::{AuditEventId, OrgId};
 use crate::rbac::Permission;
 use crate::state::AppState;
-use crate::store::activity::Activity;
 
 /// Records one replay read takes.
 const REPLAY_BATCH: i64 = 500;
@@ -37,7 +37,7 @@ pub(crate) mod close {
 /// What a connection sends next.
 pub(crate) enum Next {
     /// An event.
-    Event(Arc<Activity>),
+    Event(Arc<LiveEvent>),
     /// The end: a close code and its reason.
     Close(u16, &'static str),
 }
@@ -54,7 +54,7 @@ struct Sub {
 }
 
 /// What a followed organization's live stream yields.
-type LiveItem = (OrgId, Result<Arc<Activity>, RecvError>);
+type LiveItem = (OrgId, Result<Arc<LiveEvent>, RecvError>);
 
 /// A live connection's state.
 pub(crate) struct Session {
@@ -63,7 +63,7 @@ pub(crate) struct Session {
     credential: HeaderMap,
     subs: HashMap<OrgId, Sub>,
     live: SelectAll<BoxStream<'static, LiveItem>>,
-    queue: VecDeque<Arc<Activity>>,
+    queue: VecDeque<Arc<LiveEvent>>,
     recheck: tokio::time::Interval,
     /// Organizations to check again before anything else.
     due: BTreeSet<OrgId>,
@@ -185,14 +185,15 @@ impl Session {
                 .iter()
                 .find_map(|(org, s)| s.replaying.map(|_| *org))
             {
-                if let Err(code) = self.replay(org).await {
+                // Boxed: the rare large futures stay out of every idle connection's task.
+                if let Err(code) = Box::pin(self.replay(org)).await {
                     return code;
                 }
                 continue;
             }
             // Taken off the list only once checked: an interrupted check runs again.
             if let Some(org) = self.due.first().copied() {
-                let outcome = self.check(org).await;
+                let outcome = Box::pin(self.check(org)).await;
                 self.due.remove(&org);
                 if let Some(close) = outcome {
                     return close;
@@ -222,7 +223,8 @@ impl Session {
 
     /// A live event of `org`: sent unless seen already or not visible to this caller; a
     /// change of who may see what schedules a check.
-    fn take(&mut self, org: OrgId, activity: Arc<Activity>) -> Option<Arc<Activity>> {
+    fn take(&mut self, org: OrgId, event: Arc<LiveEvent>) -> Option<Arc<LiveEvent>> {
+        let activity = &event.activity;
         let sub = self.subs.get_mut(&org)?;
         if activity.seq <= sub.last_sent || sub.replaying.is_some() {
             return None;
@@ -237,7 +239,7 @@ impl Session {
         if changes_access {
             self.due.insert(org);
         }
-        (activity.in_feed() || sub.audit_read).then_some(activity)
+        (activity.in_feed() || sub.audit_read).then_some(event)
     }
 
     /// Queues the next replayed records of `org`.
@@ -267,7 +269,13 @@ impl Session {
         for activity in batch {
             sub.last_sent = activity.seq;
             if activity.in_feed() || sub.audit_read {
-                self.queue.push_back(Arc::new(activity));
+                match LiveEvent::new(activity) {
+                    Ok(event) => self.queue.push_back(Arc::new(event)),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot encode a replayed event");
+                        return Err(Next::Close(1011, "events unavailable; reconnect later"));
+                    }
+                }
             }
         }
         sub.replaying = (!done).then_some(sub.last_sent);

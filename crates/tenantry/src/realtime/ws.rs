@@ -172,7 +172,7 @@ pub(crate) async fn websocket(
     })?;
     let ping = state.config.realtime.ping;
     Ok(upgrade
-        .read_buffer_size(4096)
+        .read_buffer_size(2048)
         .write_buffer_size(0)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
@@ -196,13 +196,7 @@ async fn serve(socket: WebSocket, mut session: Session, ping: Duration) {
     loop {
         let outgoing = tokio::select! {
             next = session.next() => match next {
-                Next::Event(activity) => match serde_json::to_string(&*activity) {
-                    Ok(json) => Message::text(json),
-                    Err(err) => {
-                        tracing::error!(error = %err, "cannot encode an event");
-                        continue;
-                    }
-                },
+                Next::Event(event) => Message::Text(event.json.clone()),
                 Next::Close(code, reason) => {
                     let frame = CloseFrame { code, reason: reason.into() };
                     let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
@@ -213,7 +207,7 @@ async fn serve(socket: WebSocket, mut session: Session, ping: Duration) {
                 heard = Instant::now();
                 match incoming {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                    Some(Ok(Message::Text(raw))) => answer(&mut session, raw.as_str()).await,
+                    Some(Ok(Message::Text(raw))) => Box::pin(answer(&mut session, raw.as_str())).await,
                     Some(Ok(_)) => continue,
                 }
             }
@@ -303,12 +297,11 @@ pub(crate) async fn server_sent_events(
     let events = futures::stream::unfold(Some(session), |session| async move {
         let mut session = session?;
         match session.next().await {
-            Next::Event(activity) => {
+            Next::Event(live) => {
                 let event = Event::default()
-                    .id(activity.id.to_string())
-                    .event(activity.kind)
-                    .json_data(&*activity)
-                    .unwrap_or_else(|_| Event::default().comment("unencodable event"));
+                    .id(live.activity.id.to_string())
+                    .event(live.activity.kind)
+                    .data(live.json.as_str());
                 Some((Ok::<Event, Infallible>(event), Some(session)))
             }
             Next::Close(code, reason) => {

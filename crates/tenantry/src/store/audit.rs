@@ -935,7 +935,9 @@ async fn lock_heads(
         .collect())
 }
 
-/// Up to [`SEAL_BATCH`] pending records of `orgs`, per organization in the order written.
+/// Up to [`SEAL_BATCH`] pending records of `orgs`, per organization in the order written:
+/// record ids are UUIDv7, time-ordered and monotonic within a process, so the queue's own
+/// key gives that order without sorting the queue (a backlog costs each batch nothing more).
 async fn pending_records(tx: &mut Tx, orgs: &[OrgId]) -> Result<Vec<RecordRow>, StoreError> {
     let select = concat!(
         "SELECT ",
@@ -947,7 +949,7 @@ async fn pending_records(tx: &mut Tx, orgs: &[OrgId]) -> Result<Vec<RecordRow>, 
         Conn::Postgres(c) => {
             let ids: Vec<Uuid> = orgs.iter().map(OrgId::as_uuid).collect();
             Ok(sqlx::query_as(&format!(
-                "{select} WHERE p.org_id = ANY($1) ORDER BY p.org_id, e.created_at, e.id LIMIT $2"
+                "{select} WHERE p.org_id = ANY($1) ORDER BY p.org_id, p.record_id LIMIT $2"
             ))
             .bind(&ids)
             .bind(limit)
@@ -955,7 +957,7 @@ async fn pending_records(tx: &mut Tx, orgs: &[OrgId]) -> Result<Vec<RecordRow>, 
             .await?)
         }
         Conn::Sqlite(c) => {
-            let sql = format!("{select} WHERE p.org_id = $1 ORDER BY e.created_at, e.id LIMIT $2");
+            let sql = format!("{select} WHERE p.org_id = $1 ORDER BY p.record_id LIMIT $2");
             let mut records: Vec<RecordRow> = Vec::new();
             for org in orgs {
                 let room = limit - i64::try_from(records.len()).unwrap_or(i64::MAX);

@@ -22,6 +22,7 @@ on_both_backends!(
     resuming_loses_and_repeats_nothing,
     a_removed_member_is_disconnected,
     a_revoked_key_is_disconnected,
+    an_expired_token_is_disconnected,
     a_slow_reader_is_dropped_while_others_keep_receiving,
     server_sent_events_carry_the_same_stream,
     an_event_through_one_instance_reaches_a_socket_on_another,
@@ -755,4 +756,23 @@ async fn an_event_through_one_instance_reaches_a_socket_on_another(backend: Back
         drop(ws);
         other.stop().await;
     }
+}
+
+async fn an_expired_token_is_disconnected(backend: Backend) {
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("ACCESS_TOKEN_TTL_SEC".into(), "1".into());
+            v.insert("REALTIME_RECHECK_SEC".into(), "1".into());
+        })
+        .await
+    else {
+        return;
+    };
+    let owner = app.user("owner@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let mut ws = connect(&app, &owner, &acme).await;
+    let started = std::time::Instant::now();
+    // The token lives one second, plus the clock leeway every verifier allows.
+    assert_eq!(closed(&mut ws).await, Some(CloseCode::Library(4401)));
+    assert!(started.elapsed() < Duration::from_secs(15));
 }
