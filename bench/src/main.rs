@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
         "console" => console::run().await,
         "webhooks" => webhooks::run().await,
         "realtime" => realtime::run().await,
+        "realtime-export" => realtime::run_export().await,
         // The fan-out benchmark's client process.
         "realtime-clients" => {
             let args: Vec<String> = std::env::args().skip(2).collect();

@@ -5,7 +5,9 @@
 //!    `ROUNDS` broadcasts one second apart; per broadcast, the time from sending the
 //!    request until each socket has the event: p50, p99 and the last socket. Memory per
 //!    idle connection: the server's RSS growth while the sockets connect, divided by their
-//!    number.
+//!    number. Baseline: the same clients against a bare axum WebSocket server sending one
+//!    pre-encoded message from a tokio broadcast channel (the floor of this machine, whose
+//!    two cores also run the 10,000 clients).
 //! 2. Export (PostgreSQL): `EXPORT_RECORDS` audit records exported as CSV over HTTP
 //!    (`GET /v1/orgs/{org}/audit-events?format=csv`, read to the end) against `COPY … TO
 //!    STDOUT (FORMAT csv)` of the same rows and columns on the same database, in records/s.
@@ -25,7 +27,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SOCKETS: usize = 10_000;
 const ROUNDS: usize = 10;
-const EXPORT_RECORDS: usize = 200_000;
+const EXPORT_RECORDS: usize = 100_000;
 
 /// Raises this process's open-file limit to its hard limit (a socket is a file).
 fn raise_nofile() -> anyhow::Result<u64> {
@@ -68,6 +70,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// The export comparison alone (`realtime-export`).
+pub(crate) async fn run_export() -> anyhow::Result<()> {
+    export().await
 }
 
 pub(crate) async fn run() -> anyhow::Result<()> {
@@ -180,6 +187,93 @@ async fn fanout() -> anyhow::Result<()> {
     child.kill().await?;
     shutdown.cancel();
     server.await??;
+    bare_fanout().await?;
+    Ok(())
+}
+
+/// The floor of this machine: the same client process against a bare axum WebSocket
+/// server that sends a pre-encoded message from one tokio broadcast channel to every
+/// socket (no authentication, no database, no audit record), triggered by `POST /send`.
+async fn bare_fanout() -> anyhow::Result<()> {
+    use axum::extract::ws::{Message as AxMessage, WebSocketUpgrade};
+    use axum::routing::{get, post};
+    let (tx, _) = tokio::sync::broadcast::channel::<axum::extract::ws::Utf8Bytes>(256);
+    let sender = tx.clone();
+    let app = axum::Router::new()
+        .route(
+            "/ws",
+            get(move |ws: WebSocketUpgrade| {
+                let mut rx = tx.subscribe();
+                async move {
+                    ws.read_buffer_size(2048)
+                        .write_buffer_size(0)
+                        .on_upgrade(move |mut socket| async move {
+                            while let Ok(text) = rx.recv().await {
+                                if socket.send(AxMessage::Text(text)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        })
+                }
+            }),
+        )
+        .route(
+            "/send",
+            post(move |body: String| {
+                let sender = sender.clone();
+                async move {
+                    let json = serde_json::json!({"type": "BROADCAST_MESSAGE", "payload": {"message": body}});
+                    let _ = sender.send(json.to_string().into());
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let before = rss()?;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args([
+            "realtime-clients",
+            &format!("ws://{addr}/ws"),
+            "none",
+            &SOCKETS.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let ready = lines.next_line().await?.context("the clients ended")?;
+    anyhow::ensure!(ready == "ready", "clients: {ready}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss()?;
+    let client = reqwest::Client::new();
+    let (mut p99s, mut lasts) = (Vec::new(), Vec::new());
+    let mut p50s = Vec::new();
+    for round in 0..ROUNDS {
+        client
+            .post(format!("http://{addr}/send"))
+            .body(format!("{round}:{}", unix_nanos()))
+            .send()
+            .await?;
+        let line = lines.next_line().await?.context("the clients ended")?;
+        let report: serde_json::Value = serde_json::from_str(&line)?;
+        p50s.push(report["p50_ms"].as_f64().context("p50")?);
+        p99s.push(report["p99_ms"].as_f64().context("p99")?);
+        lasts.push(report["max_ms"].as_f64().context("max")?);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for v in [&mut p50s, &mut p99s, &mut lasts] {
+        v.sort_by(f64::total_cmp);
+    }
+    println!(
+        "fan-out floor (bare axum broadcast, same clients): {:.1} KiB per connection; p50 {:.1} ms, p99 {:.1} ms, last socket {:.1} ms (median of rounds)",
+        after.saturating_sub(before) as f64 / SOCKETS as f64 / 1024.0,
+        percentile(&p50s, 0.5),
+        percentile(&p99s, 0.5),
+        percentile(&lasts, 0.5)
+    );
+    child.kill().await?;
+    server.abort();
     Ok(())
 }
 
@@ -256,7 +350,13 @@ async fn export() -> anyhow::Result<()> {
     let db = TestDatabase::create(Backend::Postgres)
         .await
         .context("PostgreSQL database")?;
-    let vars = crate::api::unlimited_vars(&db, &[("REQUEST_TIMEOUT_SEC", "600")]);
+    let vars = crate::api::unlimited_vars(
+        &db,
+        &[
+            ("REQUEST_TIMEOUT_SEC", "600"),
+            ("DATABASE_STATEMENT_TIMEOUT_SEC", "600"),
+        ],
+    );
     let config = Config::from_vars(&vars).map_err(|e| anyhow::anyhow!("{e}"))?;
     let token = config.internal_admin_token.expose().to_owned();
     let app = Application::build(config).await?;
@@ -285,13 +385,15 @@ async fn export() -> anyhow::Result<()> {
         )
         .await?;
     // Sealed (the verify seals first), then read once so both runs find warm caches.
-    let verified: serde_json::Value = client
+    let res = client
         .get(format!("{base}/v1/admin/orgs/{org_id}/audit-events/verify"))
         .bearer_auth(&token)
         .send()
-        .await?
-        .json()
         .await?;
+    let status = res.status();
+    let text = res.text().await?;
+    let verified: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("verify answered {status}: {text}"))?;
     anyhow::ensure!(verified["valid"] == true, "{verified}");
     let records = |text: &[u8]| text.iter().filter(|b| **b == b'\n').count() - 1;
 

@@ -948,8 +948,12 @@ async fn pending_records(tx: &mut Tx, orgs: &[OrgId]) -> Result<Vec<RecordRow>, 
     match tx.conn() {
         Conn::Postgres(c) => {
             let ids: Vec<Uuid> = orgs.iter().map(OrgId::as_uuid).collect();
+            // Each organization's queue read along its key (an `= ANY` filter would sort
+            // every queued record of the organizations first).
             Ok(sqlx::query_as(&format!(
-                "{select} WHERE p.org_id = ANY($1) ORDER BY p.org_id, p.record_id LIMIT $2"
+                "SELECT x.* FROM UNNEST($1::uuid[]) WITH ORDINALITY AS o(org, n) \
+                 CROSS JOIN LATERAL ({select} WHERE p.org_id = o.org ORDER BY p.record_id LIMIT $2) x \
+                 ORDER BY o.n, x.id LIMIT $2"
             ))
             .bind(&ids)
             .bind(limit)
