@@ -286,6 +286,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::console::router())
         .merge(crate::api::billing::legacy_webhook_router())
         .merge(crate::realtime::ws::legacy_router())
+        .merge(crate::api::support::legacy_router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route.") })
         .layer(
             ServiceBuilder::new()

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub(crate) mod billing;
 pub(crate) mod health;
 pub(crate) mod orgs;
+pub(crate) mod support;
 
 use utoipa_axum::router::OpenApiRouter;
 
@@ -16,6 +17,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(health::router())
         .merge(admin::router())
+        .merge(support::router())
         .merge(auth::router())
         .merge(orgs::router())
         .merge(billing::router())

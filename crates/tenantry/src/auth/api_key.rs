@@ -17,6 +17,7 @@ use crate::ids::{ApiKeyId, OrgId};
 use crate::ratelimit::Rate;
 use crate::rbac::{Permissions, Plan};
 use crate::store::api_keys::KeyCredential;
+use crate::store::orgs::OrgStatus;
 use crate::store::{now, Store, StoreError};
 
 /// Start of every API key secret.
@@ -78,6 +79,8 @@ pub struct VerifiedKey {
     pub rate: Option<Rate>,
     /// The organization's plan.
     pub plan: Plan,
+    /// True while the operator has the organization suspended (the caller answers 403).
+    pub suspended: bool,
 }
 
 struct Cached {
@@ -164,7 +167,9 @@ impl KeyCache {
         let current = same(&hash, &key.secret_hash);
         let previous = key.previous_expires_at.is_some_and(|until| until > at)
             && key.previous_hash.as_deref().is_some_and(|h| same(&hash, h));
-        let active = key.revoked_at.is_none() && key.expires_at.is_none_or(|until| until > at);
+        let active = key.revoked_at.is_none()
+            && key.expires_at.is_none_or(|until| until > at)
+            && key.creator_active;
         if !(current || previous) || !active {
             return Ok(None);
         }
@@ -178,6 +183,7 @@ impl KeyCache {
             scopes: entry.scopes.clone(),
             rate: entry.rate,
             plan: key.plan,
+            suspended: key.org_status == OrgStatus::Suspended,
         }))
     }
 

@@ -126,6 +126,9 @@ impl OrgMember {
                 if org != key.org_id {
                     return Err(ApiError::not_found());
                 }
+                if key.suspended {
+                    return Err(ApiError::org_suspended());
+                }
                 let actor = Actor {
                     kind: ActorKind::ApiKey,
                     id: Some(key.id.to_string()),
@@ -145,6 +148,9 @@ impl OrgMember {
                     .member_access(org, user.id)
                     .await?
                     .ok_or_else(ApiError::not_found)?;
+                if access.suspended {
+                    return Err(ApiError::org_suspended());
+                }
                 let actor = Actor {
                     kind: ActorKind::User,
                     id: Some(user.id.to_string()),

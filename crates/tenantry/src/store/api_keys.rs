@@ -96,6 +96,11 @@ pub struct KeyCredential {
     pub revoked_at: Option<DateTime<Utc>>,
     /// The organization's plan.
     pub plan: Plan,
+    /// Whether the operator has the organization suspended.
+    pub org_status: super::orgs::OrgStatus,
+    /// False while the membership of the user who created the key is deactivated: their
+    /// keys stop working with it.
+    pub creator_active: bool,
 }
 
 impl KeyCredential {
@@ -175,6 +180,27 @@ async fn announce(tx: &mut Tx, prefix: &str) -> Result<(), StoreError> {
             .bind(prefix)
             .execute(&mut **pg)
             .await?;
+    }
+    Ok(())
+}
+
+/// Announces (at commit, on PostgreSQL) that every key of the organization changed, or only
+/// those `creator` made: they verify differently after a suspension or a deactivation.
+pub(super) async fn announce_org_keys(
+    tx: &mut Tx,
+    org: OrgId,
+    creator: Option<UserId>,
+) -> Result<(), StoreError> {
+    if let Tx::Postgres(pg) = tx {
+        sqlx::query(
+            "SELECT pg_notify($1, prefix) FROM api_keys \
+             WHERE org_id = $2 AND ($3::uuid IS NULL OR created_by = $3)",
+        )
+        .bind(KEY_CHANGES_CHANNEL)
+        .bind(org)
+        .bind(creator)
+        .execute(&mut **pg)
+        .await?;
     }
     Ok(())
 }
@@ -320,7 +346,9 @@ impl Store {
         let mut tx = self.db().begin(Scope::System, Access::Read).await?;
         let row: Option<KeyCredential> = on_conn!(tx.conn(), c => sqlx::query_as(
             "SELECT k.id, k.org_id, k.secret_hash, k.previous_hash, k.previous_expires_at, k.scopes, k.rate_limit, \
-             k.rate_window_sec, k.expires_at, k.revoked_at, o.plan \
+             k.rate_window_sec, k.expires_at, k.revoked_at, o.plan, o.status AS org_status, \
+             NOT EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = k.org_id \
+                         AND m.user_id = k.created_by AND m.deactivated_at IS NOT NULL) AS creator_active \
              FROM api_keys k JOIN organizations o ON o.id = k.org_id WHERE k.prefix = $1",
         )
         .bind(prefix)

@@ -553,44 +553,19 @@ impl Store {
         filter: &AuditFilter,
         rows: i64,
     ) -> Result<Vec<AuditEvent>, StoreError> {
+        let (sql, binds) = audit_query(filter, rows);
         let mut tx = self.tenant_tx(ctx, Access::Read).await?;
-        let (after, order) = match filter.order {
-            AuditOrder::NewestFirst => ("c.seq < $2", "DESC"),
-            AuditOrder::OldestFirst => ("c.seq > $2", "ASC"),
-        };
-        let cursor = filter.cursor.unwrap_or(match filter.order {
-            AuditOrder::NewestFirst => i64::MAX,
-            AuditOrder::OldestFirst => 0,
-        });
-        let feed = if filter.feed_only {
-            feed_condition()
-        } else {
-            ""
-        };
-        let sql = format!(
-            "{CHAINED} WHERE c.org_id = $1 AND {after} AND ($3 IS NULL OR e.action = $3) \
-             AND ($5 IS NULL OR e.action LIKE $5 ESCAPE '\\') AND ($6 IS NULL OR e.actor_type = $6) \
-             AND ($7 IS NULL OR e.actor_id = $7) AND ($8 IS NULL OR e.target_type = $8) \
-             AND ($9 IS NULL OR e.target_id = $9) AND ($10 IS NULL OR e.created_at >= $10) \
-             AND ($11 IS NULL OR e.created_at <= $11) AND c.seq <= $12 {feed} \
-             ORDER BY c.seq {order} LIMIT $4"
-        );
-        let (exact, prefix) = filter.action_parts();
-        let rows: Vec<ChainedRow> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
-            .bind(ctx.org_id())
-            .bind(cursor)
-            .bind(exact)
-            .bind(rows)
-            .bind(prefix.as_deref())
-            .bind(filter.actor_type.map(ActorKind::as_str))
-            .bind(filter.actor_id.as_deref())
-            .bind(filter.target_type.as_deref())
-            .bind(filter.target_id.as_deref())
-            .bind(filter.from)
-            .bind(filter.to)
-            .bind(filter.upto_seq.unwrap_or(i64::MAX))
-            .fetch_all(&mut *c)
-            .await)?;
+        let rows: Vec<ChainedRow> = on_conn!(tx.conn(), c => {
+            let mut q = sqlx::query_as(&sql).bind(ctx.org_id());
+            for value in &binds {
+                q = match value {
+                    Bind::Int(v) => q.bind(*v),
+                    Bind::Text(v) => q.bind(v.as_str()),
+                    Bind::Time(v) => q.bind(*v),
+                };
+            }
+            q.fetch_all(&mut *c).await
+        })?;
         tx.commit().await?;
         rows.into_iter().map(ChainedRow::into_event).collect()
     }
@@ -855,6 +830,70 @@ impl Store {
 }
 
 /// `AND e.action IN (…the feed's actions…)`, built once from the constant list.
+/// A value bound to a query built from the filters given.
+enum Bind {
+    Int(i64),
+    Text(String),
+    Time(DateTime<Utc>),
+}
+
+/// The listing's statement with a condition for each filter given and nothing for the
+/// others (`$1` is the organization): a catch-all `($n IS NULL OR …)` per filter would
+/// leave PostgreSQL a generic plan that cannot tell which index serves the query.
+fn audit_query(filter: &AuditFilter, rows: i64) -> (String, Vec<Bind>) {
+    let mut sql = format!("{CHAINED} WHERE c.org_id = $1");
+    let mut binds = Vec::new();
+    let mut condition = |sql: &mut String, template: &str, value: Bind| {
+        binds.push(value);
+        sql.push_str(" AND ");
+        sql.push_str(&template.replace('?', &format!("${}", binds.len() + 1)));
+    };
+    let (after, order) = match filter.order {
+        AuditOrder::NewestFirst => ("c.seq < ?", "DESC"),
+        AuditOrder::OldestFirst => ("c.seq > ?", "ASC"),
+    };
+    if let Some(cursor) = filter.cursor {
+        condition(&mut sql, after, Bind::Int(cursor));
+    }
+    if let Some(upto) = filter.upto_seq {
+        condition(&mut sql, "c.seq <= ?", Bind::Int(upto));
+    }
+    let (exact, prefix) = filter.action_parts();
+    if let Some(action) = exact {
+        condition(&mut sql, "e.action = ?", Bind::Text(action.to_owned()));
+    }
+    if let Some(pattern) = prefix {
+        condition(&mut sql, "e.action LIKE ? ESCAPE '\\'", Bind::Text(pattern));
+    }
+    let texts = [
+        ("e.actor_type = ?", filter.actor_type.map(ActorKind::as_str)),
+        ("e.actor_id = ?", filter.actor_id.as_deref()),
+        ("e.target_type = ?", filter.target_type.as_deref()),
+        ("e.target_id = ?", filter.target_id.as_deref()),
+    ];
+    for (template, value) in texts {
+        if let Some(value) = value {
+            condition(&mut sql, template, Bind::Text(value.to_owned()));
+        }
+    }
+    if let Some(from) = filter.from {
+        condition(&mut sql, "e.created_at >= ?", Bind::Time(from));
+    }
+    if let Some(to) = filter.to {
+        condition(&mut sql, "e.created_at <= ?", Bind::Time(to));
+    }
+    if filter.feed_only {
+        sql.push(' ');
+        sql.push_str(feed_condition());
+    }
+    binds.push(Bind::Int(rows));
+    sql.push_str(&format!(
+        " ORDER BY c.seq {order} LIMIT ${}",
+        binds.len() + 1
+    ));
+    (sql, binds)
+}
+
 fn feed_condition() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {

@@ -309,6 +309,23 @@ impl Store {
         Ok(rows.into_iter().map(Row::into_job).collect())
     }
 
+    /// Up to `limit` jobs of the organization whose last run failed and that will run
+    /// again, most recently failed first (for the operator's support summary).
+    pub async fn failing_jobs(&self, ctx: &TenantCtx, limit: i64) -> Result<Vec<Job>, StoreError> {
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE org_id = $1 AND status IN ('available', 'running') \
+             AND last_error IS NOT NULL ORDER BY updated_at DESC LIMIT $2"
+        );
+        let rows: Vec<Row> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
+            .bind(ctx.org_id())
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await)?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(Row::into_job).collect())
+    }
+
     /// Cancels a job that has not started.
     pub async fn cancel_job(&self, ctx: &TenantCtx, id: JobId) -> Result<Job, StoreError> {
         self.transition(
@@ -395,6 +412,7 @@ impl Store {
         // may be re-evaluated by PostgreSQL and claim more than `n` rows.
         let sql = format!(
             "WITH next AS (SELECT id FROM jobs WHERE status = 'available' AND run_at <= $3 \
+             AND NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = jobs.org_id AND o.status = 'suspended') \
              ORDER BY run_at, id LIMIT $4{lock}) \
              UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, locked_until = $2, \
              started_at = $3, updated_at = $3 \

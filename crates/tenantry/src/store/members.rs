@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::audit::AuditEntry;
-use super::orgs::{NewOrg, Organization};
+use super::orgs::{NewOrg, OrgStatus, Organization};
 use super::{now, Store, StoreError};
 use crate::auth::{Actor, ActorKind, RequestMeta, TenantCtx};
 use crate::db::{on_conn, Access, Scope, Tx};
@@ -23,6 +23,8 @@ pub struct MemberAccess {
     pub permissions: Permissions,
     /// The organization's plan.
     pub plan: Plan,
+    /// True while the operator has the organization suspended.
+    pub suspended: bool,
 }
 
 /// A role as stored (`role`, `custom_role_id`, and a custom role's permissions), with
@@ -36,7 +38,13 @@ pub struct RoleGrant {
 }
 
 /// A membership's role columns and the organization's plan.
-type AccessColumns = (String, Option<RoleId>, Option<JsonText<Permissions>>, Plan);
+type AccessColumns = (
+    String,
+    Option<RoleId>,
+    Option<JsonText<Permissions>>,
+    Plan,
+    OrgStatus,
+);
 
 /// The stored columns of a role assignment as one [`RoleGrant`].
 pub(super) type RoleColumns = (String, Option<RoleId>, Option<JsonText<Permissions>>);
@@ -178,10 +186,10 @@ impl Store {
         user: UserId,
     ) -> Result<Option<MemberAccess>, StoreError> {
         const SQL: &str =
-            "SELECT m.role, m.custom_role_id, r.permissions, o.plan FROM memberships m \
+            "SELECT m.role, m.custom_role_id, r.permissions, o.plan, o.status FROM memberships m \
              JOIN organizations o ON o.id = m.org_id \
              LEFT JOIN roles r ON r.org_id = m.org_id AND r.id = m.custom_role_id \
-             WHERE m.org_id = $1 AND m.user_id = $2";
+             WHERE m.org_id = $1 AND m.user_id = $2 AND m.deactivated_at IS NULL";
         let row: Option<AccessColumns> = match self.db() {
             // One statement is its own consistent snapshot in SQLite: no BEGIN and COMMIT
             // round trips.
@@ -203,7 +211,7 @@ impl Store {
                 row
             }
         };
-        let Some((role, custom, permissions, plan)) = row else {
+        let Some((role, custom, permissions, plan, status)) = row else {
             return Ok(None);
         };
         let grant = RoleGrant::from_columns((role, custom, permissions))?;
@@ -211,6 +219,7 @@ impl Store {
             role: grant.role,
             permissions: grant.permissions,
             plan,
+            suspended: status == OrgStatus::Suspended,
         }))
     }
 
@@ -226,7 +235,8 @@ impl Store {
         let mut tx = self.db().begin(Scope::User(user), Access::Read).await?;
         let sql = format!(
             "SELECT {ORG_COLUMNS}, m.role, m.custom_role_id FROM memberships m \
-             JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 ORDER BY o.slug"
+             JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 AND m.deactivated_at IS NULL \
+             ORDER BY o.slug"
         );
         let rows: Vec<Row> =
             on_conn!(tx.conn(), c => sqlx::query_as(&sql).bind(user).fetch_all(&mut *c).await)?;

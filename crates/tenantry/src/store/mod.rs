@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod revocation;
 pub mod roles;
 pub mod sessions;
+pub mod support;
 mod tenant_tx;
 pub mod usage;
 pub mod workspaces;
