@@ -405,6 +405,12 @@ async fn export() -> anyhow::Result<()> {
         org_id.as_uuid()
     );
     let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+    // The records were loaded in one go, faster than autovacuum's analyze follows: give the
+    // planner the statistics a live table has. Without them it estimates one row per chain
+    // range and joins every remaining record before each chunk's sort (about 30x slower).
+    sqlx::query("ANALYZE audit_chain, audit_events")
+        .execute(&mut conn)
+        .await?;
     let mut best_copy = f64::MAX;
     let mut best_http = f64::MAX;
     let mut copied = 0;

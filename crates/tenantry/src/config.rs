@@ -99,6 +99,12 @@ pub struct Config {
     pub billing: BillingConfig,
     /// Broadcasts and live event streams.
     pub realtime: RealtimeConfig,
+    /// `DEMO_MODE`: a public demo (default false). Destructive actions answer 403
+    /// `demo_mode` (deleting organizations, removing or demoting owners, revoking an
+    /// organization's last API key, changing billing or the plan), and the defaults of the
+    /// rate limits, quotas and broadcast limit are a tenth of the usual (variables set
+    /// explicitly still win).
+    pub demo_mode: bool,
 }
 
 /// Broadcasts and the live event streams (`/v1/ws`, `/v1/events`).
@@ -449,6 +455,9 @@ impl Config {
                 .push("DATABASE_MAX_CONNECTIONS: must be at least 1".to_owned());
         }
         let body_limit_bytes = r.parse("BODY_LIMIT_BYTES", 1024 * 1024usize, "a byte count");
+        let demo_mode = r.parse("DEMO_MODE", false, "`true` or `false`");
+        // Demo-safe defaults: a tenth of the usual limits.
+        let scale = if demo_mode { 10 } else { 1 };
         let auth = read_auth(&mut r, mode, port);
         let worker = WorkerConfig {
             concurrency: r
@@ -485,7 +494,7 @@ impl Config {
             broadcast: Rate {
                 limit: r.parse(
                     "BROADCAST_RATE_LIMIT",
-                    10u32,
+                    10 / scale,
                     "a number of broadcasts (0 = no limit)",
                 ),
                 window: r
@@ -531,7 +540,8 @@ impl Config {
             auth,
             worker,
             realtime,
-            limits: read_limits(&mut r),
+            demo_mode,
+            limits: read_limits(&mut r, scale),
             billing: BillingConfig {
                 stripe: None,
                 past_due_grace: Duration::from_secs(
@@ -670,9 +680,9 @@ fn read_proxies(r: &mut Reader<'_>) -> Vec<ipnet::IpNet> {
     nets
 }
 
-fn read_limits(r: &mut Reader<'_>) -> LimitsConfig {
+fn read_limits(r: &mut Reader<'_>, scale: u32) -> LimitsConfig {
     let rate = |r: &mut Reader<'_>, key: &str, default: u32, window: Duration| Rate {
-        limit: r.parse(key, default, "a number of requests (0 = no limit)"),
+        limit: r.parse(key, default / scale, "a number of requests (0 = no limit)"),
         window,
     };
     let window = |r: &mut Reader<'_>, key: &str| r.seconds(key, 60).max(Duration::from_secs(1));
@@ -680,7 +690,11 @@ fn read_limits(r: &mut Reader<'_>) -> LimitsConfig {
     let key_window = window(r, "API_KEY_RATE_LIMIT_WINDOW_SEC");
     let org_window = window(r, "ORG_RATE_LIMIT_WINDOW_SEC");
     let quota = |r: &mut Reader<'_>, key: &str, default: u64| {
-        r.parse(key, default, "a number of calls (0 = unlimited)")
+        r.parse(
+            key,
+            default / u64::from(scale),
+            "a number of calls (0 = unlimited)",
+        )
     };
     LimitsConfig {
         ip: rate(r, "IP_RATE_LIMIT", 6000, ip_window),

@@ -10,6 +10,7 @@ pub mod config;
 pub(crate) mod console;
 pub mod db;
 pub mod domain;
+pub mod features;
 pub(crate) mod http;
 pub mod ids;
 pub mod jobs;

@@ -2,21 +2,10 @@
 --
 -- A membership can be deactivated (SCIM `active=false`) without being removed: its role,
 -- workspace roles and history stay, and it answers like no membership until reactivated.
--- Feature flags default per plan in code; the operator's per-organization overrides live here.
+-- Feature flags default per plan in code; the operator's overrides of one organization are
+-- a JSON object of flag name to true or false on the organization's row, so every read
+-- that authorizes a request (which joins the organization for its plan and status) has
+-- them without another query.
 
 ALTER TABLE memberships ADD COLUMN deactivated_at timestamptz;
-
-CREATE TABLE feature_overrides (
-    org_id      uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
-    flag        text NOT NULL,
-    enabled     boolean NOT NULL,
-    updated_at  timestamptz NOT NULL,
-    PRIMARY KEY (org_id, flag)
-);
-
-ALTER TABLE feature_overrides ENABLE ROW LEVEL SECURITY;
-ALTER TABLE feature_overrides FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON feature_overrides
-    USING (org_id = tenantry_current_org() OR tenantry_is_system())
-    WITH CHECK (org_id = tenantry_current_org() OR tenantry_is_system());
-GRANT SELECT, INSERT, UPDATE, DELETE ON feature_overrides TO tenantry_app;
+ALTER TABLE organizations ADD COLUMN feature_overrides text NOT NULL DEFAULT '{}';

@@ -283,6 +283,7 @@ pub(crate) async fn start_checkout(
     ctx: &TenantCtx,
     plan: Plan,
 ) -> Result<HostedSession, ApiError> {
+    crate::services::demo::refuse(&state.config)?;
     let (billing, provider) = configured(state)?;
     if plan == Plan::Free {
         return Err(ApiError::validation(
@@ -360,6 +361,7 @@ pub(crate) async fn open_portal(
     state: &AppState,
     ctx: &TenantCtx,
 ) -> Result<HostedSession, ApiError> {
+    crate::services::demo::refuse(&state.config)?;
     let (billing, provider) = configured(state)?;
     let account = state
         .store

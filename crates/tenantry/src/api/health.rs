@@ -23,6 +23,52 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))
+        .routes(routes!(meta))
+}
+
+/// What a client (a UI, an SDK) needs to know about this deployment before signing in.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Meta {
+    /// Version of the running binary.
+    pub version: &'static str,
+    /// `development` or `production`.
+    pub environment: &'static str,
+    /// True on a demo deployment (`DEMO_MODE`): show a banner; destructive actions answer
+    /// 403 `demo_mode`.
+    pub demo_mode: bool,
+    /// How people and programs authenticate: `password` (sign-in with email and password,
+    /// giving `bearer` access tokens with refresh tokens, or a `session` cookie),
+    /// `api_key`, and `scim` for identity providers.
+    pub auth_methods: Vec<&'static str>,
+    /// Whether a billing provider (Stripe) is configured; otherwise plans change by hand.
+    pub billing_configured: bool,
+    /// Whether emails are sent (SMTP configured) rather than kept in the outbox.
+    pub email_delivery: bool,
+    /// Where the web console is.
+    pub console_url: String,
+    /// Where the OpenAPI document is.
+    pub openapi_url: &'static str,
+}
+
+/// Public facts about the deployment: version, demo mode, enabled authentication methods,
+/// whether billing is configured. Needs no credential.
+#[utoipa::path(get, path = "/v1/meta", tag = "health",
+    responses((status = 200, description = "The deployment", body = Meta)))]
+async fn meta(State(state): State<AppState>) -> Json<Meta> {
+    let config = &state.config;
+    Json(Meta {
+        version: env!("CARGO_PKG_VERSION"),
+        environment: match config.mode {
+            crate::config::Mode::Development => "development",
+            crate::config::Mode::Production => "production",
+        },
+        demo_mode: config.demo_mode,
+        auth_methods: vec!["password", "bearer", "session", "api_key", "scim"],
+        billing_configured: state.billing.is_some(),
+        email_delivery: config.auth.smtp_url.is_some(),
+        console_url: format!("{}/app", config.auth.public_base_url.trim_end_matches('/')),
+        openapi_url: "/openapi.json",
+    })
 }
 
 /// Liveness answer.

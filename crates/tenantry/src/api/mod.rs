@@ -4,6 +4,7 @@ pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod billing;
+pub(crate) mod features;
 pub(crate) mod health;
 pub(crate) mod orgs;
 pub(crate) mod support;
@@ -18,6 +19,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(admin::router())
         .merge(support::router())
+        .merge(features::router())
         .merge(auth::router())
         .merge(orgs::router())
         .merge(billing::router())

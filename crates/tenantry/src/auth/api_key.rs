@@ -81,6 +81,8 @@ pub struct VerifiedKey {
     pub plan: Plan,
     /// True while the operator has the organization suspended (the caller answers 403).
     pub suspended: bool,
+    /// The organization's feature flags.
+    pub features: crate::features::Features,
 }
 
 struct Cached {
@@ -184,6 +186,7 @@ impl KeyCache {
             rate: entry.rate,
             plan: key.plan,
             suspended: key.org_status == OrgStatus::Suspended,
+            features: crate::features::Features::new(key.plan, key.feature_overrides.clone()),
         }))
     }
 

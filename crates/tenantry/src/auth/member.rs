@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 
 use super::credentials::bearer;
 use super::{api_key, Actor, ActorKind, CurrentUser, TenantCtx};
+use crate::features::{Features, Flag};
 use crate::http::error::ApiError;
 use crate::http::meta::request_meta;
 use crate::http::ratelimit::RateLimitSlot;
@@ -29,6 +30,8 @@ pub struct OrgMember {
     pub principal: Principal,
     /// What the role (or the key's scopes) allows.
     pub permissions: Permissions,
+    /// The organization's feature flags.
+    pub features: Features,
 }
 
 /// The principal behind an organization request.
@@ -73,6 +76,19 @@ impl OrgMember {
             }
         }
         Err(forbidden(permission))
+    }
+
+    /// 403 `feature_disabled` unless `flag` is on for the organization.
+    pub fn require_feature(&self, flag: Flag) -> Result<(), ApiError> {
+        if self.features.enabled(flag) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "feature_disabled",
+            format!("The `{flag}` feature is not enabled for this organization."),
+        )
+        .with_extension("feature", serde_json::json!(flag)))
     }
 
     /// True for owners (never for API keys).
@@ -137,6 +153,7 @@ impl OrgMember {
                     ctx: TenantCtx::new(key.org_id, actor, request_meta(parts)),
                     principal: Principal::ApiKey(key.id),
                     permissions: key.scopes,
+                    features: key.features,
                 };
                 let rate = key.rate.unwrap_or(limits.api_key);
                 Ok((member, key.plan, Some((format!("key:{}", key.id), rate))))
@@ -162,6 +179,7 @@ impl OrgMember {
                         role: access.role,
                     },
                     permissions: access.permissions,
+                    features: access.features,
                 };
                 Ok((member, access.plan, None))
             }

@@ -134,7 +134,7 @@ pub(super) async fn change_plan(
     let plan = Plan::from_input(&form.plan).map_err(|m| ApiError::validation("plan", m))?;
     crate::services::plans::change_by_member(
         &state.store,
-        state.config.mode,
+        &state.config,
         state.billing.is_some(),
         &member.ctx,
         plan,

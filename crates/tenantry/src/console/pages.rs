@@ -1172,7 +1172,8 @@ pub(super) async fn audit(
         page_filters: q.encoded(),
         api_filters,
         next_cursor,
-        can_export: member.permissions.contains(&Permission::AuditExport),
+        can_export: member.permissions.contains(&Permission::AuditExport)
+            && member.features.enabled(crate::features::Flag::AuditExport),
         q,
     })
 }

@@ -85,6 +85,9 @@ pub enum DomainError {
     /// In production, plans change through billing or the operator API.
     #[error("plan change operator only")]
     PlanChangeOperatorOnly,
+    /// `DEMO_MODE` is on: destructive actions are refused.
+    #[error("demo mode")]
+    DemoMode,
     /// The job is not in a state that allows this.
     #[error("job state")]
     JobState,
@@ -133,6 +136,7 @@ impl DomainError {
             Self::NotHeld { .. } => "forbidden",
             Self::AlreadyVerified => "already_verified",
             Self::PlanChangeOperatorOnly => "plan_change_operator_only",
+            Self::DemoMode => "demo_mode",
             Self::JobState => "job_state",
             Self::ApiKeyInactive => "api_key_inactive",
             Self::ApiKeyPrefixTaken => "api_key_prefix_taken",
@@ -152,6 +156,7 @@ impl DomainError {
             | Self::OwnerRequired
             | Self::PlanLimitReached
             | Self::PlanChangeOperatorOnly
+            | Self::DemoMode
             | Self::NotHeld { .. } => Kind::Forbidden,
             _ => Kind::Conflict,
         }
@@ -201,6 +206,11 @@ impl DomainError {
             Self::AlreadyVerified => "The address is already verified.".into(),
             Self::PlanChangeOperatorOnly => {
                 "In production, plans change through billing or the operator API.".into()
+            }
+            Self::DemoMode => {
+                "This is a demo deployment: deleting organizations, removing or demoting owners, \
+                 revoking the last API key and changing billing are turned off."
+                    .into()
             }
             Self::JobState => "The job is not in a state that allows this.".into(),
             Self::ApiKeyInactive => "The API key is revoked or expired.".into(),

@@ -98,15 +98,6 @@ impl ApiError {
         )
     }
 
-    /// 403 `demo_mode`: this deployment is a demo, where destructive actions are refused.
-    pub fn demo_mode() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "demo_mode",
-            "This is a demo deployment: destructive actions are turned off.",
-        )
-    }
-
     /// 401 `missing_credentials`: the request carries no credential at all.
     pub fn missing_credentials() -> Self {
         Self::new(

@@ -4,6 +4,7 @@
 //! [`store`](crate::store), and a thin handler in [`api`](crate::api).
 
 pub(crate) mod access;
+pub(crate) mod demo;
 pub(crate) mod identity;
 pub(crate) mod invitations;
 pub(crate) mod plans;

@@ -101,6 +101,8 @@ pub struct KeyCredential {
     /// False while the membership of the user who created the key is deactivated: their
     /// keys stop working with it.
     pub creator_active: bool,
+    /// The operator's feature flag overrides for the organization.
+    pub feature_overrides: crate::features::Overrides,
 }
 
 impl KeyCredential {
@@ -346,7 +348,7 @@ impl Store {
         let mut tx = self.db().begin(Scope::System, Access::Read).await?;
         let row: Option<KeyCredential> = on_conn!(tx.conn(), c => sqlx::query_as(
             "SELECT k.id, k.org_id, k.secret_hash, k.previous_hash, k.previous_expires_at, k.scopes, k.rate_limit, \
-             k.rate_window_sec, k.expires_at, k.revoked_at, o.plan, o.status AS org_status, \
+             k.rate_window_sec, k.expires_at, k.revoked_at, o.plan, o.status AS org_status, o.feature_overrides, \
              NOT EXISTS (SELECT 1 FROM memberships m WHERE m.org_id = k.org_id \
                          AND m.user_id = k.created_by AND m.deactivated_at IS NOT NULL) AS creator_active \
              FROM api_keys k JOIN organizations o ON o.id = k.org_id WHERE k.prefix = $1",

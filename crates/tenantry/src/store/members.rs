@@ -25,6 +25,8 @@ pub struct MemberAccess {
     pub plan: Plan,
     /// True while the operator has the organization suspended.
     pub suspended: bool,
+    /// Its feature flags.
+    pub features: crate::features::Features,
 }
 
 /// A role as stored (`role`, `custom_role_id`, and a custom role's permissions), with
@@ -44,6 +46,7 @@ type AccessColumns = (
     Option<JsonText<Permissions>>,
     Plan,
     OrgStatus,
+    crate::features::Overrides,
 );
 
 /// The stored columns of a role assignment as one [`RoleGrant`].
@@ -186,7 +189,7 @@ impl Store {
         user: UserId,
     ) -> Result<Option<MemberAccess>, StoreError> {
         const SQL: &str =
-            "SELECT m.role, m.custom_role_id, r.permissions, o.plan, o.status FROM memberships m \
+            "SELECT m.role, m.custom_role_id, r.permissions, o.plan, o.status, o.feature_overrides FROM memberships m \
              JOIN organizations o ON o.id = m.org_id \
              LEFT JOIN roles r ON r.org_id = m.org_id AND r.id = m.custom_role_id \
              WHERE m.org_id = $1 AND m.user_id = $2 AND m.deactivated_at IS NULL";
@@ -211,7 +214,7 @@ impl Store {
                 row
             }
         };
-        let Some((role, custom, permissions, plan, status)) = row else {
+        let Some((role, custom, permissions, plan, status, overrides)) = row else {
             return Ok(None);
         };
         let grant = RoleGrant::from_columns((role, custom, permissions))?;
@@ -220,6 +223,7 @@ impl Store {
             permissions: grant.permissions,
             plan,
             suspended: status == OrgStatus::Suspended,
+            features: crate::features::Features::new(plan, overrides),
         }))
     }
 

@@ -13,6 +13,9 @@ use super::orgs::{OrgStatus, Organization};
 use super::{now, Store, StoreError};
 use crate::auth::TenantCtx;
 use crate::db::{on_conn, Access};
+use crate::features::{Features, Flag, Overrides};
+use crate::rbac::Plan;
+use crate::vocab::JsonText;
 
 /// Counts of one organization taken in one snapshot.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -89,6 +92,68 @@ impl Store {
         announce_org_keys(&mut tx, ctx.org_id(), None).await?;
         tx.commit().await?;
         Ok(org)
+    }
+
+    /// The organization's feature flags.
+    pub async fn org_features(&self, ctx: &TenantCtx) -> Result<Features, StoreError> {
+        let mut tx = self.tenant_tx(ctx, Access::Read).await?;
+        let row: Option<(Plan, Overrides)> = on_conn!(tx.conn(), c => sqlx::query_as(
+            "SELECT plan, feature_overrides FROM organizations WHERE id = $1",
+        )
+        .bind(ctx.org_id())
+        .fetch_optional(&mut *c)
+        .await)?;
+        tx.commit().await?;
+        let (plan, overrides) = row.ok_or(StoreError::NotFound)?;
+        Ok(Features::new(plan, overrides))
+    }
+
+    /// Sets the operator's override of `flag` for the organization (`None` clears it, so
+    /// the plan decides again), audited; every instance drops the organization's cached
+    /// keys at commit, so the change holds everywhere at once.
+    pub async fn set_feature_override(
+        &self,
+        ctx: &TenantCtx,
+        flag: Flag,
+        enabled: Option<bool>,
+    ) -> Result<Features, StoreError> {
+        let mut tx = self.tenant_tx(ctx, Access::Write).await?;
+        // Locks the row on both backends: concurrent overrides apply one after the other.
+        let row: Option<(Plan, Overrides)> = on_conn!(tx.conn(), c => sqlx::query_as(
+            "UPDATE organizations SET updated_at = updated_at WHERE id = $1 \
+             RETURNING plan, feature_overrides",
+        )
+        .bind(ctx.org_id())
+        .fetch_optional(&mut *c)
+        .await)?;
+        let (plan, JsonText(mut overrides)) = row.ok_or(StoreError::NotFound)?;
+        let before = overrides.get(flag.as_str()).copied();
+        match enabled {
+            Some(on) => overrides.insert(flag.as_str().to_owned(), on),
+            None => overrides.remove(flag.as_str()),
+        };
+        let overrides = JsonText(overrides);
+        if before != enabled {
+            on_conn!(tx.conn(), c => sqlx::query(
+                "UPDATE organizations SET feature_overrides = $2, updated_at = $3 WHERE id = $1",
+            )
+            .bind(ctx.org_id())
+            .bind(&overrides)
+            .bind(now())
+            .execute(&mut *c)
+            .await
+            .map(|_| ()))?;
+            let entry = AuditEntry::new("organization.feature_set", "organization", ctx.org_id())
+                .with_metadata(serde_json::json!({
+                    "flag": flag,
+                    "from": before,
+                    "to": enabled,
+                }));
+            tx.audit(entry).await?;
+            announce_org_keys(&mut tx, ctx.org_id(), None).await?;
+        }
+        tx.commit().await?;
+        Ok(Features::new(plan, overrides))
     }
 
     /// The counts of the support summary.

@@ -408,17 +408,7 @@ async fn every_documented_org_operation_hides_other_tenants(backend: Backend) {
         for (method, _) in item.as_object().unwrap() {
             let method: Method = method.to_uppercase().parse().unwrap();
             // Any other id of the right shape: the organization is resolved first.
-            let fill = |org: &str| {
-                template
-                    .replace("{org_id}", org)
-                    .replace("{ws_id}", &format!("ws_{}", "1".repeat(32)))
-                    .replace("{user_id}", &format!("usr_{}", "2".repeat(32)))
-                    .replace("{role_id}", &format!("rol_{}", "3".repeat(32)))
-                    .replace("{invitation_id}", &format!("inv_{}", "4".repeat(32)))
-                    .replace("{job_id}", &format!("job_{}", "5".repeat(32)))
-                    .replace("{key_id}", &format!("key_{}", "6".repeat(32)))
-                    .replace("{item_id}", &format!("item_{}", "7".repeat(32)))
-            };
+            let fill = |org: &str| crate::helpers::fill_ids(template, org);
             let body = (method != Method::GET && method != Method::DELETE).then(|| json!({}));
             for token in [&*owner_b, &*key_b] {
                 let send = |org: &str| app.as_(token).send(method.clone(), fill(org), body.clone());

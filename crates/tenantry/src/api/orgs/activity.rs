@@ -75,7 +75,7 @@ pub(crate) struct BroadcastIn {
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(
         (status = 201, description = "Sent: the activity as members receive it", body = Activity),
-        (status = 403, description = "Missing permission", body = Problem),
+        (status = 403, description = "Missing permission, or (`feature_disabled`) broadcasts are off for the organization", body = Problem),
         (status = 422, description = "Empty, too long or with control characters", body = Problem),
         (status = 429, description = "Too many broadcasts", body = Problem)))]
 pub(super) async fn broadcast(
@@ -94,6 +94,7 @@ pub(crate) async fn send_broadcast(
     message: &str,
 ) -> Result<Activity, ApiError> {
     member.require(Permission::OrgBroadcast)?;
+    member.require_feature(crate::features::Flag::Broadcast)?;
     let message = message.trim();
     if message.is_empty() {
         return Err(ApiError::validation("message", "must not be empty"));

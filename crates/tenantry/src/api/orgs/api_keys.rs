@@ -203,6 +203,7 @@ pub(crate) async fn revoke_api_key(
     member.require(Permission::ApiKeysWrite)?;
     let current = state.store.get_api_key(&member.ctx, id).await?;
     ensure_covers(&member, &current)?;
+    crate::services::demo::protect_last_key(&state.config, &state.store, &member.ctx, id).await?;
     let key = state.store.revoke_api_key(&member.ctx, id).await?;
     state.api_keys.forget(&key.prefix);
     Ok(Json(key))

@@ -50,6 +50,10 @@ pub(crate) async fn change_member_role(
     member.require(Permission::MembersUpdate)?;
     let role = parse_role("role", &body.role)?;
     ensure_role_grantable(&state.store, &member, role).await?;
+    if !role.is_owner() {
+        crate::services::demo::protect_owner(&state.config, &state.store, &member.ctx, target)
+            .await?;
+    }
     state
         .store
         .change_member_role(&member.ctx, target, role, member.is_owner())
@@ -76,6 +80,7 @@ pub(crate) async fn remove_member(
     if !leaving {
         member.require(Permission::MembersRemove)?;
     }
+    crate::services::demo::protect_owner(&state.config, &state.store, &member.ctx, target).await?;
     state
         .store
         .remove_member(&member.ctx, target, member.is_owner())

@@ -170,6 +170,7 @@ pub(crate) async fn delete_org(
     member: OrgMember,
 ) -> Result<StatusCode, ApiError> {
     member.require(Permission::OrgDelete)?;
+    crate::services::demo::refuse(&state.config)?;
     state.store.delete_org(&member.ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -204,7 +205,7 @@ pub(super) async fn change_plan(
         crate::rbac::Plan::from_input(&body.plan).map_err(|m| ApiError::validation("plan", m))?;
     let org = crate::services::plans::change_by_member(
         &state.store,
-        state.config.mode,
+        &state.config,
         state.billing.is_some(),
         &member.ctx,
         plan,
@@ -221,7 +222,7 @@ pub(super) async fn change_plan(
     responses(
         (status = 200, description = "A page of audit records; with `format`, the export",
             content((List<AuditEvent> = "application/json"), (String = "text/csv"), (String = "application/x-ndjson"))),
-        (status = 403, description = "Missing permission", body = Problem),
+        (status = 403, description = "Missing permission, or (`feature_disabled`) exports are off for the organization", body = Problem),
         (status = 422, description = "Bad filter", body = Problem)))]
 pub(super) async fn list_audit_events(
     State(state): State<AppState>,
@@ -231,7 +232,8 @@ pub(super) async fn list_audit_events(
     member.require(Permission::AuditRead)?;
     let request = AuditRequest::try_from(q)?;
     crate::api::audit::answer(&state, &member.ctx, request, || {
-        member.require(Permission::AuditExport)
+        member.require(Permission::AuditExport)?;
+        member.require_feature(crate::features::Flag::AuditExport)
     })
     .await
 }

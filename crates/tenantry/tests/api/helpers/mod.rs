@@ -220,6 +220,20 @@ impl Drop for TestApp {
     }
 }
 
+/// A documented path under `/v1/orgs/{org_id}` with `org` and, for every other id it
+/// names, an id of the right shape that exists nowhere.
+pub fn fill_ids(template: &str, org: &str) -> String {
+    template
+        .replace("{org_id}", org)
+        .replace("{ws_id}", &format!("ws_{}", "1".repeat(32)))
+        .replace("{user_id}", &format!("usr_{}", "2".repeat(32)))
+        .replace("{role_id}", &format!("rol_{}", "3".repeat(32)))
+        .replace("{invitation_id}", &format!("inv_{}", "4".repeat(32)))
+        .replace("{job_id}", &format!("job_{}", "5".repeat(32)))
+        .replace("{key_id}", &format!("key_{}", "6".repeat(32)))
+        .replace("{item_id}", &format!("item_{}", "7".repeat(32)))
+}
+
 /// Asserts a problem+json response with `status` and `code`; returns the body.
 pub async fn assert_problem(res: impl Into<reqwest::Response>, status: u16, code: &str) -> Value {
     let res: reqwest::Response = res.into();
