@@ -283,7 +283,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     let body_limit = state.config.body_limit_bytes;
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
-        .merge(crate::console::router())
+        .merge(crate::console::router(&state))
         .merge(crate::api::billing::legacy_webhook_router())
         .merge(crate::realtime::ws::legacy_router())
         .merge(crate::api::support::legacy_router())

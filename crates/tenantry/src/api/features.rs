@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{OperatorOrg, OrgMember};
+use crate::auth::{OperatorOrg, OrgMember, TenantCtx};
 use crate::features::{Flag, FlagState};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
@@ -66,6 +66,20 @@ pub(crate) struct FlagPath {
     flag: String,
 }
 
+/// Sets or (with `None`) clears the override of the flag named `flag` (shared with the
+/// console).
+pub(crate) async fn set_override(
+    state: &AppState,
+    ctx: &TenantCtx,
+    flag: &str,
+    enabled: Option<bool>,
+) -> Result<FlagState, ApiError> {
+    let flag = flag_of(flag)?;
+    let features = state.store.set_feature_override(ctx, flag, enabled).await?;
+    state.api_keys.forget_all();
+    Ok(features.state(flag))
+}
+
 fn flag_of(raw: &str) -> Result<Flag, ApiError> {
     Flag::parse(raw).ok_or_else(|| {
         let known: Vec<&str> = Flag::ALL.iter().map(|f| f.as_str()).collect();
@@ -90,13 +104,9 @@ async fn set_feature(
     Path(path): Path<FlagPath>,
     AppJson(body): AppJson<FeatureIn>,
 ) -> Result<Json<FlagState>, ApiError> {
-    let flag = flag_of(&path.flag)?;
-    let features = state
-        .store
-        .set_feature_override(&ctx, flag, Some(body.enabled))
-        .await?;
-    state.api_keys.forget_all();
-    Ok(Json(features.state(flag)))
+    Ok(Json(
+        set_override(&state, &ctx, &path.flag, Some(body.enabled)).await?,
+    ))
 }
 
 /// Removes the override of one flag: the organization's plan decides again.
@@ -114,8 +124,5 @@ async fn clear_feature(
     OperatorOrg(ctx): OperatorOrg,
     Path(path): Path<FlagPath>,
 ) -> Result<Json<FlagState>, ApiError> {
-    let flag = flag_of(&path.flag)?;
-    let features = state.store.set_feature_override(&ctx, flag, None).await?;
-    state.api_keys.forget_all();
-    Ok(Json(features.state(flag)))
+    Ok(Json(set_override(&state, &ctx, &path.flag, None).await?))
 }

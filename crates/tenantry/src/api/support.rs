@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::billing::{billing_view, BillingOut};
-use crate::auth::OperatorOrg;
+use crate::auth::{OperatorOrg, TenantCtx};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
 use crate::ids::OrgId;
@@ -68,31 +68,36 @@ pub(crate) async fn org_summary(
     State(state): State<AppState>,
     OperatorOrg(ctx): OperatorOrg,
 ) -> Result<Json<OrgSummary>, ApiError> {
-    let organization = state.store.get_org(&ctx).await?;
+    Ok(Json(summary(&state, &ctx).await?))
+}
+
+/// The support summary of `ctx`'s organization (shared with the console).
+pub(crate) async fn summary(state: &AppState, ctx: &TenantCtx) -> Result<OrgSummary, ApiError> {
+    let organization = state.store.get_org(ctx).await?;
     // This instance's latest counts first, so the usage is exact.
     state.usage.flush().await?;
-    let billing = billing_view(&state, &ctx).await?;
-    let counts = state.store.support_counts(&ctx).await?;
+    let billing = billing_view(state, ctx).await?;
+    let counts = state.store.support_counts(ctx).await?;
     let recent = AuditFilter {
         limit: Some(RECENT),
         ..AuditFilter::default()
     };
-    let recent_audit_events = state.store.list_audit_events(&ctx, &recent).await?;
-    let failing_jobs = state.store.failing_jobs(&ctx, i64::from(RECENT)).await?;
+    let recent_audit_events = state.store.list_audit_events(ctx, &recent).await?;
+    let failing_jobs = state.store.failing_jobs(ctx, i64::from(RECENT)).await?;
     let dead = JobFilter {
         status: Some(JobStatus::Dead),
         before: None,
         limit: Some(RECENT),
     };
-    let dead_jobs = state.store.list_jobs(&ctx, &dead).await?;
-    Ok(Json(OrgSummary {
+    let dead_jobs = state.store.list_jobs(ctx, &dead).await?;
+    Ok(OrgSummary {
         organization,
         billing,
         counts,
         recent_audit_events,
         failing_jobs,
         dead_jobs,
-    }))
+    })
 }
 
 /// Why the operator suspends an organization.
@@ -122,13 +127,28 @@ async fn suspend_org(
     body: Option<AppJson<SuspendIn>>,
 ) -> Result<Json<Organization>, ApiError> {
     let reason = body.map(|AppJson(b)| b).unwrap_or_default().reason;
-    let reason = reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    Ok(Json(
+        set_suspended(&state, &ctx, true, reason.as_deref()).await?,
+    ))
+}
+
+/// Suspends or reactivates `ctx`'s organization (shared with the console).
+pub(crate) async fn set_suspended(
+    state: &AppState,
+    ctx: &TenantCtx,
+    suspended: bool,
+    reason: Option<&str>,
+) -> Result<Organization, ApiError> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.chars().count() > 500) {
         return Err(ApiError::validation("reason", "at most 500 characters"));
     }
-    let org = state.store.set_org_suspended(&ctx, true, reason).await?;
+    let org = state
+        .store
+        .set_org_suspended(ctx, suspended, reason)
+        .await?;
     state.api_keys.forget_all();
-    Ok(Json(org))
+    Ok(org)
 }
 
 /// Reactivates a suspended organization: its credentials work again and its jobs run.
@@ -143,7 +163,5 @@ async fn reactivate_org(
     State(state): State<AppState>,
     OperatorOrg(ctx): OperatorOrg,
 ) -> Result<Json<Organization>, ApiError> {
-    let org = state.store.set_org_suspended(&ctx, false, None).await?;
-    state.api_keys.forget_all();
-    Ok(Json(org))
+    Ok(Json(set_suspended(&state, &ctx, false, None).await?))
 }

@@ -35,13 +35,14 @@ struct MessagePage {
 }
 
 fn message(
+    state: &AppState,
     title: &'static str,
     text: impl Into<String>,
     next_href: impl Into<String>,
     next_label: &'static str,
 ) -> Result<Response, ApiError> {
     page(&MessagePage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         title,
         text: text.into(),
         next_href: next_href.into(),
@@ -77,9 +78,12 @@ pub(super) struct TokenForm {
 }
 
 /// The email verification link's page.
-pub(super) async fn verify_page(Query(q): Query<TokenQuery>) -> Result<Response, ApiError> {
+pub(super) async fn verify_page(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response, ApiError> {
     page(&TokenPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         title: "Verify your email address",
         text: "Confirm that this address is yours.",
         error: None,
@@ -97,8 +101,14 @@ pub(super) async fn verify(
     parts: Parts,
     Form(form): Form<TokenForm>,
 ) -> Result<Response, ApiError> {
-    verify_email(State(state), parts, AppJson(TokenIn { token: form.token })).await?;
+    verify_email(
+        State(state.clone()),
+        parts,
+        AppJson(TokenIn { token: form.token }),
+    )
+    .await?;
     message(
+        &state,
         "Address verified",
         "Thank you: your email address is confirmed.",
         "/app",
@@ -107,14 +117,14 @@ pub(super) async fn verify(
 }
 
 /// The "forgot my password" form.
-pub(super) async fn forgot_page() -> Result<Response, ApiError> {
+pub(super) async fn forgot_page(State(state): State<AppState>) -> Result<Response, ApiError> {
     #[derive(Template)]
     #[template(path = "console/forgot.html")]
     struct ForgotPage {
         chrome: Chrome,
     }
     page(&ForgotPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
     })
 }
 
@@ -132,8 +142,9 @@ pub(super) async fn forgot(
     Form(form): Form<ForgotForm>,
 ) -> Result<Response, ApiError> {
     let body = ResetRequestIn { email: form.email };
-    request_password_reset(State(state), parts, AppJson(body)).await?;
+    request_password_reset(State(state.clone()), parts, AppJson(body)).await?;
     message(
+        &state,
         "Check your email",
         "If that address has an account, a link to set a new password is on its way. It works once, for a limited time.",
         "/app/login",
@@ -142,9 +153,12 @@ pub(super) async fn forgot(
 }
 
 /// The reset link's page: a new password.
-pub(super) async fn reset_page(Query(q): Query<TokenQuery>) -> Result<Response, ApiError> {
+pub(super) async fn reset_page(
+    State(state): State<AppState>,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response, ApiError> {
     page(&TokenPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         title: "Set a new password",
         text: "Every session and token of the account is signed out.",
         error: None,
@@ -173,8 +187,9 @@ pub(super) async fn reset(
         token: form.token.clone(),
         new_password: form.new_password,
     };
-    match reset_password(State(state), parts, AppJson(body)).await {
+    match reset_password(State(state.clone()), parts, AppJson(body)).await {
         Ok(_) => message(
+            &state,
             "Password set",
             "Sign in with your new password.",
             "/app/login",
@@ -184,7 +199,7 @@ pub(super) async fn reset(
         Err(err) if err.status().as_u16() == 422 => {
             let problem = err.to_problem(None);
             let mut response = page(&TokenPage {
-                chrome: Chrome::default(),
+                chrome: Chrome::plain(&state),
                 title: "Set a new password",
                 text: "Every session and token of the account is signed out.",
                 error: Some(problem.detail.unwrap_or(problem.title)),
@@ -213,7 +228,7 @@ pub(super) async fn accept_page(
     );
     let encoded = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let Ok(user) = user else {
-        return message_with_links(&q.token, &here, &encoded);
+        return message_with_links(&state, &q.token, &here, &encoded);
     };
     page(&TokenPage {
         chrome: chrome(&state, &user).await?,
@@ -229,6 +244,7 @@ pub(super) async fn accept_page(
 }
 
 fn message_with_links(
+    state: &AppState,
     token: &str,
     here: &str,
     encoded: &dyn Fn(&str) -> String,
@@ -241,7 +257,7 @@ fn message_with_links(
         signup: String,
     }
     page(&InvitedPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         login: format!(
             "/app/login?next={}&invitation={}",
             encoded(here),
@@ -406,7 +422,7 @@ pub(super) async fn mailbox(State(state): State<AppState>) -> Result<Response, A
         })
         .collect();
     page(&MailboxPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         messages,
     })
 }

@@ -87,9 +87,9 @@ struct RedirectPage {
 /// Sends the browser to a Stripe page. A page that moves on by itself rather than a
 /// redirect: the console's CSP (`form-action 'self'`) forbids a form's redirect to
 /// another site.
-fn to_stripe(title: &'static str, url: String) -> Result<Response, ApiError> {
+fn to_stripe(state: &AppState, title: &'static str, url: String) -> Result<Response, ApiError> {
     page(&RedirectPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         title,
         url,
     })
@@ -110,7 +110,7 @@ pub(super) async fn checkout(
     member.require(Permission::BillingManage)?;
     let plan = Plan::from_input(&form.plan).map_err(|m| ApiError::validation("plan", m))?;
     let session = start_checkout(&state, &member.ctx, plan).await?;
-    to_stripe("Continue to Stripe Checkout", session.url)
+    to_stripe(&state, "Continue to Stripe Checkout", session.url)
 }
 
 /// Opens the Customer Portal (`billing:manage`).
@@ -120,7 +120,11 @@ pub(super) async fn portal(
 ) -> Result<Response, ApiError> {
     member.require(Permission::BillingManage)?;
     let session = open_portal(&state, &member.ctx).await?;
-    to_stripe("Continue to the Stripe customer portal", session.url)
+    to_stripe(
+        &state,
+        "Continue to the Stripe customer portal",
+        session.url,
+    )
 }
 
 /// Changes the plan by hand, when no billing provider is configured (`billing:manage`).

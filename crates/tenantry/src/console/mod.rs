@@ -23,7 +23,7 @@ mod workspace;
 
 use askama::Template;
 use axum::body::{Body, Bytes};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -38,7 +38,7 @@ use crate::state::AppState;
 const FORM_LIMIT: usize = 64 * 1024;
 
 /// The console's routes, with its layers.
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/app") }))
         .route("/app", get(pages::home))
@@ -169,8 +169,23 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/app/operator", get(operator::orgs))
         .route("/app/operator/orgs/{org_id}", get(operator::org))
         .route("/app/operator/orgs/{org_id}/plan", post(operator::set_plan))
+        .route(
+            "/app/operator/orgs/{org_id}/suspend",
+            post(operator::suspend),
+        )
+        .route(
+            "/app/operator/orgs/{org_id}/reactivate",
+            post(operator::reactivate),
+        )
+        .route(
+            "/app/operator/orgs/{org_id}/features",
+            post(operator::set_flag),
+        )
         .route("/app/static/{file}", get(asset))
-        .layer(axum::middleware::from_fn(html_problems))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            html_problems,
+        ))
         .layer(axum::middleware::from_fn(csrf_from_form))
         .layer(axum::middleware::from_fn(security_headers))
 }
@@ -300,7 +315,7 @@ struct ErrorPage {
 
 /// Turns the API's problems into pages: 401 redirects to the sign-in page, anything else
 /// is an error page with the same status and code.
-async fn html_problems(req: Request, next: Next) -> Response {
+async fn html_problems(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let request_id = req
         .headers()
@@ -321,7 +336,7 @@ async fn html_problems(req: Request, next: Next) -> Response {
     }
     let problem = err.to_problem(request_id.clone());
     let page = ErrorPage {
-        chrome: pages::Chrome::default(),
+        chrome: pages::Chrome::plain(&state),
         title: problem.title.clone(),
         detail: problem.detail.clone().unwrap_or_default(),
         code: problem.code.clone(),

@@ -11,7 +11,9 @@ use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
 use super::pages::{page, Chrome};
+use crate::api::support::OrgSummary;
 use crate::auth::{operator_session_value, OperatorSession, OPERATOR_COOKIE, OPERATOR_SESSION};
+use crate::features::FlagState;
 use crate::http::error::ApiError;
 use crate::ids::OrgId;
 use crate::rbac::Plan;
@@ -31,9 +33,9 @@ struct LoginPage {
 }
 
 /// The operator sign-in form.
-pub(super) async fn login_page() -> Result<Response, ApiError> {
+pub(super) async fn login_page(State(state): State<AppState>) -> Result<Response, ApiError> {
     page(&LoginPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         error: None,
     })
 }
@@ -66,7 +68,7 @@ pub(super) async fn login(
         state.config.internal_admin_token.expose(),
     ) {
         let html = LoginPage {
-            chrome: Chrome::default(),
+            chrome: Chrome::plain(&state),
             error: Some("That is not the operator token (INTERNAL_ADMIN_TOKEN)."),
         };
         let mut response = page(&html)?;
@@ -130,7 +132,7 @@ pub(super) async fn orgs(
         format!("{BASE}?q={q}&cursor={last}")
     });
     page(&OrgsPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         csrf: session.csrf,
         q: query.unwrap_or("").to_owned(),
         orgs,
@@ -145,6 +147,8 @@ struct OrgPage {
     csrf: String,
     org: Organization,
     account: Option<BillingAccount>,
+    summary: OrgSummary,
+    features: Vec<FlagState>,
     members: Vec<Member>,
     chain_valid: bool,
     chain_checked: i64,
@@ -162,10 +166,12 @@ pub(super) async fn org(
     let ctx = session.on_org(org_id);
     let org = state.store.get_org(&ctx).await?;
     let account = state.store.billing_account(&ctx).await?;
+    let summary = crate::api::support::summary(&state, &ctx).await?;
+    let features = state.store.org_features(&ctx).await?.all();
     let members = state.store.list_members(&ctx).await?;
     let chain = state.store.verify_audit_chain(&ctx).await?;
     page(&OrgPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         csrf: session.csrf,
         plans: Plan::ALL
             .iter()
@@ -174,6 +180,8 @@ pub(super) async fn org(
             .collect(),
         org,
         account,
+        summary,
+        features,
         members,
         chain_valid: chain.valid,
         chain_checked: chain.checked,
@@ -204,5 +212,63 @@ pub(super) async fn set_plan(
         .store
         .set_plan(&ctx, plan, form.force.is_some())
         .await?;
+    Ok(Redirect::to(&format!("{BASE}/orgs/{org_id}")).into_response())
+}
+
+/// The suspension form's field.
+#[derive(Deserialize)]
+pub(super) struct SuspendForm {
+    reason: Option<String>,
+}
+
+/// Suspends the organization, as `POST /v1/admin/orgs/{org_id}/suspend` does.
+pub(super) async fn suspend(
+    State(state): State<AppState>,
+    session: OperatorSession,
+    Path(org_id): Path<String>,
+    Form(form): Form<SuspendForm>,
+) -> Result<Response, ApiError> {
+    let org_id: OrgId = org_id.parse().map_err(|_| ApiError::not_found())?;
+    let ctx = session.on_org(org_id);
+    crate::api::support::set_suspended(&state, &ctx, true, form.reason.as_deref()).await?;
+    Ok(Redirect::to(&format!("{BASE}/orgs/{org_id}")).into_response())
+}
+
+/// Reactivates the organization, as `POST /v1/admin/orgs/{org_id}/reactivate` does.
+pub(super) async fn reactivate(
+    State(state): State<AppState>,
+    session: OperatorSession,
+    Path(org_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let org_id: OrgId = org_id.parse().map_err(|_| ApiError::not_found())?;
+    let ctx = session.on_org(org_id);
+    crate::api::support::set_suspended(&state, &ctx, false, None).await?;
+    Ok(Redirect::to(&format!("{BASE}/orgs/{org_id}")).into_response())
+}
+
+/// The flag form's fields: `on`, `off` or `plan` (clear the override).
+#[derive(Deserialize)]
+pub(super) struct FlagForm {
+    flag: String,
+    value: String,
+}
+
+/// Overrides a feature flag or gives it back to the plan, as
+/// `PUT`/`DELETE /v1/admin/orgs/{org_id}/features/{flag}` do.
+pub(super) async fn set_flag(
+    State(state): State<AppState>,
+    session: OperatorSession,
+    Path(org_id): Path<String>,
+    Form(form): Form<FlagForm>,
+) -> Result<Response, ApiError> {
+    let org_id: OrgId = org_id.parse().map_err(|_| ApiError::not_found())?;
+    let enabled = match form.value.as_str() {
+        "on" => Some(true),
+        "off" => Some(false),
+        "plan" => None,
+        _ => return Err(ApiError::validation("value", "must be on, off or plan")),
+    };
+    let ctx = session.on_org(org_id);
+    crate::api::features::set_override(&state, &ctx, &form.flag, enabled).await?;
     Ok(Redirect::to(&format!("{BASE}/orgs/{org_id}")).into_response())
 }

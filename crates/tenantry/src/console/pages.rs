@@ -39,11 +39,23 @@ pub(super) fn page(template: &impl Template) -> Result<Response, ApiError> {
     Ok(Html(html).into_response())
 }
 
-/// The signed-in user's name and CSRF token, for the page chrome.
-#[derive(Default)]
+/// The signed-in user's name and CSRF token, for the page chrome, and whether this is a
+/// demo deployment (a banner says so on every page).
 pub(super) struct Chrome {
     pub(super) signed_in: Option<String>,
     pub(super) csrf: String,
+    pub(super) demo: bool,
+}
+
+impl Chrome {
+    /// The chrome of a page without a signed-in user.
+    pub(super) fn plain(state: &AppState) -> Self {
+        Self {
+            signed_in: None,
+            csrf: String::new(),
+            demo: state.config.demo_mode,
+        }
+    }
 }
 
 pub(super) async fn chrome(state: &AppState, user: &CurrentUser) -> Result<Chrome, ApiError> {
@@ -56,6 +68,7 @@ pub(super) async fn chrome(state: &AppState, user: &CurrentUser) -> Result<Chrom
     Ok(Chrome {
         signed_in: Some(me.email),
         csrf,
+        demo: state.config.demo_mode,
     })
 }
 
@@ -85,9 +98,12 @@ pub(super) struct LoginQuery {
 }
 
 /// The sign-in form.
-pub(super) async fn login_page(Query(q): Query<LoginQuery>) -> Result<Response, ApiError> {
+pub(super) async fn login_page(
+    State(state): State<AppState>,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, ApiError> {
     page(&LoginPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         error: None,
         email: String::new(),
         next: local_path(q.next.as_deref()),
@@ -133,7 +149,7 @@ pub(super) async fn login(
         }
         Err(err) if err.status() == axum::http::StatusCode::UNAUTHORIZED => {
             let mut response = page(&LoginPage {
-                chrome: Chrome::default(),
+                chrome: Chrome::plain(&state),
                 error: Some("Email or password is incorrect.".to_owned()),
                 email: form.email,
                 next: local_path(form.next.as_deref()),
@@ -179,9 +195,12 @@ pub(super) struct SignupQuery {
 }
 
 /// The sign-up form.
-pub(super) async fn signup_page(Query(q): Query<SignupQuery>) -> Result<Response, ApiError> {
+pub(super) async fn signup_page(
+    State(state): State<AppState>,
+    Query(q): Query<SignupQuery>,
+) -> Result<Response, ApiError> {
     page(&SignupPage {
-        chrome: Chrome::default(),
+        chrome: Chrome::plain(&state),
         invitation: q.invitation.unwrap_or_default(),
         error: None,
         name: String::new(),
@@ -224,7 +243,7 @@ pub(super) async fn signup(
         Err(err) if err.status().is_client_error() && err.status().as_u16() != 429 => {
             let problem = err.to_problem(None);
             let mut response = page(&SignupPage {
-                chrome: Chrome::default(),
+                chrome: Chrome::plain(&state),
                 invitation: form.invitation_token,
                 error: Some(problem.detail.unwrap_or(problem.title)),
                 name: form.name,
@@ -366,6 +385,7 @@ struct OrgPage {
     tab: &'static str,
     can_update: bool,
     can_delete: bool,
+    features: Vec<crate::features::FlagState>,
 }
 
 /// An organization's overview (`org:read`).
@@ -376,6 +396,7 @@ pub(super) async fn org(
 ) -> Result<Response, ApiError> {
     let (chrome, view) = org_chrome(&state, &user, &member).await?;
     page(&OrgPage {
+        features: member.features.all(),
         chrome,
         view,
         tab: "overview",

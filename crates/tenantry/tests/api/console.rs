@@ -25,6 +25,8 @@ on_both_backends!(
     workspace_roles_and_custom_role_editing_from_the_console,
     the_audit_page_filters_and_exports_and_the_activity_page_broadcasts,
     a_cookie_websocket_must_come_from_our_own_pages,
+    the_operator_reads_the_summary_suspends_and_sets_flags,
+    a_demo_deployment_says_so_on_every_page,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -1426,4 +1428,152 @@ async fn a_cookie_websocket_must_come_from_our_own_pages(backend: Backend) {
     };
     assert_eq!(attempt("https://evil.example".to_owned()).await, 403);
     assert_eq!(attempt(format!("http://{host}")).await, 101);
+}
+
+async fn the_operator_reads_the_summary_suspends_and_sets_flags(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("olga@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    app.member(&acme, "reader@example.com", "readonly").await;
+    let mut op = Browser::new(&app);
+    op.post("/app/operator/login", &[("token", &app.admin_token)])
+        .await;
+    let mut member = Browser::new(&app);
+    member.sign_in("olga@example.com").await;
+    let page = format!("/app/operator/orgs/{acme}");
+    let html = op.get(&page).await.text().await.unwrap();
+    assert!(
+        html.contains("<dd id=\"roles\">owner: 1, readonly: 1</dd>"),
+        "{html}"
+    );
+    assert!(html.contains("member.joined"), "{html}");
+    assert!(
+        html.contains("<td id=\"flag-scim\">off (plan)</td>"),
+        "{html}"
+    );
+    let csrf = value_after(&html, "name=\"csrf_token\" value=\"");
+
+    // A flag turned on by the operator shows on the member's organization page.
+    let res = op
+        .post(
+            &format!("{page}/features"),
+            &[("csrf_token", &csrf), ("flag", "scim"), ("value", "on")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = op.get(&page).await.text().await.unwrap();
+    assert!(
+        html.contains("<td id=\"flag-scim\">on (override)</td>"),
+        "{html}"
+    );
+    let mine = member
+        .get(&format!("/app/orgs/{acme}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(mine.contains("<td id=\"feature-scim\">yes</td>"), "{mine}");
+    let res = op
+        .post(
+            &format!("{page}/features"),
+            &[("csrf_token", &csrf), ("flag", "nope"), ("value", "on")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Suspended from the console: the member's pages refuse, the operator still reads it.
+    let res = op
+        .post(
+            &format!("{page}/suspend"),
+            &[("csrf_token", &csrf), ("reason", "abuse report")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let html = op.get(&page).await.text().await.unwrap();
+    assert!(html.contains("<dd id=\"status\">suspended</dd>"), "{html}");
+    assert!(html.contains("Reactivate"), "{html}");
+    let res = member.get(&format!("/app/orgs/{acme}")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.text().await.unwrap().contains("org_suspended"));
+    let res = op
+        .post(&format!("{page}/reactivate"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        member.get(&format!("/app/orgs/{acme}")).await.status(),
+        StatusCode::OK
+    );
+    let audit: serde_json::Value = app
+        .as_(&owner)
+        .get(format!(
+            "/v1/orgs/{acme}/audit-events?action=organization.*"
+        ))
+        .await
+        .json()
+        .await;
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &actions[..3],
+        [
+            "organization.reactivated",
+            "organization.suspended",
+            "organization.feature_set"
+        ],
+        "{audit}"
+    );
+}
+
+async fn a_demo_deployment_says_so_on_every_page(backend: Backend) {
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("DEMO_MODE".into(), "true".into());
+        })
+        .await
+    else {
+        return;
+    };
+    let owner = app.user("olga@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let anon = Browser::new(&app);
+    for path in ["/app/login", "/app/signup", "/app/operator/login"] {
+        let html = anon.get(path).await.text().await.unwrap();
+        assert!(html.contains("id=\"demo-banner\""), "{path}: {html}");
+    }
+    let mut member = Browser::new(&app);
+    member.sign_in("olga@example.com").await;
+    let html = member
+        .get(&format!("/app/orgs/{acme}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("id=\"demo-banner\""), "{html}");
+    // Deleting the organization from the console is refused like through the API.
+    let csrf = value_after(&html, "name=\"csrf_token\" value=\"");
+    let res = member
+        .post(
+            &format!("/app/orgs/{acme}/delete"),
+            &[("csrf_token", &csrf), ("confirm", "acme")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.text().await.unwrap().contains("demo_mode"));
+    // Without demo mode there is no banner.
+    let Some(plain) = TestApp::on(backend).await else {
+        return;
+    };
+    let html = Browser::new(&plain)
+        .get("/app/login")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("demo-banner"), "{html}");
 }
