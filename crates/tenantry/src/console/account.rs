@@ -42,7 +42,7 @@ fn message(
     next_label: &'static str,
 ) -> Result<Response, ApiError> {
     page(&MessagePage {
-        chrome: Chrome::plain(&state),
+        chrome: Chrome::plain(state),
         title,
         text: text.into(),
         next_href: next_href.into(),
@@ -257,7 +257,7 @@ fn message_with_links(
         signup: String,
     }
     page(&InvitedPage {
-        chrome: Chrome::plain(&state),
+        chrome: Chrome::plain(state),
         login: format!(
             "/app/login?next={}&invitation={}",
             encoded(here),

@@ -89,7 +89,7 @@ struct RedirectPage {
 /// another site.
 fn to_stripe(state: &AppState, title: &'static str, url: String) -> Result<Response, ApiError> {
     page(&RedirectPage {
-        chrome: Chrome::plain(&state),
+        chrome: Chrome::plain(state),
         title,
         url,
     })
