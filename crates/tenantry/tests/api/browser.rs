@@ -17,6 +17,7 @@ on_both_backends!(
     an_admin_signs_up_invites_creates_a_key_and_revokes_it_in_a_browser,
     an_owner_upgrades_through_stripe_checkout_in_a_browser,
     the_activity_page_updates_live_in_a_browser,
+    the_operator_suspends_and_reactivates_in_a_browser,
 );
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -447,4 +448,62 @@ async fn the_activity_page_updates_live_in_a_browser(backend: Backend) {
     assert_eq!(first, "Liv Owner: Hello from the API");
     owner.screenshot("activity").await;
     owner.stop().await;
+}
+
+async fn the_operator_suspends_and_reactivates_in_a_browser(backend: Backend) {
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("DEMO_MODE".into(), "true".into());
+        })
+        .await
+    else {
+        return;
+    };
+    let owner = app.user("olga@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let Some(op) = Browser::start().await else {
+        return;
+    };
+    op.open(&app.url("/app/operator/login")).await;
+    assert!(op.text("#demo-banner").await.starts_with("Demo deployment"));
+    op.fill("#token", &app.admin_token).await;
+    op.click("button[type=submit]").await;
+    op.wait_url(|u| u.ends_with("/app/operator")).await;
+    op.fill("input[name=q]", "acme").await;
+    op.click("form[role=search] button").await;
+    op.click(&format!("a[href='/app/operator/orgs/{acme}']"))
+        .await;
+    op.wait_url(|u| u.ends_with(acme.as_str())).await;
+    assert_eq!(op.text("#roles").await, "owner: 1");
+    op.fill("#reason", "chargeback").await;
+    op.click("#suspension button").await;
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = op.text("#status").await;
+        if status == "suspended" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "suspended");
+    let res = app.as_(&owner).get(format!("/v1/orgs/{acme}")).await;
+    assert_eq!(res.status(), 403);
+    op.screenshot("operator-org").await;
+    op.click("#suspension button").await;
+    for _ in 0..100 {
+        status = op.text("#status").await;
+        if status == "active" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "active");
+    assert_eq!(
+        app.as_(&owner)
+            .get(format!("/v1/orgs/{acme}"))
+            .await
+            .status(),
+        200
+    );
+    op.stop().await;
 }
