@@ -140,6 +140,16 @@ pub(super) async fn orgs(
     })
 }
 
+/// The organization named in a path; a malformed id is answered like a missing one.
+fn parse_org(raw: &str) -> Result<OrgId, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found())
+}
+
+/// Back to the organization's page after a change.
+fn back_to(org_id: OrgId) -> Response {
+    Redirect::to(&format!("{BASE}/orgs/{org_id}")).into_response()
+}
+
 #[derive(Template)]
 #[template(path = "console/operator_org.html")]
 struct OrgPage {
@@ -162,7 +172,7 @@ pub(super) async fn org(
     session: OperatorSession,
     Path(org_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let org_id: OrgId = org_id.parse().map_err(|_| ApiError::not_found())?;
+    let org_id = parse_org(&org_id)?;
     let ctx = session.on_org(org_id);
     let org = state.store.get_org(&ctx).await?;
     let account = state.store.billing_account(&ctx).await?;
@@ -205,14 +215,14 @@ pub(super) async fn set_plan(
     Path(org_id): Path<String>,
     Form(form): Form<PlanForm>,
 ) -> Result<Response, ApiError> {
-    let org_id: OrgId = org_id.parse().map_err(|_| ApiError::not_found())?;
+    let org_id = parse_org(&org_id)?;
     let plan = Plan::from_input(&form.plan).map_err(|m| ApiError::validation("plan", m))?;
     let ctx = session.on_org(org_id);
     state
         .store
         .set_plan(&ctx, plan, form.force.is_some())
         .await?;
-    Ok(Redirect::to(&format!("{BASE}/orgs/{org_id}")).into_response())
+    Ok(back_to(org_id))
 }
 
 /// The suspension form's field.
@@ -228,10 +238,10 @@ pub(super) async fn suspend(
     Path(org_id): Path<String>,
     Form(form): Form<SuspendForm>,
 ) -> Result<Response, ApiError> {
-    let org_id: OrgId = org_id.parse().map_err(|_| ApiError::not_found())?;
+    let org_id = parse_org(&org_id)?;
     let ctx = session.on_org(org_id);
     crate::api::support::set_suspended(&state, &ctx, true, form.reason.as_deref()).await?;
-    Ok(Redirect::to(&format!("{BASE}/orgs/{org_id}")).into_response())
+    Ok(back_to(org_id))
 }
 
 /// Reactivates the organization, as `POST /v1/admin/orgs/{org_id}/reactivate` does.
@@ -240,10 +250,10 @@ pub(super) async fn reactivate(
     session: OperatorSession,
     Path(org_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let org_id: OrgId = org_id.parse().map_err(|_| ApiError::not_found())?;
+    let org_id = parse_org(&org_id)?;
     let ctx = session.on_org(org_id);
     crate::api::support::set_suspended(&state, &ctx, false, None).await?;
-    Ok(Redirect::to(&format!("{BASE}/orgs/{org_id}")).into_response())
+    Ok(back_to(org_id))
 }
 
 /// The flag form's fields: `on`, `off` or `plan` (clear the override).
@@ -261,7 +271,7 @@ pub(super) async fn set_flag(
     Path(org_id): Path<String>,
     Form(form): Form<FlagForm>,
 ) -> Result<Response, ApiError> {
-    let org_id: OrgId = org_id.parse().map_err(|_| ApiError::not_found())?;
+    let org_id = parse_org(&org_id)?;
     let enabled = match form.value.as_str() {
         "on" => Some(true),
         "off" => Some(false),
@@ -270,5 +280,5 @@ pub(super) async fn set_flag(
     };
     let ctx = session.on_org(org_id);
     crate::api::features::set_override(&state, &ctx, &form.flag, enabled).await?;
-    Ok(Redirect::to(&format!("{BASE}/orgs/{org_id}")).into_response())
+    Ok(back_to(org_id))
 }

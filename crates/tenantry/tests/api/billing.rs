@@ -326,13 +326,11 @@ async fn checkout_creates_the_customer_once_and_the_paid_subscription_upgrades_t
 
     // The operator can still override, audited.
     let res = app
-        .client
-        .put(app.url(&format!("/v1/admin/orgs/{org}/plan")))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"plan": "enterprise"}))
-        .send()
-        .await
-        .unwrap();
+        .admin_put(
+            &format!("/v1/admin/orgs/{org}/plan"),
+            &json!({"plan": "enterprise"}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(billing(&app, &owner, &org).await["plan"], "enterprise");
 }

@@ -47,13 +47,8 @@ async fn flags_follow_the_plan_unless_the_operator_overrides_them(backend: Backe
     );
     // The plan turns SCIM on.
     let res = app
-        .client
-        .put(app.url(&format!("/v1/admin/orgs/{a}/plan")))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"plan": "pro"}))
-        .send()
-        .await
-        .unwrap();
+        .admin_put(&format!("/v1/admin/orgs/{a}/plan"), &json!({"plan": "pro"}))
+        .await;
     assert_eq!(res.status(), 200);
     let flags: Value = app.as_(&owner).get(&features).await.json().await;
     assert_eq!(flag(&flags, "scim")["enabled"], true);
@@ -114,12 +109,8 @@ async fn flags_follow_the_plan_unless_the_operator_overrides_them(backend: Backe
         .unwrap();
     assert_eq!(flag(&seen, "audit_export")["source"], "override");
     let cleared: Value = app
-        .client
-        .delete(app.url(&format!("/v1/admin/orgs/{a}/features/audit_export")))
-        .bearer_auth(&app.admin_token)
-        .send()
+        .admin_delete(&format!("/v1/admin/orgs/{a}/features/audit_export"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -150,13 +141,11 @@ async fn flags_follow_the_plan_unless_the_operator_overrides_them(backend: Backe
     assert_problem(res, 422, "validation_failed").await;
     let missing = format!("org_{}", "0".repeat(32));
     let res = app
-        .client
-        .put(app.url(&format!("/v1/admin/orgs/{missing}/features/scim")))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"enabled": true}))
-        .send()
-        .await
-        .unwrap();
+        .admin_put(
+            &format!("/v1/admin/orgs/{missing}/features/scim"),
+            &json!({"enabled": true}),
+        )
+        .await;
     assert_problem(res, 404, "not_found").await;
     let res = app
         .as_(&owner)

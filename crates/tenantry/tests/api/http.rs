@@ -194,15 +194,7 @@ async fn docs_are_served_without_a_cdn(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 200, "vendored bundle served locally");
     assert!(res.bytes().await.unwrap().len() > 100_000);
-    let spec: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: serde_json::Value = app.spec().await;
     assert_eq!(spec["openapi"], "3.1.0");
     assert!(spec["paths"]["/v1/admin/orgs"]["post"].is_object());
 }

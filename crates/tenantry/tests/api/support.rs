@@ -16,15 +16,7 @@ on_both_backends!(
 /// Every documented operation under `/v1/orgs/{org_id}`, with its path filled with ids of
 /// the right shape.
 async fn org_operations(app: &TestApp, org: &str) -> Vec<(Method, String)> {
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.spec().await;
     let mut operations = Vec::new();
     for (template, item) in spec["paths"].as_object().unwrap() {
         if !template.starts_with("/v1/orgs/{org_id}") {
@@ -224,13 +216,8 @@ async fn the_support_summary_shows_a_tenant_at_a_glance(backend: Backend) {
     let other = app.user("other@example.com").await;
     let b = app.org_of(&other, "globex").await;
     let res = app
-        .client
-        .put(app.url(&format!("/v1/admin/orgs/{a}/plan")))
-        .bearer_auth(&app.admin_token)
-        .json(&json!({"plan": "pro"}))
-        .send()
-        .await
-        .unwrap();
+        .admin_put(&format!("/v1/admin/orgs/{a}/plan"), &json!({"plan": "pro"}))
+        .await;
     assert_eq!(res.status(), 200);
     app.member(&a, "admin@example.com", "admin").await;
     app.member(&a, "reader@example.com", "readonly").await;

@@ -183,6 +183,39 @@ impl TestApp {
             .expect("request")
     }
 
+    /// PUT JSON with the operator token.
+    pub async fn admin_put(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(&self.admin_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// DELETE with the operator token.
+    pub async fn admin_delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The served OpenAPI document.
+    pub async fn spec(&self) -> Value {
+        self.client
+            .get(self.url("/openapi.json"))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// Creates an organization through the operator API; returns its JSON.
     pub async fn create_org(&self, slug: &str) -> Value {
         let res = self
