@@ -89,6 +89,10 @@ pub struct Config {
     /// `METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer <it>`; in
     /// production without it, `/metrics` needs the operator token.
     pub metrics_token: Option<Secret>,
+    /// `SCIM_BEARER_TOKEN`: when set (>= 32 characters), a deployment-wide SCIM credential:
+    /// `Authorization: Bearer <it>` with `X-Org-Id: <org id>` provisions that organization
+    /// (as the original product did). Per-organization SCIM tokens need no configuration.
+    pub scim_bearer_token: Option<Secret>,
     /// Identity settings.
     pub auth: AuthConfig,
     /// Background job worker settings.
@@ -527,6 +531,7 @@ impl Config {
                 .get("METRICS_TOKEN")
                 .filter(|t| !t.is_empty())
                 .map(Secret::new),
+            scim_bearer_token: read_scim_token(&mut r),
             data_dir,
             auth,
             worker,
@@ -649,6 +654,17 @@ fn read_stripe(r: &mut Reader<'_>, mode: Mode, base: &str) -> Option<StripeConfi
         }
     }
     Some(config)
+}
+
+/// `SCIM_BEARER_TOKEN`, refused when too short to resist guessing.
+fn read_scim_token(r: &mut Reader<'_>) -> Option<Secret> {
+    let token = r.get("SCIM_BEARER_TOKEN").filter(|t| !t.is_empty())?;
+    if token.len() < 32 {
+        r.problems
+            .push("SCIM_BEARER_TOKEN: must be at least 32 characters".to_owned());
+        return None;
+    }
+    Some(Secret::new(token))
 }
 
 fn read_proxies(r: &mut Reader<'_>) -> Vec<ipnet::IpNet> {

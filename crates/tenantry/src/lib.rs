@@ -16,6 +16,7 @@ pub mod jobs;
 pub(crate) mod mail;
 pub(crate) mod ratelimit;
 pub mod rbac;
+pub mod scim;
 pub mod realtime;
 pub mod secrets;
 pub(crate) mod seed;

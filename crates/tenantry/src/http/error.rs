@@ -79,6 +79,11 @@ impl ApiError {
         self.code
     }
 
+    /// Its explanation (none for server faults).
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
     /// 404: the resource does not exist or belongs to another tenant (indistinguishable).
     pub fn not_found() -> Self {
         Self::new(

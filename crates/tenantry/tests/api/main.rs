@@ -29,6 +29,7 @@ mod outage;
 mod process;
 mod realtime;
 mod rls;
+mod scim;
 mod store;
 mod tenancy;
 mod usage;
