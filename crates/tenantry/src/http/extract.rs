@@ -190,6 +190,7 @@ org_sub_ids!(
     crate::ids::InvitationId,
     crate::ids::JobId,
     crate::ids::RoleId,
+    crate::ids::ScimTokenId,
     crate::ids::UserId,
     crate::ids::WorkspaceId,
 );

@@ -97,9 +97,11 @@ impl Projection {
 /// core attributes) and the dotted attribute path.
 fn locate<'a>(map: &Map<String, Value>, attr: &'a str) -> (Option<String>, &'a str) {
     for key in map.keys().filter(|k| k.starts_with("urn:")) {
-        if attr.len() >= key.len() && attr[..key.len()].eq_ignore_ascii_case(key) {
-            let rest = attr[key.len()..].trim_start_matches(':');
-            return (Some(key.clone()), rest);
+        let head = attr.get(..key.len());
+        if let (Some(head), Some(rest)) = (head, attr.get(key.len()..)) {
+            if head.eq_ignore_ascii_case(key) {
+                return (Some(key.clone()), rest.trim_start_matches(':'));
+            }
         }
     }
     if filter::starts_with_ci(attr, filter::CORE_SCHEMA_PREFIX) {
