@@ -17,8 +17,8 @@ use crate::rbac::Plan;
 use crate::scim::ScimError;
 use crate::secrets::{digest_eq, random_token, token_hash};
 use crate::state::AppState;
-use crate::store::orgs::OrgStatus;
 use crate::store::now;
+use crate::store::orgs::OrgStatus;
 
 /// Start of every SCIM token secret.
 pub const SECRET_START: &str = "scim_";
@@ -62,7 +62,13 @@ pub struct ScimClient {
 }
 
 impl ScimClient {
-    fn new(parts: &Parts, org: OrgId, actor_id: String, plan: Plan, status: OrgStatus) -> Result<Self, ScimError> {
+    fn new(
+        parts: &Parts,
+        org: OrgId,
+        actor_id: String,
+        plan: Plan,
+        status: OrgStatus,
+    ) -> Result<Self, ScimError> {
         if status == OrgStatus::Suspended {
             return Err(crate::http::error::ApiError::org_suspended().into());
         }
@@ -94,7 +100,13 @@ impl ScimClient {
         if is_stale(token.last_used_at, at) {
             state.store.touch_scim_token(token.id, at).await?;
         }
-        Self::new(parts, token.org_id, token.id.to_string(), token.plan, token.org_status)
+        Self::new(
+            parts,
+            token.org_id,
+            token.id.to_string(),
+            token.plan,
+            token.org_status,
+        )
     }
 
     /// The deployment-wide token with `X-Org-Id`: an unknown or malformed organization is
@@ -111,12 +123,22 @@ impl ScimClient {
             .org_standing(org)
             .await?
             .ok_or_else(ScimError::not_found)?;
-        Self::new(parts, org, "deployment".to_owned(), standing.plan, standing.status)
+        Self::new(
+            parts,
+            org,
+            "deployment".to_owned(),
+            standing.plan,
+            standing.status,
+        )
     }
 
     /// The id recorded as the actor (token id or `deployment`).
     pub fn token_id(&self) -> Option<ScimTokenId> {
-        self.ctx.actor().id.as_deref().and_then(|id| id.parse().ok())
+        self.ctx
+            .actor()
+            .id
+            .as_deref()
+            .and_then(|id| id.parse().ok())
     }
 }
 

@@ -70,7 +70,10 @@ fn list_of(items: Vec<Value>) -> Value {
 }
 
 /// The User and Group resource types.
-pub(super) async fn resource_types(State(state): State<AppState>, _client: ScimClient) -> ScimResponse {
+pub(super) async fn resource_types(
+    State(state): State<AppState>,
+    _client: ScimClient,
+) -> ScimResponse {
     ScimResponse::ok(list_of(resource_types_of(&state)))
 }
 
@@ -82,14 +85,25 @@ pub(super) async fn resource_type(
 ) -> Result<ScimResponse, ScimError> {
     resource_types_of(&state)
         .into_iter()
-        .find(|t| t["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(&name)))
+        .find(|t| {
+            t["id"]
+                .as_str()
+                .is_some_and(|id| id.eq_ignore_ascii_case(&name))
+        })
         .map(ScimResponse::ok)
         .ok_or_else(ScimError::not_found)
 }
 
 /// An attribute definition: (name, type, multi-valued, required, case-exact, mutability,
 /// uniqueness), with sub-attributes for complex ones.
-fn attribute(name: &str, kind: &str, multi: bool, required: bool, mutability: &str, sub: Vec<Value>) -> Value {
+fn attribute(
+    name: &str,
+    kind: &str,
+    multi: bool,
+    required: bool,
+    mutability: &str,
+    sub: Vec<Value>,
+) -> Value {
     let mut a = json!({
         "name": name, "type": kind, "multiValued": multi, "required": required,
         "caseExact": matches!(name, "id" | "externalId" | "value"),
@@ -109,18 +123,32 @@ fn text(name: &str) -> Value {
 fn schemas_of(state: &AppState) -> Vec<Value> {
     let base = base_url(state);
     let multi = |name: &str| {
-        attribute(name, "complex", true, false, "readWrite", vec![
-            text("value"),
-            text("display"),
-            text("type"),
-            attribute("primary", "boolean", false, false, "readWrite", vec![]),
-        ])
+        attribute(
+            name,
+            "complex",
+            true,
+            false,
+            "readWrite",
+            vec![
+                text("value"),
+                text("display"),
+                text("type"),
+                attribute("primary", "boolean", false, false, "readWrite", vec![]),
+            ],
+        )
     };
-    let member_ref = attribute("members", "complex", true, false, "readWrite", vec![
-        attribute("value", "string", false, false, "immutable", vec![]),
-        attribute("display", "string", false, false, "readOnly", vec![]),
-        attribute("$ref", "reference", false, false, "immutable", vec![]),
-    ]);
+    let member_ref = attribute(
+        "members",
+        "complex",
+        true,
+        false,
+        "readWrite",
+        vec![
+            attribute("value", "string", false, false, "immutable", vec![]),
+            attribute("display", "string", false, false, "readOnly", vec![]),
+            attribute("$ref", "reference", false, false, "immutable", vec![]),
+        ],
+    );
     let schema = |id: &str, name: &str, description: &str, attributes: Vec<Value>| {
         json!({
             "schemas": [SCHEMA_SCHEMA], "id": id, "name": name, "description": description,
@@ -129,39 +157,70 @@ fn schemas_of(state: &AppState) -> Vec<Value> {
         })
     };
     vec![
-        schema(USER_SCHEMA, "User", "User account", vec![
-            attribute("userName", "string", false, true, "readWrite", vec![]),
-            attribute("name", "complex", false, false, "readWrite", vec![
-                text("formatted"), text("familyName"), text("givenName"), text("middleName"),
-                text("honorificPrefix"), text("honorificSuffix"),
-            ]),
-            text("displayName"),
-            text("nickName"),
-            text("title"),
-            text("userType"),
-            text("preferredLanguage"),
-            text("locale"),
-            text("timezone"),
-            attribute("active", "boolean", false, false, "readWrite", vec![]),
-            multi("emails"),
-            multi("phoneNumbers"),
-            text("externalId"),
-        ]),
-        schema(GROUP_SCHEMA, "Group", "Group", vec![
-            attribute("displayName", "string", false, true, "readWrite", vec![]),
-            member_ref,
-            text("externalId"),
-        ]),
-        schema(ENTERPRISE_SCHEMA, "EnterpriseUser", "Enterprise User", vec![
-            text("employeeNumber"),
-            text("costCenter"),
-            text("organization"),
-            text("division"),
-            text("department"),
-            attribute("manager", "complex", false, false, "readWrite", vec![
-                text("value"), text("displayName"),
-            ]),
-        ]),
+        schema(
+            USER_SCHEMA,
+            "User",
+            "User account",
+            vec![
+                attribute("userName", "string", false, true, "readWrite", vec![]),
+                attribute(
+                    "name",
+                    "complex",
+                    false,
+                    false,
+                    "readWrite",
+                    vec![
+                        text("formatted"),
+                        text("familyName"),
+                        text("givenName"),
+                        text("middleName"),
+                        text("honorificPrefix"),
+                        text("honorificSuffix"),
+                    ],
+                ),
+                text("displayName"),
+                text("nickName"),
+                text("title"),
+                text("userType"),
+                text("preferredLanguage"),
+                text("locale"),
+                text("timezone"),
+                attribute("active", "boolean", false, false, "readWrite", vec![]),
+                multi("emails"),
+                multi("phoneNumbers"),
+                text("externalId"),
+            ],
+        ),
+        schema(
+            GROUP_SCHEMA,
+            "Group",
+            "Group",
+            vec![
+                attribute("displayName", "string", false, true, "readWrite", vec![]),
+                member_ref,
+                text("externalId"),
+            ],
+        ),
+        schema(
+            ENTERPRISE_SCHEMA,
+            "EnterpriseUser",
+            "Enterprise User",
+            vec![
+                text("employeeNumber"),
+                text("costCenter"),
+                text("organization"),
+                text("division"),
+                text("department"),
+                attribute(
+                    "manager",
+                    "complex",
+                    false,
+                    false,
+                    "readWrite",
+                    vec![text("value"), text("displayName")],
+                ),
+            ],
+        ),
     ]
 }
 
@@ -178,7 +237,11 @@ pub(super) async fn schema(
 ) -> Result<ScimResponse, ScimError> {
     schemas_of(&state)
         .into_iter()
-        .find(|s| s["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(&urn)))
+        .find(|s| {
+            s["id"]
+                .as_str()
+                .is_some_and(|id| id.eq_ignore_ascii_case(&urn))
+        })
         .map(ScimResponse::ok)
         .ok_or_else(ScimError::not_found)
 }

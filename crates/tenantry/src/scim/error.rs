@@ -24,7 +24,11 @@ pub struct ScimError {
 
 impl ScimError {
     /// An error with a status, an optional `scimType` and a detail.
-    pub fn new(status: StatusCode, scim_type: Option<&'static str>, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        scim_type: Option<&'static str>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             scim_type,
@@ -70,9 +74,21 @@ impl From<ApiError> for ScimError {
             None => err.code().to_owned(),
         });
         let scim_type = match err.code() {
-            "version_mismatch" => return Self::new(StatusCode::PRECONDITION_FAILED, Some("invalidVers"), detail.unwrap_or_default()),
+            "version_mismatch" => {
+                return Self::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    Some("invalidVers"),
+                    detail.unwrap_or_default(),
+                )
+            }
             "name_taken" | "email_taken" | "already_member" => Some("uniqueness"),
-            "validation_failed" => return Self::new(StatusCode::BAD_REQUEST, Some("invalidValue"), detail.unwrap_or_default()),
+            "validation_failed" => {
+                return Self::new(
+                    StatusCode::BAD_REQUEST,
+                    Some("invalidValue"),
+                    detail.unwrap_or_default(),
+                )
+            }
             _ => None,
         };
         Self {

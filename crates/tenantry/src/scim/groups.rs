@@ -27,13 +27,21 @@ fn validate(doc: &Value) -> Result<ScimGroupWrite, ScimError> {
         .map(str::trim)
         .filter(|n| !n.is_empty() && n.chars().count() <= MAX_NAME)
         .ok_or_else(|| {
-            ScimError::bad_request("invalidValue", "displayName is required (at most 256 characters)")
+            ScimError::bad_request(
+                "invalidValue",
+                "displayName is required (at most 256 characters)",
+            )
         })?
         .to_owned();
     let external_id = match attr(doc, "externalId") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ScimError::bad_request("invalidValue", "externalId must be a string")),
+        Some(_) => {
+            return Err(ScimError::bad_request(
+                "invalidValue",
+                "externalId must be a string",
+            ))
+        }
     };
     let members = match attr(doc, "members") {
         None | Some(Value::Null) => BTreeSet::new(),
@@ -51,7 +59,12 @@ fn validate(doc: &Value) -> Result<ScimGroupWrite, ScimError> {
                     })
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(ScimError::bad_request("invalidValue", "members must be an array")),
+        Some(_) => {
+            return Err(ScimError::bad_request(
+                "invalidValue",
+                "members must be an array",
+            ))
+        }
     };
     Ok(ScimGroupWrite {
         display_name,
@@ -102,7 +115,10 @@ pub(super) async fn get_one(
     RawQuery(query): RawQuery,
 ) -> Result<ScimResponse, ScimError> {
     let projection = Projection::from_query(&query_pairs(query));
-    let group = state.store.get_scim_group(&client.ctx, parse_id(&id)?).await?;
+    let group = state
+        .store
+        .get_scim_group(&client.ctx, parse_id(&id)?)
+        .await?;
     Ok(ScimResponse::ok(projection.apply(resource(&state, &group))))
 }
 

@@ -115,7 +115,9 @@ fn copy_path(from: &Map<String, Value>, to: &mut Map<String, Value>, attr: &str)
     let (container, path) = locate(from, attr);
     let (source, target) = match &container {
         Some(urn) => {
-            let Some(Value::Object(ext)) = from.get(urn) else { return };
+            let Some(Value::Object(ext)) = from.get(urn) else {
+                return;
+            };
             let slot = to
                 .entry(urn.clone())
                 .or_insert_with(|| Value::Object(Map::new()));
@@ -132,8 +134,12 @@ fn copy_path(from: &Map<String, Value>, to: &mut Map<String, Value>, attr: &str)
         Some((head, sub)) => (head, Some(sub)),
         None => (path, None),
     };
-    let Some(key) = filter::key_ci(source, head) else { return };
-    let Some(value) = source.get(&key) else { return };
+    let Some(key) = filter::key_ci(source, head) else {
+        return;
+    };
+    let Some(value) = source.get(&key) else {
+        return;
+    };
     let picked = match sub {
         None => value.clone(),
         Some(sub) => pick_sub(value, sub),
@@ -185,7 +191,9 @@ fn remove_path(map: &mut Map<String, Value>, attr: &str) {
     if head.eq_ignore_ascii_case("id") || head.eq_ignore_ascii_case("schemas") {
         return;
     }
-    let Some(key) = filter::key_ci(target, head) else { return };
+    let Some(key) = filter::key_ci(target, head) else {
+        return;
+    };
     match sub {
         None => {
             target.remove(&key);
@@ -220,7 +228,9 @@ impl ListParams {
             .transpose()?;
         let start_index = number(query, "startIndex")?.unwrap_or(1).max(1);
         let count = number(query, "count")?.map_or(DEFAULT_COUNT, |c| {
-            usize::try_from(c.max(0)).unwrap_or(MAX_COUNT).min(MAX_COUNT)
+            usize::try_from(c.max(0))
+                .unwrap_or(MAX_COUNT)
+                .min(MAX_COUNT)
         });
         Ok(Self {
             filter,
@@ -238,7 +248,11 @@ impl ListParams {
     ) -> Value {
         let matching: Vec<Value> = resources
             .into_iter()
-            .filter(|r| self.filter.as_ref().is_none_or(|f| f.matches(r, case_exact)))
+            .filter(|r| {
+                self.filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(r, case_exact))
+            })
             .collect();
         let total = matching.len();
         let page: Vec<Value> = matching

@@ -103,7 +103,10 @@ pub(crate) async fn create_scim_token(
             body.expires_at,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(ScimTokenWithSecret { token, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(ScimTokenWithSecret { token, secret }),
+    ))
 }
 
 /// Lists the organization's SCIM tokens, revoked ones included (`scim:manage`).
@@ -116,7 +119,9 @@ pub(crate) async fn list_scim_tokens(
     member: OrgMember,
 ) -> Result<Json<List<ScimToken>>, ApiError> {
     member.require(Permission::ScimManage)?;
-    Ok(Json(List::all(state.store.list_scim_tokens(&member.ctx).await?)))
+    Ok(Json(List::all(
+        state.store.list_scim_tokens(&member.ctx).await?,
+    )))
 }
 
 /// Revokes a SCIM token at once (`scim:manage`); revoking twice is harmless.
@@ -173,18 +178,30 @@ pub(crate) async fn set_scim_role_mappings(
 ) -> Result<Json<RoleMappings>, ApiError> {
     member.require(Permission::ScimManage)?;
     if body.mappings.len() > MAX_MAPPINGS {
-        return Err(ApiError::validation("mappings", format!("at most {MAX_MAPPINGS}")));
+        return Err(ApiError::validation(
+            "mappings",
+            format!("at most {MAX_MAPPINGS}"),
+        ));
     }
     let mut mappings = Vec::with_capacity(body.mappings.len());
     for m in &body.mappings {
         let group = DisplayName::parse(&m.group).map_err(|e| ApiError::validation("group", e))?;
         let role = crate::api::orgs::parse_role("role", &m.role)?;
         if role == RoleRef::OWNER {
-            return Err(ApiError::validation("role", "owner cannot be granted through SCIM"));
+            return Err(ApiError::validation(
+                "role",
+                "owner cannot be granted through SCIM",
+            ));
         }
         let group = group.as_str().to_owned();
-        if mappings.iter().any(|x: &RoleMapping| x.group.eq_ignore_ascii_case(&group)) {
-            return Err(ApiError::validation("group", format!("`{group}` is mapped twice")));
+        if mappings
+            .iter()
+            .any(|x: &RoleMapping| x.group.eq_ignore_ascii_case(&group))
+        {
+            return Err(ApiError::validation(
+                "group",
+                format!("`{group}` is mapped twice"),
+            ));
         }
         mappings.push(RoleMapping { group, role });
     }

@@ -55,7 +55,10 @@ pub(crate) fn router() -> Router<AppState> {
                 .patch(groups::patch)
                 .delete(groups::delete),
         )
-        .route("/ServiceProviderConfig", get(discovery::service_provider_config))
+        .route(
+            "/ServiceProviderConfig",
+            get(discovery::service_provider_config),
+        )
         .route("/ResourceTypes", get(discovery::resource_types))
         .route("/ResourceTypes/{name}", get(discovery::resource_type))
         .route("/Schemas", get(discovery::schemas))

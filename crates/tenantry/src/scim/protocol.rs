@@ -24,7 +24,10 @@ impl<S: Send + Sync> FromRequest<S> for ScimBody {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase());
-        if !matches!(essence.as_deref(), Some("application/scim+json" | "application/json")) {
+        if !matches!(
+            essence.as_deref(),
+            Some("application/scim+json" | "application/json")
+        ) {
             return Err(ScimError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 None,
@@ -42,8 +45,14 @@ impl<S: Send + Sync> FromRequest<S> for ScimBody {
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(value) if value.is_object() => Ok(Self(value)),
-            Ok(_) => Err(ScimError::bad_request("invalidSyntax", "The body must be a JSON object.")),
-            Err(e) => Err(ScimError::bad_request("invalidSyntax", format!("The body is not valid JSON: {e}"))),
+            Ok(_) => Err(ScimError::bad_request(
+                "invalidSyntax",
+                "The body must be a JSON object.",
+            )),
+            Err(e) => Err(ScimError::bad_request(
+                "invalidSyntax",
+                format!("The body is not valid JSON: {e}"),
+            )),
         }
     }
 }
@@ -144,7 +153,11 @@ pub(super) fn meta(
     modified: chrono::DateTime<chrono::Utc>,
     version: i64,
 ) -> Value {
-    let collection = if resource_type == "User" { "Users" } else { "Groups" };
+    let collection = if resource_type == "User" {
+        "Users"
+    } else {
+        "Groups"
+    };
     serde_json::json!({
         "resourceType": resource_type,
         "created": created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -40,7 +40,10 @@ fn account_email(doc: &Value, user_name: &str) -> Result<String, ScimError> {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items.iter().collect(),
         Some(_) => {
-            return Err(ScimError::bad_request("invalidValue", "emails must be an array"));
+            return Err(ScimError::bad_request(
+                "invalidValue",
+                "emails must be an array",
+            ));
         }
     };
     let is = |e: &&&Value, key: &str, want: &Value| attr(e, key).is_some_and(|v| v == want);
@@ -70,10 +73,18 @@ pub(super) fn validate(mut doc: Value) -> Result<ScimUserWrite, ScimError> {
     let active = match attr(&doc, "active") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ScimError::bad_request("invalidValue", "active must be a boolean")),
+        Some(_) => {
+            return Err(ScimError::bad_request(
+                "invalidValue",
+                "active must be a boolean",
+            ))
+        }
     };
     if attr(&doc, "name").is_some_and(|n| !(n.is_object() || n.is_null())) {
-        return Err(ScimError::bad_request("invalidValue", "name must be an object"));
+        return Err(ScimError::bad_request(
+            "invalidValue",
+            "name must be an object",
+        ));
     }
     let email = account_email(&doc, &user_name)?;
     let external_id = text(&doc, "externalId")?;
@@ -92,7 +103,10 @@ pub(super) fn validate(mut doc: Value) -> Result<ScimUserWrite, ScimError> {
         })
         .unwrap_or_else(|| user_name.clone());
     let Value::Object(mut map) = doc else {
-        return Err(ScimError::bad_request("invalidSyntax", "a User must be a JSON object"));
+        return Err(ScimError::bad_request(
+            "invalidSyntax",
+            "a User must be a JSON object",
+        ));
     };
     map.retain(|k, _| !NOT_STORED.iter().any(|n| k.eq_ignore_ascii_case(n)));
     Ok(ScimUserWrite {
@@ -113,7 +127,10 @@ pub(super) fn resource(state: &AppState, record: &ScimUserRecord) -> Value {
     };
     let id = record.id.to_string();
     let mut schemas = vec![Value::from(USER_SCHEMA)];
-    if map.keys().any(|k| k.eq_ignore_ascii_case(ENTERPRISE_SCHEMA)) {
+    if map
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case(ENTERPRISE_SCHEMA))
+    {
         schemas.push(ENTERPRISE_SCHEMA.into());
     }
     map.insert("schemas".to_owned(), Value::Array(schemas));
@@ -121,7 +138,14 @@ pub(super) fn resource(state: &AppState, record: &ScimUserRecord) -> Value {
     map.insert("active".to_owned(), Value::Bool(record.active));
     map.insert(
         "meta".to_owned(),
-        meta(state, "User", &id, record.created_at, record.updated_at, record.version),
+        meta(
+            state,
+            "User",
+            &id,
+            record.created_at,
+            record.updated_at,
+            record.version,
+        ),
     );
     Value::Object(map)
 }

@@ -49,7 +49,10 @@ pub(super) async fn get_one(
     RawQuery(query): RawQuery,
 ) -> Result<ScimResponse, ScimError> {
     let projection = Projection::from_query(&query_pairs(query));
-    let record = state.store.get_scim_user(&client.ctx, parse_id(&id)?).await?;
+    let record = state
+        .store
+        .get_scim_user(&client.ctx, parse_id(&id)?)
+        .await?;
     Ok(ScimResponse::ok(
         projection.apply(user_doc::resource(&state, &record)),
     ))

@@ -47,7 +47,10 @@ async fn setup(app: &TestApp, slug: &str) -> (User, Org, String) {
 async fn scim_token(app: &TestApp, owner: &str, org: &str) -> String {
     let res = app
         .as_(owner)
-        .post(format!("/v1/orgs/{org}/scim/tokens"), json!({"name": "IdP"}))
+        .post(
+            format!("/v1/orgs/{org}/scim/tokens"),
+            json!({"name": "IdP"}),
+        )
         .await;
     assert_eq!(res.status(), 201);
     let body: Value = res.json().await;
@@ -127,7 +130,10 @@ async fn create_user(app: &TestApp, token: &str, body: Value) -> Value {
     let (status, headers, body) = scim(app, token, Method::POST, "/Users", Some(body), &[]).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(headers["etag"].to_str().unwrap(), body["meta"]["version"]);
-    assert_eq!(headers["location"].to_str().unwrap(), body["meta"]["location"]);
+    assert_eq!(
+        headers["location"].to_str().unwrap(),
+        body["meta"]["location"]
+    );
     body
 }
 
@@ -143,7 +149,12 @@ async fn roles(app: &TestApp, owner: &str, org: &str) -> std::collections::HashM
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["email"].as_str().unwrap().to_owned(), m["role"].as_str().unwrap().to_owned()))
+        .map(|m| {
+            (
+                m["email"].as_str().unwrap().to_owned(),
+                m["role"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -158,13 +169,18 @@ async fn audit_actions(app: &TestApp, owner: &str, org: &str) -> Vec<Value> {
 }
 
 async fn scim_tokens_are_managed_by_admins_and_shown_once(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else { return };
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
     let owner = app.user("owner@acme.example").await;
     let org = app.org_of(&owner, "acme").await;
     let member = app.member(&org, "bob@acme.example", "member").await;
     let res = app
         .as_(&owner)
-        .post(format!("/v1/orgs/{org}/scim/tokens"), json!({"name": "Okta"}))
+        .post(
+            format!("/v1/orgs/{org}/scim/tokens"),
+            json!({"name": "Okta"}),
+        )
         .await;
     assert_eq!(res.status(), 201);
     let created: Value = res.json().await;
@@ -173,7 +189,12 @@ async fn scim_tokens_are_managed_by_admins_and_shown_once(backend: Backend) {
     assert!(prefix.starts_with("scim_") && secret.starts_with(&format!("{prefix}_")));
     assert_eq!(secret.len() - prefix.len() - 1, 64, "256 random bits");
 
-    let listed: Value = app.as_(&owner).get(format!("/v1/orgs/{org}/scim/tokens")).await.json().await;
+    let listed: Value = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{org}/scim/tokens"))
+        .await
+        .json()
+        .await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);
     assert!(!listed.to_string().contains(&secret[prefix.len() + 1..]));
     assert!(listed["data"][0]["last_used_at"].is_null());
@@ -196,11 +217,22 @@ async fn scim_tokens_are_managed_by_admins_and_shown_once(backend: Backend) {
 
     let (status, _) = get(&app, secret, "/Users").await;
     assert_eq!(status, 200);
-    let listed: Value = app.as_(&owner).get(format!("/v1/orgs/{org}/scim/tokens")).await.json().await;
-    assert!(listed["data"][0]["last_used_at"].is_string(), "last use recorded");
+    let listed: Value = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{org}/scim/tokens"))
+        .await
+        .json()
+        .await;
+    assert!(
+        listed["data"][0]["last_used_at"].is_string(),
+        "last use recorded"
+    );
 
     let id = created["id"].as_str().unwrap();
-    let res = app.as_(&owner).delete(format!("/v1/orgs/{org}/scim/tokens/{id}")).await;
+    let res = app
+        .as_(&owner)
+        .delete(format!("/v1/orgs/{org}/scim/tokens/{id}"))
+        .await;
     assert_eq!(res.status(), 200);
     let (status, body) = get(&app, secret, "/Users").await;
     assert_error(status, &body, 401, None);
@@ -214,33 +246,65 @@ async fn scim_tokens_are_managed_by_admins_and_shown_once(backend: Backend) {
 }
 
 async fn scim_okta_flow_provisions_updates_and_deprovisions(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else { return };
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
     let (owner, org, token) = setup(&app, "acme").await;
     // Okta first looks the user up by userName.
-    let (status, found) = get(&app, &token, "/Users?filter=userName%20eq%20%22ann%40acme.example%22&startIndex=1&count=100").await;
+    let (status, found) = get(
+        &app,
+        &token,
+        "/Users?filter=userName%20eq%20%22ann%40acme.example%22&startIndex=1&count=100",
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(found["totalResults"], 0);
-    assert_eq!(found["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:ListResponse"]));
+    assert_eq!(
+        found["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:ListResponse"])
+    );
 
     let created = create_user(&app, &token, okta_user("ann@acme.example")).await;
     let id = created["id"].as_str().unwrap().to_owned();
-    assert!(id.starts_with("scimusr_"), "a per-organization id, not the user id");
+    assert!(
+        id.starts_with("scimusr_"),
+        "a per-organization id, not the user id"
+    );
     assert_eq!(created["active"], true);
     assert_eq!(created["userName"], "ann@acme.example");
     assert_eq!(created["meta"]["resourceType"], "User");
     assert!(created.get("password").is_none());
-    assert!(created["meta"]["location"].as_str().unwrap().ends_with(&format!("/scim/v2/Users/{id}")));
-    assert_eq!(roles(&app, &owner, &org).await["ann@acme.example"], "member");
+    assert!(created["meta"]["location"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/scim/v2/Users/{id}")));
+    assert_eq!(
+        roles(&app, &owner, &org).await["ann@acme.example"],
+        "member"
+    );
 
-    let (_, found) = get(&app, &token, "/Users?filter=userName%20eq%20%22ANN%40acme.example%22").await;
+    let (_, found) = get(
+        &app,
+        &token,
+        "/Users?filter=userName%20eq%20%22ANN%40acme.example%22",
+    )
+    .await;
     assert_eq!(found["totalResults"], 1, "userName compares ignoring case");
     assert_eq!(found["Resources"][0]["id"], id.as_str());
 
     // Okta deactivates with a PATCH whose value is an object and which has no path.
-    let (status, _, patched) = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(json!({
-        "schemas": [PATCH],
-        "Operations": [{"op": "replace", "value": {"active": false}}]
-    })), &[]).await;
+    let (status, _, patched) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(json!({
+            "schemas": [PATCH],
+            "Operations": [{"op": "replace", "value": {"active": false}}]
+        })),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["active"], false);
 
@@ -248,35 +312,81 @@ async fn scim_okta_flow_provisions_updates_and_deprovisions(backend: Backend) {
     let mut body = okta_user("ann@acme.example");
     body["name"]["familyName"] = json!("Park");
     body["active"] = json!(true);
-    let (status, _, put) = scim(&app, &token, Method::PUT, &format!("/Users/{id}"), Some(body), &[]).await;
+    let (status, _, put) = scim(
+        &app,
+        &token,
+        Method::PUT,
+        &format!("/Users/{id}"),
+        Some(body),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200, "{put}");
     assert_eq!(put["name"]["familyName"], "Park");
     assert_eq!(put["active"], true);
     let (_, read) = get(&app, &token, &format!("/Users/{id}")).await;
     assert_eq!(read, put);
 
-    let (status, _, _) = scim(&app, &token, Method::DELETE, &format!("/Users/{id}"), None, &[]).await;
+    let (status, _, _) = scim(
+        &app,
+        &token,
+        Method::DELETE,
+        &format!("/Users/{id}"),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(status, 204);
     let (status, body) = get(&app, &token, &format!("/Users/{id}")).await;
     assert_error(status, &body, 404, None);
-    assert!(!roles(&app, &owner, &org).await.contains_key("ann@acme.example"));
+    assert!(!roles(&app, &owner, &org)
+        .await
+        .contains_key("ann@acme.example"));
 
     let actions: Vec<Value> = audit_actions(&app, &owner, &org).await;
-    let provisioned = actions.iter().find(|e| e["action"] == "scim.user_provisioned").unwrap();
+    let provisioned = actions
+        .iter()
+        .find(|e| e["action"] == "scim.user_provisioned")
+        .unwrap();
     assert_eq!(provisioned["actor"]["type"], "scim");
-    assert!(provisioned["actor"]["id"].as_str().unwrap().starts_with("scimtok_"));
-    let feed: Value = app.as_(&owner).get(format!("/v1/orgs/{org}/activities")).await.json().await;
-    let kinds: Vec<&str> = feed["data"].as_array().unwrap().iter().map(|a| a["type"].as_str().unwrap()).collect();
-    for kind in ["USER_PROVISIONED", "USER_DEACTIVATED", "USER_REACTIVATED", "USER_DEPROVISIONED"] {
+    assert!(provisioned["actor"]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("scimtok_"));
+    let feed: Value = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{org}/activities"))
+        .await
+        .json()
+        .await;
+    let kinds: Vec<&str> = feed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "USER_PROVISIONED",
+        "USER_DEACTIVATED",
+        "USER_REACTIVATED",
+        "USER_DEPROVISIONED",
+    ] {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
 }
 
 async fn scim_entra_flow_with_its_patch_shapes(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else { return };
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
     let (owner, org, token) = setup(&app, "contoso").await;
     // Entra probes with a random userName, then looks up by externalId.
-    let (status, probe) = get(&app, &token, "/Users?filter=userName+eq+%22a1b2c3d4-0000-4a4a-9d9d-000000000000%22").await;
+    let (status, probe) = get(
+        &app,
+        &token,
+        "/Users?filter=userName+eq+%22a1b2c3d4-0000-4a4a-9d9d-000000000000%22",
+    )
+    .await;
     assert_eq!((status, probe["totalResults"].clone()), (200, json!(0)));
     let body = json!({
         "schemas": [USER, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
@@ -291,7 +401,10 @@ async fn scim_entra_flow_with_its_patch_shapes(backend: Backend) {
     });
     let created = create_user(&app, &token, body).await;
     let id = created["id"].as_str().unwrap().to_owned();
-    assert_eq!(created["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"], "Finance");
+    assert_eq!(
+        created["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"],
+        "Finance"
+    );
 
     let (_, found) = get(&app, &token, "/Users?filter=externalId+eq+%22e1f2-AAAA%22").await;
     assert_eq!(found["totalResults"], 1);
@@ -308,25 +421,54 @@ async fn scim_entra_flow_with_its_patch_shapes(backend: Backend) {
             {"op": "Add", "path": "displayName", "value": "Dana R."}
         ]
     });
-    let (status, _, patched) = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(ops), &[]).await;
+    let (status, _, patched) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(ops),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["active"], false);
     assert_eq!(patched["displayName"], "Dana R.");
     assert_eq!(patched["emails"][0]["value"], "dana.ruiz@contoso.example");
-    assert_eq!(patched["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"], "Sales");
-    let (_, found) = get(&app, &token, "/Users?filter=emails%5Btype+eq+%22work%22%5D.value+eq+%22DANA.RUIZ%40contoso.example%22").await;
+    assert_eq!(
+        patched["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"],
+        "Sales"
+    );
+    let (_, found) = get(
+        &app,
+        &token,
+        "/Users?filter=emails%5Btype+eq+%22work%22%5D.value+eq+%22DANA.RUIZ%40contoso.example%22",
+    )
+    .await;
     assert_eq!(found["totalResults"], 1, "emails compare ignoring case");
     let (_, found) = get(&app, &token, "/Users?filter=active+eq+false").await;
     assert_eq!(found["totalResults"], 1);
 
     let ops = json!({"schemas": [PATCH], "Operations": [{"op": "Replace", "path": "active", "value": "True"}]});
-    let (status, _, patched) = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(ops), &[]).await;
+    let (status, _, patched) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(ops),
+        &[],
+    )
+    .await;
     assert_eq!((status, patched["active"].clone()), (200, json!(true)));
-    assert_eq!(roles(&app, &owner, &org).await["dana@contoso.example"], "member");
+    assert_eq!(
+        roles(&app, &owner, &org).await["dana@contoso.example"],
+        "member"
+    );
 }
 
 async fn scim_filters_paging_attributes_and_errors(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else { return };
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
     let (_owner, _org, token) = setup(&app, "acme").await;
     for (i, name) in ["u1", "u2", "u3", "u4"].iter().enumerate() {
         let mut body = okta_user(&format!("{name}@acme.example"));
@@ -337,15 +479,31 @@ async fn scim_filters_paging_attributes_and_errors(backend: Backend) {
     assert_eq!(page["totalResults"], 4);
     assert_eq!(page["itemsPerPage"], 2);
     assert_eq!(page["startIndex"], 2);
-    assert_eq!(page["Resources"][0]["userName"], "u2@acme.example", "creation order");
+    assert_eq!(
+        page["Resources"][0]["userName"], "u2@acme.example",
+        "creation order"
+    );
     let (_, page) = get(&app, &token, "/Users?count=5000").await;
     assert_eq!(page["itemsPerPage"], 4);
     let (_, page) = get(&app, &token, "/Users?count=0").await;
-    assert_eq!((page["totalResults"].clone(), page["itemsPerPage"].clone()), (json!(4), json!(0)));
+    assert_eq!(
+        (page["totalResults"].clone(), page["itemsPerPage"].clone()),
+        (json!(4), json!(0))
+    );
 
-    let (_, found) = get(&app, &token, "/Users?filter=userName+eq+%22u1%40acme.example%22+or+externalId+eq+%22ext-2%22").await;
+    let (_, found) = get(
+        &app,
+        &token,
+        "/Users?filter=userName+eq+%22u1%40acme.example%22+or+externalId+eq+%22ext-2%22",
+    )
+    .await;
     assert_eq!(found["totalResults"], 2);
-    let (_, found) = get(&app, &token, "/Users?filter=userName+eq+%22u1%40acme.example%22+and+active+eq+true").await;
+    let (_, found) = get(
+        &app,
+        &token,
+        "/Users?filter=userName+eq+%22u1%40acme.example%22+and+active+eq+true",
+    )
+    .await;
     assert_eq!(found["totalResults"], 1);
 
     let (_, only) = get(&app, &token, "/Users?attributes=userName&count=1").await;
@@ -353,18 +511,33 @@ async fn scim_filters_paging_attributes_and_errors(backend: Backend) {
     let mut keys: Vec<&str> = item.keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["id", "schemas", "userName"]);
-    let (_, without) = get(&app, &token, "/Users?excludedAttributes=emails,name&count=1").await;
+    let (_, without) = get(
+        &app,
+        &token,
+        "/Users?excludedAttributes=emails,name&count=1",
+    )
+    .await;
     let item = &without["Resources"][0];
     assert!(item.get("emails").is_none() && item.get("name").is_none() && item["id"].is_string());
     let id = item["id"].as_str().unwrap();
-    let (_, one) = get(&app, &token, &format!("/Users/{id}?attributes=name.givenName")).await;
+    let (_, one) = get(
+        &app,
+        &token,
+        &format!("/Users/{id}?attributes=name.givenName"),
+    )
+    .await;
     assert_eq!(one["name"], json!({"givenName": "Ann"}));
 
     let (status, body) = get(&app, &token, "/Users?filter=userName+eq").await;
     assert_error(status, &body, 400, Some("invalidFilter"));
     let (status, body) = get(&app, &token, "/Users?startIndex=abc").await;
     assert_error(status, &body, 400, Some("invalidValue"));
-    let (status, body) = get(&app, &token, "/Users/scimusr_00000000000000000000000000000000").await;
+    let (status, body) = get(
+        &app,
+        &token,
+        "/Users/scimusr_00000000000000000000000000000000",
+    )
+    .await;
     assert_error(status, &body, 404, None);
     let (status, body) = get(&app, &token, "/Users/not-an-id").await;
     assert_error(status, &body, 404, None);
@@ -381,11 +554,35 @@ async fn scim_filters_paging_attributes_and_errors(backend: Backend) {
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap();
     assert_error(status, &body, 400, Some("invalidSyntax"));
-    let (status, _, body) = scim(&app, &token, Method::POST, "/Users", Some(json!({"schemas": [USER]})), &[]).await;
+    let (status, _, body) = scim(
+        &app,
+        &token,
+        Method::POST,
+        "/Users",
+        Some(json!({"schemas": [USER]})),
+        &[],
+    )
+    .await;
     assert_error(status, &body, 400, Some("invalidValue"));
-    let (status, _, body) = scim(&app, &token, Method::POST, "/Users", Some(okta_user("U1@acme.example")), &[]).await;
+    let (status, _, body) = scim(
+        &app,
+        &token,
+        Method::POST,
+        "/Users",
+        Some(okta_user("U1@acme.example")),
+        &[],
+    )
+    .await;
     assert_error(status, &body, 409, Some("uniqueness"));
-    let (status, _, body) = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(json!({"schemas": [PATCH], "Operations": [{"op": "jump"}]})), &[]).await;
+    let (status, _, body) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(json!({"schemas": [PATCH], "Operations": [{"op": "jump"}]})),
+        &[],
+    )
+    .await;
     assert_error(status, &body, 400, Some("invalidSyntax"));
     // Plain JSON is accepted too.
     let res = app
@@ -400,82 +597,211 @@ async fn scim_filters_paging_attributes_and_errors(backend: Backend) {
 }
 
 async fn scim_etags_and_if_match(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else { return };
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
     let (_owner, _org, token) = setup(&app, "acme").await;
     let created = create_user(&app, &token, okta_user("ann@acme.example")).await;
     let id = created["id"].as_str().unwrap();
     let v1 = created["meta"]["version"].as_str().unwrap().to_owned();
     assert!(v1.starts_with("W/\""));
-    let (_, headers, _) = scim(&app, &token, Method::GET, &format!("/Users/{id}"), None, &[]).await;
+    let (_, headers, _) = scim(
+        &app,
+        &token,
+        Method::GET,
+        &format!("/Users/{id}"),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(headers["etag"].to_str().unwrap(), v1);
 
     let mut body = okta_user("ann@acme.example");
     body["displayName"] = json!("Ann 2");
-    let (status, headers, put) = scim(&app, &token, Method::PUT, &format!("/Users/{id}"), Some(body.clone()), &[("if-match", &v1)]).await;
+    let (status, headers, put) = scim(
+        &app,
+        &token,
+        Method::PUT,
+        &format!("/Users/{id}"),
+        Some(body.clone()),
+        &[("if-match", &v1)],
+    )
+    .await;
     assert_eq!(status, 200, "{put}");
     let v2 = headers["etag"].to_str().unwrap().to_owned();
     assert_ne!(v1, v2);
-    let (status, _, stale) = scim(&app, &token, Method::PUT, &format!("/Users/{id}"), Some(body), &[("if-match", &v1)]).await;
+    let (status, _, stale) = scim(
+        &app,
+        &token,
+        Method::PUT,
+        &format!("/Users/{id}"),
+        Some(body),
+        &[("if-match", &v1)],
+    )
+    .await;
     assert_error(status, &stale, 412, None);
     let ops = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "displayName", "value": "x"}]});
-    let (status, _, stale) = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(ops.clone()), &[("if-match", &v1)]).await;
+    let (status, _, stale) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(ops.clone()),
+        &[("if-match", &v1)],
+    )
+    .await;
     assert_error(status, &stale, 412, None);
-    let (status, _, _) = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(ops), &[("if-match", &v2)]).await;
+    let (status, _, _) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(ops),
+        &[("if-match", &v2)],
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _, stale) = scim(&app, &token, Method::DELETE, &format!("/Users/{id}"), None, &[("if-match", &v2)]).await;
+    let (status, _, stale) = scim(
+        &app,
+        &token,
+        Method::DELETE,
+        &format!("/Users/{id}"),
+        None,
+        &[("if-match", &v2)],
+    )
+    .await;
     assert_error(status, &stale, 412, None);
 }
 
 async fn scim_deactivation_cuts_off_sessions_and_keys(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else { return };
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
     let (_owner, org, token) = setup(&app, "acme").await;
     // Bob is already a member with a live session and an API key; he has another org.
     let bob = app.member(&org, "bob@acme.example", "admin").await;
     let key = key_with(&app, &bob, &org, &["data:read"]).await;
     let other = app.org_of(&bob, "bobs-own").await;
-    assert_eq!(app.as_(&key).get(format!("/v1/orgs/{org}/data")).await.status(), 200);
+    assert_eq!(
+        app.as_(&key)
+            .get(format!("/v1/orgs/{org}/data"))
+            .await
+            .status(),
+        200
+    );
 
     // Provisioning his email links the existing account and keeps his role.
     let created = create_user(&app, &token, okta_user("bob@acme.example")).await;
     let id = created["id"].as_str().unwrap();
     let off = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]});
-    let (status, _, _) = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(off), &[]).await;
+    let (status, _, _) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(off),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200);
 
-    app.as_(&bob).get(format!("/v1/orgs/{org}")).await.problem(404, "not_found").await;
-    app.as_(&key).get(format!("/v1/orgs/{org}/data")).await.problem(401, "invalid_api_key").await;
-    assert_eq!(app.as_(&bob).get(format!("/v1/orgs/{other}")).await.status(), 200);
+    app.as_(&bob)
+        .get(format!("/v1/orgs/{org}"))
+        .await
+        .problem(404, "not_found")
+        .await;
+    app.as_(&key)
+        .get(format!("/v1/orgs/{org}/data"))
+        .await
+        .problem(401, "invalid_api_key")
+        .await;
+    assert_eq!(
+        app.as_(&bob)
+            .get(format!("/v1/orgs/{other}"))
+            .await
+            .status(),
+        200
+    );
     let res = app
         .anon()
-        .post("/v1/auth/refresh", json!({"refresh_token": bob.refresh_token}))
+        .post(
+            "/v1/auth/refresh",
+            json!({"refresh_token": bob.refresh_token}),
+        )
         .await;
-    assert_eq!(res.status(), 200, "refresh still works for his other organizations");
+    assert_eq!(
+        res.status(),
+        200,
+        "refresh still works for his other organizations"
+    );
 
-    let on = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": "True"}}]});
-    let (status, _, _) = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(on), &[]).await;
+    let on =
+        json!({"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"active": "True"}}]});
+    let (status, _, _) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(on),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(app.as_(&bob).get(format!("/v1/orgs/{org}")).await.status(), 200);
-    assert_eq!(app.as_(&key).get(format!("/v1/orgs/{org}/data")).await.status(), 200);
+    assert_eq!(
+        app.as_(&bob).get(format!("/v1/orgs/{org}")).await.status(),
+        200
+    );
+    assert_eq!(
+        app.as_(&key)
+            .get(format!("/v1/orgs/{org}/data"))
+            .await
+            .status(),
+        200
+    );
 
     // Deprovisioning ends the membership and revokes his keys there.
-    let (status, _, _) = scim(&app, &token, Method::DELETE, &format!("/Users/{id}"), None, &[]).await;
+    let (status, _, _) = scim(
+        &app,
+        &token,
+        Method::DELETE,
+        &format!("/Users/{id}"),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(status, 204);
-    app.as_(&bob).get(format!("/v1/orgs/{org}")).await.problem(404, "not_found").await;
-    app.as_(&key).get(format!("/v1/orgs/{org}/data")).await.problem(401, "invalid_api_key").await;
+    app.as_(&bob)
+        .get(format!("/v1/orgs/{org}"))
+        .await
+        .problem(404, "not_found")
+        .await;
+    app.as_(&key)
+        .get(format!("/v1/orgs/{org}/data"))
+        .await
+        .problem(401, "invalid_api_key")
+        .await;
 }
 
 async fn scim_groups_set_roles_through_mappings(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else { return };
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
     let (owner, org, token) = setup(&app, "acme").await;
     let res = app
         .as_(&owner)
-        .put(format!("/v1/orgs/{org}/scim/role-mappings"), json!({"mappings": [
-            {"group": "Admins", "role": "admin"}, {"group": "Readers", "role": "readonly"}
-        ]}))
+        .put(
+            format!("/v1/orgs/{org}/scim/role-mappings"),
+            json!({"mappings": [
+                {"group": "Admins", "role": "admin"}, {"group": "Readers", "role": "readonly"}
+            ]}),
+        )
         .await;
     assert_eq!(res.status(), 200);
     app.as_(&owner)
-        .put(format!("/v1/orgs/{org}/scim/role-mappings"), json!({"mappings": [{"group": "X", "role": "owner"}]}))
+        .put(
+            format!("/v1/orgs/{org}/scim/role-mappings"),
+            json!({"mappings": [{"group": "X", "role": "owner"}]}),
+        )
         .await
         .problem(422, "validation_failed")
         .await;
@@ -493,54 +819,145 @@ async fn scim_groups_set_roles_through_mappings(backend: Backend) {
     assert_eq!(group["members"].as_array().unwrap().len(), 2);
     let now = roles(&app, &owner, &org).await;
     assert_eq!(now["ann@acme.example"], "admin");
-    assert_eq!(now["owner@acme.example"], "owner", "owners are never changed");
+    assert_eq!(
+        now["owner@acme.example"], "owner",
+        "owners are never changed"
+    );
 
     let (_, found) = get(&app, &token, "/Groups?filter=displayName+eq+%22admins%22").await;
     assert_eq!(found["totalResults"], 1);
 
     // Entra removes a member by filter, then adds them to Readers.
     let remove = json!({"schemas": [PATCH], "Operations": [{"op": "Remove", "path": format!("members[value eq \"{ann_id}\"]")}]});
-    let (status, _, after) = scim(&app, &token, Method::PATCH, &format!("/Groups/{gid}"), Some(remove), &[]).await;
+    let (status, _, after) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Groups/{gid}"),
+        Some(remove),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200, "{after}");
-    assert_eq!(roles(&app, &owner, &org).await["ann@acme.example"], "member");
-    let (_, _, readers) = scim(&app, &token, Method::POST, "/Groups", Some(json!({"schemas": [GROUP], "displayName": "Readers"})), &[]).await;
+    assert_eq!(
+        roles(&app, &owner, &org).await["ann@acme.example"],
+        "member"
+    );
+    let (_, _, readers) = scim(
+        &app,
+        &token,
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [GROUP], "displayName": "Readers"})),
+        &[],
+    )
+    .await;
     let rid = readers["id"].as_str().unwrap();
     let add = json!({"schemas": [PATCH], "Operations": [{"op": "Add", "path": "members", "value": [{"value": ann_id}]}]});
-    let (status, _, _) = scim(&app, &token, Method::PATCH, &format!("/Groups/{rid}"), Some(add), &[]).await;
+    let (status, _, _) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Groups/{rid}"),
+        Some(add),
+        &[],
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(roles(&app, &owner, &org).await["ann@acme.example"], "readonly");
+    assert_eq!(
+        roles(&app, &owner, &org).await["ann@acme.example"],
+        "readonly"
+    );
     // Okta renames with a path-less replace; the mapping follows the name.
     let rename = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "value": {"id": rid, "displayName": "Admins2"}}]});
-    let (status, _, renamed) = scim(&app, &token, Method::PATCH, &format!("/Groups/{rid}"), Some(rename), &[]).await;
-    assert_eq!((status, renamed["displayName"].clone()), (200, json!("Admins2")));
-    assert_eq!(roles(&app, &owner, &org).await["ann@acme.example"], "member");
+    let (status, _, renamed) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Groups/{rid}"),
+        Some(rename),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, renamed["displayName"].clone()),
+        (200, json!("Admins2"))
+    );
+    assert_eq!(
+        roles(&app, &owner, &org).await["ann@acme.example"],
+        "member"
+    );
 
-    let (status, _, dup) = scim(&app, &token, Method::POST, "/Groups", Some(json!({"schemas": [GROUP], "displayName": "admins"})), &[]).await;
+    let (status, _, dup) = scim(
+        &app,
+        &token,
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [GROUP], "displayName": "admins"})),
+        &[],
+    )
+    .await;
     assert_error(status, &dup, 409, Some("uniqueness"));
-    let (status, _, _) = scim(&app, &token, Method::DELETE, &format!("/Groups/{gid}"), None, &[]).await;
+    let (status, _, _) = scim(
+        &app,
+        &token,
+        Method::DELETE,
+        &format!("/Groups/{gid}"),
+        None,
+        &[],
+    )
+    .await;
     assert_eq!(status, 204);
 
-    let feed: Value = app.as_(&owner).get(format!("/v1/orgs/{org}/activities")).await.json().await;
-    assert!(feed["data"].as_array().unwrap().iter().any(|a| a["type"] == "ROLE_CHANGED" && a["actor"]["type"] == "scim"));
+    let feed: Value = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{org}/activities"))
+        .await
+        .json()
+        .await;
+    assert!(feed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["type"] == "ROLE_CHANGED" && a["actor"]["type"] == "scim"));
 }
 
 async fn scim_credentials_are_tenant_bound(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else { return };
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
     let (_owner_a, org_a, token_a) = setup(&app, "alpha").await;
     let (_owner_b, _org_b, token_b) = setup(&app, "beta").await;
     let in_b = create_user(&app, &token_b, okta_user("bea@beta.example")).await;
     let id_b = in_b["id"].as_str().unwrap();
     let (status, body) = get(&app, &token_a, &format!("/Users/{id_b}")).await;
     assert_error(status, &body, 404, None);
-    let (status, _, body) = scim(&app, &token_a, Method::DELETE, &format!("/Users/{id_b}"), None, &[]).await;
+    let (status, _, body) = scim(
+        &app,
+        &token_a,
+        Method::DELETE,
+        &format!("/Users/{id_b}"),
+        None,
+        &[],
+    )
+    .await;
     assert_error(status, &body, 404, None);
     let (_, listed) = get(&app, &token_a, "/Users").await;
     assert_eq!(listed["totalResults"], 0);
     // Provisioning an address that has an account elsewhere reveals nothing of it.
-    let linked = create_user(&app, &token_a, json!({"schemas": [USER], "userName": "bea@beta.example"})).await;
+    let linked = create_user(
+        &app,
+        &token_a,
+        json!({"schemas": [USER], "userName": "bea@beta.example"}),
+    )
+    .await;
     assert!(linked.get("name").is_none() && linked.get("displayName").is_none());
 
-    for bad in ["", "scim_0000000000000000_0000000000000000000000000000000000000000000000000000000000000000", "tk_nope"] {
+    for bad in [
+        "",
+        "scim_0000000000000000_0000000000000000000000000000000000000000000000000000000000000000",
+        "tk_nope",
+    ] {
         let (status, body) = get(&app, bad, "/Users").await;
         assert_error(status, &body, 401, None);
     }
@@ -580,31 +997,90 @@ async fn scim_deployment_token_with_org_header(backend: Backend) {
         return;
     };
     let (owner, org, _token) = setup(&app, "acme").await;
-    let (status, _, created) = scim(&app, &deployment, Method::POST, "/Users", Some(okta_user("ann@acme.example")), &[("x-org-id", &org)]).await;
+    let (status, _, created) = scim(
+        &app,
+        &deployment,
+        Method::POST,
+        "/Users",
+        Some(okta_user("ann@acme.example")),
+        &[("x-org-id", &org)],
+    )
+    .await;
     assert_eq!(status, 201, "{created}");
-    assert!(roles(&app, &owner, &org).await.contains_key("ann@acme.example"));
+    assert!(roles(&app, &owner, &org)
+        .await
+        .contains_key("ann@acme.example"));
     let actions = audit_actions(&app, &owner, &org).await;
-    let provisioned = actions.iter().find(|e| e["action"] == "scim.user_provisioned").unwrap();
-    assert_eq!(provisioned["actor"], json!({"type": "scim", "id": "deployment"}));
+    let provisioned = actions
+        .iter()
+        .find(|e| e["action"] == "scim.user_provisioned")
+        .unwrap();
+    assert_eq!(
+        provisioned["actor"],
+        json!({"type": "scim", "id": "deployment"})
+    );
 
-    let (status, _, body) = scim(&app, &deployment, Method::GET, "/Users", None, &[("x-org-id", "org_00000000000000000000000000000000")]).await;
+    let (status, _, body) = scim(
+        &app,
+        &deployment,
+        Method::GET,
+        "/Users",
+        None,
+        &[("x-org-id", "org_00000000000000000000000000000000")],
+    )
+    .await;
     assert_error(status, &body, 404, None);
     let (status, _, body) = scim(&app, &deployment, Method::GET, "/Users", None, &[]).await;
     assert_error(status, &body, 404, None);
-    let (status, _, body) = scim(&app, &"e".repeat(40), Method::GET, "/Users", None, &[("x-org-id", &org)]).await;
+    let (status, _, body) = scim(
+        &app,
+        &"e".repeat(40),
+        Method::GET,
+        "/Users",
+        None,
+        &[("x-org-id", &org)],
+    )
+    .await;
     assert_error(status, &body, 401, None);
 }
 
 async fn scim_last_owner_stays(backend: Backend) {
-    let Some(app) = TestApp::on(backend).await else { return };
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
     let (owner, org, token) = setup(&app, "acme").await;
     let me = create_user(&app, &token, okta_user("owner@acme.example")).await;
     let id = me["id"].as_str().unwrap();
     let off = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]});
-    let (status, _, body) = scim(&app, &token, Method::PATCH, &format!("/Users/{id}"), Some(off), &[]).await;
+    let (status, _, body) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(off),
+        &[],
+    )
+    .await;
     assert_error(status, &body, 409, None);
-    assert!(body["detail"].as_str().unwrap().contains("last_owner"), "{body}");
-    let (status, _, body) = scim(&app, &token, Method::DELETE, &format!("/Users/{id}"), None, &[]).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("last_owner"),
+        "{body}"
+    );
+    let (status, _, body) = scim(
+        &app,
+        &token,
+        Method::DELETE,
+        &format!("/Users/{id}"),
+        None,
+        &[],
+    )
+    .await;
     assert_error(status, &body, 409, None);
-    assert_eq!(app.as_(&owner).get(format!("/v1/orgs/{org}")).await.status(), 200);
+    assert_eq!(
+        app.as_(&owner)
+            .get(format!("/v1/orgs/{org}"))
+            .await
+            .status(),
+        200
+    );
 }

@@ -134,8 +134,9 @@ impl Store {
             .await)?;
         let token = match revoked {
             Some(token) => {
-                let entry = AuditEntry::new("scim_token.revoked", "scim_token", id)
-                    .with_metadata(serde_json::json!({ "name": token.name, "prefix": token.prefix }));
+                let entry = AuditEntry::new("scim_token.revoked", "scim_token", id).with_metadata(
+                    serde_json::json!({ "name": token.name, "prefix": token.prefix }),
+                );
                 tx.audit(entry).await?;
                 token
             }

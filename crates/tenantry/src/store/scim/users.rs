@@ -234,8 +234,13 @@ impl Store {
         if member.is_none() {
             let plan = lock_org_plan(&mut tx, org).await?;
             check_member_limit(&mut tx, org, plan, false).await?;
-            insert_membership(&mut tx, org, user, RoleRef::Builtin(crate::rbac::BuiltinRole::Member))
-                .await?;
+            insert_membership(
+                &mut tx,
+                org,
+                user,
+                RoleRef::Builtin(crate::rbac::BuiltinRole::Member),
+            )
+            .await?;
         }
         let id = ScimUserId::new();
         let at = now();
