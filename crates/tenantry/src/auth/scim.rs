@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use super::credentials::bearer;
 use super::{Actor, ActorKind, TenantCtx};
 use crate::http::meta::request_meta;
-use crate::ids::{OrgId, ScimTokenId};
+use crate::ids::OrgId;
 use crate::rbac::Plan;
 use crate::scim::ScimError;
 use crate::secrets::{digest_eq, random_token, token_hash};
@@ -130,15 +130,6 @@ impl ScimClient {
             standing.plan,
             standing.status,
         )
-    }
-
-    /// The id recorded as the actor (token id or `deployment`).
-    pub fn token_id(&self) -> Option<ScimTokenId> {
-        self.ctx
-            .actor()
-            .id
-            .as_deref()
-            .and_then(|id| id.parse().ok())
     }
 }
 

@@ -66,14 +66,6 @@ pub(crate) struct RoleMappingBody {
     pub role: String,
 }
 
-/// The whole list of mappings.
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RoleMappings {
-    /// Mappings, by group name.
-    pub mappings: Vec<RoleMappingBody>,
-}
-
 /// Creates a SCIM token (`scim:manage`). The secret is in this response only.
 #[utoipa::path(post, path = "/v1/orgs/{org_id}/scim/tokens", tag = "scim", request_body = ScimTokenIn,
     security(("bearer" = []), ("session" = [])),
@@ -144,47 +136,47 @@ pub(crate) async fn revoke_scim_token(
 #[utoipa::path(get, path = "/v1/orgs/{org_id}/scim/role-mappings", tag = "scim",
     security(("bearer" = []), ("session" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
-    responses((status = 200, description = "The mappings", body = RoleMappings)))]
+    responses((status = 200, description = "The mappings, by group name", body = List<RoleMappingBody>)))]
 pub(crate) async fn get_scim_role_mappings(
     State(state): State<AppState>,
     member: OrgMember,
-) -> Result<Json<RoleMappings>, ApiError> {
+) -> Result<Json<List<RoleMappingBody>>, ApiError> {
     member.require(Permission::ScimManage)?;
     let mappings = state.store.list_scim_role_mappings(&member.ctx).await?;
-    Ok(Json(RoleMappings {
-        mappings: mappings
+    Ok(Json(List::all(
+        mappings
             .into_iter()
             .map(|m| RoleMappingBody {
                 group: m.group,
                 role: m.role.to_string(),
             })
             .collect(),
-    }))
+    )))
 }
 
-/// Replaces every group-to-role mapping (`scim:manage`). A provisioned member's role is
-/// the most privileged of their mapped groups' (admin, custom roles, member, billing,
-/// readonly); in no mapped group, `member`. Owners are never changed.
-#[utoipa::path(put, path = "/v1/orgs/{org_id}/scim/role-mappings", tag = "scim", request_body = RoleMappings,
+/// Replaces every group-to-role mapping with the list sent (`scim:manage`). A provisioned
+/// member's role is the most privileged of their mapped groups' (admin, custom roles,
+/// member, billing, readonly); in no mapped group, `member`. Owners are never changed.
+#[utoipa::path(put, path = "/v1/orgs/{org_id}/scim/role-mappings", tag = "scim", request_body = Vec<RoleMappingBody>,
     security(("bearer" = []), ("session" = [])),
     params(("org_id" = OrgId, Path, description = "Organization id")),
     responses(
-        (status = 200, description = "The mappings now", body = RoleMappings),
+        (status = 200, description = "The mappings now", body = List<RoleMappingBody>),
         (status = 422, description = "`validation_failed`: owner, an unknown role, a duplicate group", body = Problem)))]
 pub(crate) async fn set_scim_role_mappings(
     State(state): State<AppState>,
     member: OrgMember,
-    AppJson(body): AppJson<RoleMappings>,
-) -> Result<Json<RoleMappings>, ApiError> {
+    AppJson(body): AppJson<Vec<RoleMappingBody>>,
+) -> Result<Json<List<RoleMappingBody>>, ApiError> {
     member.require(Permission::ScimManage)?;
-    if body.mappings.len() > MAX_MAPPINGS {
+    if body.len() > MAX_MAPPINGS {
         return Err(ApiError::validation(
             "mappings",
             format!("at most {MAX_MAPPINGS}"),
         ));
     }
-    let mut mappings = Vec::with_capacity(body.mappings.len());
-    for m in &body.mappings {
+    let mut mappings = Vec::with_capacity(body.len());
+    for m in &body {
         let group = DisplayName::parse(&m.group).map_err(|e| ApiError::validation("group", e))?;
         let role = crate::api::orgs::parse_role("role", &m.role)?;
         if role == RoleRef::OWNER {

@@ -791,16 +791,21 @@ async fn scim_groups_set_roles_through_mappings(backend: Backend) {
         .as_(&owner)
         .put(
             format!("/v1/orgs/{org}/scim/role-mappings"),
-            json!({"mappings": [
+            json!([
                 {"group": "Admins", "role": "admin"}, {"group": "Readers", "role": "readonly"}
-            ]}),
+            ]),
         )
         .await;
     assert_eq!(res.status(), 200);
+    let listed: Value = res.json().await;
+    assert_eq!(
+        listed["data"][0],
+        json!({"group": "Admins", "role": "admin"})
+    );
     app.as_(&owner)
         .put(
             format!("/v1/orgs/{org}/scim/role-mappings"),
-            json!({"mappings": [{"group": "X", "role": "owner"}]}),
+            json!([{"group": "X", "role": "owner"}]),
         )
         .await
         .problem(422, "validation_failed")
@@ -1083,4 +1088,37 @@ async fn scim_last_owner_stays(backend: Backend) {
             .status(),
         200
     );
+}
+
+/// A database outage answers SCIM clients 503 (retry), never 401 (which would make the
+/// identity provider drop its connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_database_outage_is_503_not_401() {
+    let Some(probe) = tenantry::testing::TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    drop(probe);
+    let proxy = crate::helpers::Proxy::to_postgres().await;
+    let Some(app) = TestApp::on(Backend::Postgres)
+        .with_vars(|v| {
+            proxy.route(v);
+            v.insert("DATABASE_ACQUIRE_TIMEOUT_SEC".into(), "1".into());
+        })
+        .await
+    else {
+        return;
+    };
+    let (_owner, _org, token) = setup(&app, "acme").await;
+    proxy.cut();
+    let (status, body) = get(&app, &token, "/Users").await;
+    assert_error(status, &body, 503, None);
+    proxy.restore();
+    for _ in 0..50 {
+        let (status, _) = get(&app, &token, "/Users").await;
+        if status == 200 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("SCIM answers again once the database is back");
 }
