@@ -268,6 +268,9 @@ pub struct AuthConfig {
     /// `PUBLIC_BASE_URL` (or `API_BASE_URL`): base of links in emails
     /// (default `http://localhost:<PORT>`).
     pub public_base_url: String,
+    /// Whether `PUBLIC_BASE_URL` (or `API_BASE_URL`) was set; without it, SCIM resource
+    /// locations follow the request's `Host`.
+    pub public_base_url_set: bool,
     /// `SMTP_URL`: `smtp://[user:pass@]host[:port]` (plain or STARTTLS when offered is not
     /// attempted) or `smtps://…` (TLS). Unset: emails stay in the outbox and are logged.
     pub smtp_url: Option<Secret>,
@@ -773,6 +776,7 @@ fn read_auth(r: &mut Reader<'_>, mode: Mode, port: u16) -> AuthConfig {
             "`true` or `false`",
         ),
         cookie_domain: r.get("COOKIE_DOMAIN").map(str::to_owned),
+        public_base_url_set: r.get("PUBLIC_BASE_URL").or(r.get("API_BASE_URL")).is_some(),
         public_base_url: r
             .get("PUBLIC_BASE_URL")
             .or(r.get("API_BASE_URL"))

@@ -59,11 +59,13 @@ pub struct ScimClient {
     pub ctx: TenantCtx,
     /// The organization's plan.
     pub plan: Plan,
+    /// Base of this request's resource locations (`…/scim/v2`).
+    pub base_url: String,
 }
 
 impl ScimClient {
     fn new(
-        parts: &Parts,
+        (parts, state): (&Parts, &AppState),
         org: OrgId,
         actor_id: String,
         plan: Plan,
@@ -79,6 +81,7 @@ impl ScimClient {
         Ok(Self {
             ctx: TenantCtx::new(org, actor, request_meta(parts)),
             plan,
+            base_url: crate::scim::base_url(parts, state),
         })
     }
 
@@ -101,7 +104,7 @@ impl ScimClient {
             state.store.touch_scim_token(token.id, at).await?;
         }
         Self::new(
-            parts,
+            (parts, state),
             token.org_id,
             token.id.to_string(),
             token.plan,
@@ -124,7 +127,7 @@ impl ScimClient {
             .await?
             .ok_or_else(ScimError::not_found)?;
         Self::new(
-            parts,
+            (parts, state),
             org,
             "deployment".to_owned(),
             standing.plan,

@@ -1,14 +1,13 @@
 //! Discovery (RFC 7644 §4): what this service provider supports, its resource types and
 //! their schemas. They need the SCIM credential like everything else here.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use serde_json::{json, Value};
 
 use super::list::MAX_COUNT;
-use super::protocol::{base_url, ScimResponse};
+use super::protocol::ScimResponse;
 use super::{ScimError, ENTERPRISE_SCHEMA, GROUP_SCHEMA, USER_SCHEMA};
 use crate::auth::scim::ScimClient;
-use crate::state::AppState;
 
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const CONFIG_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
@@ -17,10 +16,7 @@ const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
 /// What is supported: PATCH, filters (up to 1000 results), ETags; not bulk, sorting or
 /// password changes.
-pub(super) async fn service_provider_config(
-    State(state): State<AppState>,
-    _client: ScimClient,
-) -> ScimResponse {
+pub(super) async fn service_provider_config(client: ScimClient) -> ScimResponse {
     ScimResponse::ok(json!({
         "schemas": [CONFIG_SCHEMA],
         "documentationUri": "https://github.com/tenantry/tenantry/blob/main/docs/scim.md",
@@ -36,12 +32,11 @@ pub(super) async fn service_provider_config(
             "description": "A SCIM token of the organization (scim_…), created by an organization admin.",
             "primary": true
         }],
-        "meta": { "resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", base_url(&state)) }
+        "meta": { "resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", client.base_url) }
     }))
 }
 
-fn resource_types_of(state: &AppState) -> Vec<Value> {
-    let base = base_url(state);
+fn resource_types_of(base: &str) -> Vec<Value> {
     vec![
         json!({
             "schemas": [RESOURCE_TYPE_SCHEMA], "id": "User", "name": "User", "endpoint": "/Users",
@@ -70,20 +65,16 @@ fn list_of(items: Vec<Value>) -> Value {
 }
 
 /// The User and Group resource types.
-pub(super) async fn resource_types(
-    State(state): State<AppState>,
-    _client: ScimClient,
-) -> ScimResponse {
-    ScimResponse::ok(list_of(resource_types_of(&state)))
+pub(super) async fn resource_types(client: ScimClient) -> ScimResponse {
+    ScimResponse::ok(list_of(resource_types_of(&client.base_url)))
 }
 
 /// One resource type by name.
 pub(super) async fn resource_type(
-    State(state): State<AppState>,
-    _client: ScimClient,
+    client: ScimClient,
     Path(name): Path<String>,
 ) -> Result<ScimResponse, ScimError> {
-    resource_types_of(&state)
+    resource_types_of(&client.base_url)
         .into_iter()
         .find(|t| {
             t["id"]
@@ -120,8 +111,7 @@ fn text(name: &str) -> Value {
     attribute(name, "string", false, false, "readWrite", vec![])
 }
 
-fn schemas_of(state: &AppState) -> Vec<Value> {
-    let base = base_url(state);
+fn schemas_of(base: &str) -> Vec<Value> {
     let multi = |name: &str| {
         attribute(
             name,
@@ -225,17 +215,16 @@ fn schemas_of(state: &AppState) -> Vec<Value> {
 }
 
 /// The User, Group and EnterpriseUser schemas.
-pub(super) async fn schemas(State(state): State<AppState>, _client: ScimClient) -> ScimResponse {
-    ScimResponse::ok(list_of(schemas_of(&state)))
+pub(super) async fn schemas(client: ScimClient) -> ScimResponse {
+    ScimResponse::ok(list_of(schemas_of(&client.base_url)))
 }
 
 /// One schema by URN.
 pub(super) async fn schema(
-    State(state): State<AppState>,
-    _client: ScimClient,
+    client: ScimClient,
     Path(urn): Path<String>,
 ) -> Result<ScimResponse, ScimError> {
-    schemas_of(&state)
+    schemas_of(&client.base_url)
         .into_iter()
         .find(|s| {
             s["id"]

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
 use super::list::{attr, case_exact, ListParams, Projection};
-use super::protocol::{base_url, if_match, meta, read_modify_write, ScimBody, ScimResponse};
+use super::protocol::{if_match, meta, read_modify_write, ScimBody, ScimResponse};
 use super::users::{parse_id, patch_error, query_pairs, uniqueness};
 use super::{patch, ScimError, GROUP_SCHEMA};
 use crate::auth::scim::ScimClient;
@@ -74,9 +74,8 @@ fn validate(doc: &Value) -> Result<ScimGroupWrite, ScimError> {
 }
 
 /// The resource answered for a stored group.
-fn resource(state: &AppState, group: &ScimGroupRecord) -> Value {
+fn resource(base: &str, group: &ScimGroupRecord) -> Value {
     let id = group.id.to_string();
-    let base = base_url(state);
     let members: Vec<Value> = group
         .members
         .iter()
@@ -87,7 +86,7 @@ fn resource(state: &AppState, group: &ScimGroupRecord) -> Value {
         "id": id,
         "displayName": group.display_name,
         "members": members,
-        "meta": meta(state, "Group", &id, group.created_at, group.updated_at, group.version),
+        "meta": meta(base, "Group", &id, group.created_at, group.updated_at, group.version),
     });
     if let Some(external) = &group.external_id {
         doc["externalId"] = external.as_str().into();
@@ -103,7 +102,10 @@ pub(super) async fn list(
 ) -> Result<ScimResponse, ScimError> {
     let params = ListParams::from_query(&query_pairs(query))?;
     let groups = state.store.list_scim_groups(&client.ctx).await?;
-    let resources = groups.iter().map(|g| resource(&state, g)).collect();
+    let resources = groups
+        .iter()
+        .map(|g| resource(&client.base_url, g))
+        .collect();
     Ok(ScimResponse::ok(params.respond(resources, &case_exact)))
 }
 
@@ -119,7 +121,9 @@ pub(super) async fn get_one(
         .store
         .get_scim_group(&client.ctx, parse_id(&id)?)
         .await?;
-    Ok(ScimResponse::ok(projection.apply(resource(&state, &group))))
+    Ok(ScimResponse::ok(
+        projection.apply(resource(&client.base_url, &group)),
+    ))
 }
 
 /// Creates a group.
@@ -134,7 +138,7 @@ pub(super) async fn create(
         .create_scim_group(&client.ctx, &write)
         .await
         .map_err(uniqueness("displayName"))?;
-    Ok(ScimResponse::created(resource(&state, &group)))
+    Ok(ScimResponse::created(resource(&client.base_url, &group)))
 }
 
 /// Replaces a group with the document sent.
@@ -153,7 +157,7 @@ pub(super) async fn replace(
         .replace_scim_group(&client.ctx, id, expected, &write)
         .await
         .map_err(uniqueness("displayName"))?;
-    Ok(ScimResponse::ok(resource(&state, &group)))
+    Ok(ScimResponse::ok(resource(&client.base_url, &group)))
 }
 
 /// Applies PATCH operations: members add / remove / replace, displayName replace.
@@ -169,7 +173,7 @@ pub(super) async fn patch(
     let ops = patch::parse_request(&body).map_err(patch_error)?;
     read_modify_write(required, || async {
         let group = state.store.get_scim_group(&client.ctx, id).await?;
-        let mut doc = resource(&state, &group);
+        let mut doc = resource(&client.base_url, &group);
         patch::apply(&mut doc, &ops, &case_exact).map_err(patch_error)?;
         let write = validate(&doc)?;
         let expected = Some(required.unwrap_or(group.version));
@@ -178,7 +182,7 @@ pub(super) async fn patch(
             .replace_scim_group(&client.ctx, id, expected, &write)
             .await
             .map_err(uniqueness("displayName"))?;
-        Ok(ScimResponse::ok(resource(&state, &group)))
+        Ok(ScimResponse::ok(resource(&client.base_url, &group)))
     })
     .await
 }

@@ -22,6 +22,7 @@ use axum::routing::get;
 use axum::Router;
 
 pub use error::ScimError;
+pub(crate) use protocol::base_url;
 
 use crate::state::AppState;
 

@@ -136,17 +136,34 @@ pub(super) fn stale() -> ScimError {
     )
 }
 
-/// Base of resource locations: `PUBLIC_BASE_URL` followed by `/scim/v2`.
-pub(super) fn base_url(state: &AppState) -> String {
-    format!(
-        "{}/scim/v2",
-        state.config.auth.public_base_url.trim_end_matches('/')
-    )
+/// Base of resource locations: `PUBLIC_BASE_URL` (or `API_BASE_URL`) when configured,
+/// else the request's `Host` (https when cookies are secure, as in production), followed
+/// by `/scim/v2`.
+pub(crate) fn base_url(parts: &axum::http::request::Parts, state: &AppState) -> String {
+    let auth = &state.config.auth;
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        // Only a plain host[:port] may end up in a Location header.
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    let origin = match host {
+        Some(host) if !auth.public_base_url_set => {
+            let scheme = if auth.cookie_secure { "https" } else { "http" };
+            format!("{scheme}://{host}")
+        }
+        _ => auth.public_base_url.trim_end_matches('/').to_owned(),
+    };
+    format!("{origin}/scim/v2")
 }
 
 /// `meta` of a resource.
 pub(super) fn meta(
-    state: &AppState,
+    base: &str,
     resource_type: &str,
     id: &str,
     created: chrono::DateTime<chrono::Utc>,
@@ -162,7 +179,7 @@ pub(super) fn meta(
         "resourceType": resource_type,
         "created": created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "lastModified": modified.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "location": format!("{}/{collection}/{id}", base_url(state)),
+        "location": format!("{base}/{collection}/{id}"),
         "version": etag(version),
     })
 }

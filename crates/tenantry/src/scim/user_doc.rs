@@ -8,7 +8,6 @@ use super::patch::coerce_booleans;
 use super::protocol::meta;
 use super::{ScimError, ENTERPRISE_SCHEMA, USER_SCHEMA};
 use crate::domain::Email;
-use crate::state::AppState;
 use crate::store::scim::users::{ScimUserRecord, ScimUserWrite};
 
 /// Attributes never stored: server-assigned (`id`, `meta`), derived (`groups`), or
@@ -120,7 +119,7 @@ pub(super) fn validate(mut doc: Value) -> Result<ScimUserWrite, ScimError> {
 }
 
 /// The resource answered for a stored user.
-pub(super) fn resource(state: &AppState, record: &ScimUserRecord) -> Value {
+pub(super) fn resource(base: &str, record: &ScimUserRecord) -> Value {
     let mut map = match &record.resource.0 {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
@@ -139,7 +138,7 @@ pub(super) fn resource(state: &AppState, record: &ScimUserRecord) -> Value {
     map.insert(
         "meta".to_owned(),
         meta(
-            state,
+            base,
             "User",
             &id,
             record.created_at,

@@ -36,7 +36,7 @@ pub(super) async fn list(
     let records = state.store.list_scim_users(&client.ctx).await?;
     let resources = records
         .iter()
-        .map(|r| user_doc::resource(&state, r))
+        .map(|r| user_doc::resource(&client.base_url, r))
         .collect();
     Ok(ScimResponse::ok(params.respond(resources, &case_exact)))
 }
@@ -54,7 +54,7 @@ pub(super) async fn get_one(
         .get_scim_user(&client.ctx, parse_id(&id)?)
         .await?;
     Ok(ScimResponse::ok(
-        projection.apply(user_doc::resource(&state, &record)),
+        projection.apply(user_doc::resource(&client.base_url, &record)),
     ))
 }
 
@@ -81,7 +81,10 @@ pub(super) async fn create(
     if !record.active {
         state.api_keys.forget_all();
     }
-    Ok(ScimResponse::created(user_doc::resource(&state, &record)))
+    Ok(ScimResponse::created(user_doc::resource(
+        &client.base_url,
+        &record,
+    )))
 }
 
 /// Replaces a user with the document sent.
@@ -111,7 +114,7 @@ pub(super) async fn patch(
     let ops = patch::parse_request(&body).map_err(patch_error)?;
     read_modify_write(required, || async {
         let record = state.store.get_scim_user(&client.ctx, id).await?;
-        let mut doc = user_doc::resource(&state, &record);
+        let mut doc = user_doc::resource(&client.base_url, &record);
         patch::apply(&mut doc, &ops, &case_exact).map_err(patch_error)?;
         let write = user_doc::validate(doc)?;
         let expected = Some(required.unwrap_or(record.version));
@@ -153,7 +156,10 @@ async fn write_user(
         // of it at commit.
         state.api_keys.forget_all();
     }
-    Ok(ScimResponse::ok(user_doc::resource(state, &record)))
+    Ok(ScimResponse::ok(user_doc::resource(
+        &client.base_url,
+        &record,
+    )))
 }
 
 /// 400 with the PATCH error's `scimType`.

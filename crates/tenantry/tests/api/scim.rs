@@ -274,6 +274,11 @@ async fn scim_okta_flow_provisions_updates_and_deprovisions(backend: Backend) {
     assert_eq!(created["userName"], "ann@acme.example");
     assert_eq!(created["meta"]["resourceType"], "User");
     assert!(created.get("password").is_none());
+    // Without PUBLIC_BASE_URL, locations follow the request's Host.
+    assert!(created["meta"]["location"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{}/scim/v2/Users/", app.base)));
     assert!(created["meta"]["location"]
         .as_str()
         .unwrap()
@@ -996,6 +1001,10 @@ async fn scim_deployment_token_with_org_header(backend: Backend) {
     let Some(app) = TestApp::on(backend)
         .with_vars(|v| {
             v.insert("SCIM_BEARER_TOKEN".to_owned(), "d".repeat(40));
+            v.insert(
+                "PUBLIC_BASE_URL".to_owned(),
+                "https://id.example.com/".to_owned(),
+            );
         })
         .await
     else {
