@@ -89,6 +89,10 @@ pub struct Config {
     /// `METRICS_TOKEN`: when set, `/metrics` needs `Authorization: Bearer <it>`; in
     /// production without it, `/metrics` needs the operator token.
     pub metrics_token: Option<Secret>,
+    /// `SCIM_BEARER_TOKEN`: when set (>= 32 characters), a deployment-wide SCIM credential:
+    /// `Authorization: Bearer <it>` with `X-Org-Id: <org id>` provisions that organization
+    /// (as the original product did). Per-organization SCIM tokens need no configuration.
+    pub scim_bearer_token: Option<Secret>,
     /// Identity settings.
     pub auth: AuthConfig,
     /// Background job worker settings.
@@ -270,6 +274,9 @@ pub struct AuthConfig {
     /// `PUBLIC_BASE_URL` (or `API_BASE_URL`): base of links in emails
     /// (default `http://localhost:<PORT>`).
     pub public_base_url: String,
+    /// Whether `PUBLIC_BASE_URL` (or `API_BASE_URL`) was set; without it, SCIM resource
+    /// locations follow the request's `Host`.
+    pub public_base_url_set: bool,
     /// `SMTP_URL`: `smtp://[user:pass@]host[:port]` (plain or STARTTLS when offered is not
     /// attempted) or `smtps://…` (TLS). Unset: emails stay in the outbox and are logged.
     pub smtp_url: Option<Secret>,
@@ -536,6 +543,7 @@ impl Config {
                 .get("METRICS_TOKEN")
                 .filter(|t| !t.is_empty())
                 .map(Secret::new),
+            scim_bearer_token: read_scim_token(&mut r),
             data_dir,
             auth,
             worker,
@@ -661,6 +669,17 @@ fn read_stripe(r: &mut Reader<'_>, mode: Mode, base: &str) -> Option<StripeConfi
     Some(config)
 }
 
+/// `SCIM_BEARER_TOKEN`, refused when too short to resist guessing.
+fn read_scim_token(r: &mut Reader<'_>) -> Option<Secret> {
+    let token = r.get("SCIM_BEARER_TOKEN").filter(|t| !t.is_empty())?;
+    if token.len() < 32 {
+        r.problems
+            .push("SCIM_BEARER_TOKEN: must be at least 32 characters".to_owned());
+        return None;
+    }
+    Some(Secret::new(token))
+}
+
 fn read_proxies(r: &mut Reader<'_>) -> Vec<ipnet::IpNet> {
     let Some(raw) = r.get("TRUSTED_PROXIES") else {
         return Vec::new();
@@ -771,6 +790,7 @@ fn read_auth(r: &mut Reader<'_>, mode: Mode, port: u16) -> AuthConfig {
             "`true` or `false`",
         ),
         cookie_domain: r.get("COOKIE_DOMAIN").map(str::to_owned),
+        public_base_url_set: r.get("PUBLIC_BASE_URL").or(r.get("API_BASE_URL")).is_some(),
         public_base_url: r
             .get("PUBLIC_BASE_URL")
             .or(r.get("API_BASE_URL"))

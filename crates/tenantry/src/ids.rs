@@ -141,6 +141,18 @@ id_type!(
     /// Identifier of an audit event.
     AuditEventId, "aud", "audit event"
 );
+id_type!(
+    /// Identifier of a SCIM token (not its secret).
+    ScimTokenId, "scimtok", "SCIM token"
+);
+id_type!(
+    /// Identifier of a user provisioned through SCIM in one organization (not the user id).
+    ScimUserId, "scimusr", "SCIM user"
+);
+id_type!(
+    /// Identifier of a SCIM group of one organization.
+    ScimGroupId, "scimgrp", "SCIM group"
+);
 
 impl OrgId {
     /// The platform's own audit chain (sign-ins, password resets): not a tenant, and no

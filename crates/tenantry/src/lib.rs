@@ -18,6 +18,7 @@ pub(crate) mod mail;
 pub(crate) mod ratelimit;
 pub mod rbac;
 pub mod realtime;
+pub mod scim;
 pub mod secrets;
 pub(crate) mod seed;
 pub(crate) mod services;

@@ -36,6 +36,7 @@ text_enum! {
         UsageWrite => "usage:write": "Report usage events",
         DataRead => "data:read": "Read the example data resource",
         DataWrite => "data:write": "Create and delete items of the example data resource",
+        ScimManage => "scim:manage": "Manage SCIM provisioning tokens and group-to-role mappings",
     }
 }
 

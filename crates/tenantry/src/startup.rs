@@ -284,6 +284,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(crate::console::router(&state))
+        .merge(crate::scim::router())
         .merge(crate::api::billing::legacy_webhook_router())
         .merge(crate::realtime::ws::legacy_router())
         .merge(crate::api::support::legacy_router())

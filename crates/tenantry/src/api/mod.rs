@@ -23,5 +23,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(orgs::router())
         .merge(billing::router())
+        .merge(crate::scim::manage::router())
         .merge(crate::realtime::ws::router())
 }

@@ -83,12 +83,7 @@ impl OrgMember {
         if self.features.enabled(flag) {
             return Ok(());
         }
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "feature_disabled",
-            format!("The `{flag}` feature is not enabled for this organization."),
-        )
-        .with_extension("feature", serde_json::json!(flag)))
+        Err(ApiError::feature_disabled(flag))
     }
 
     /// True for owners (never for API keys).

@@ -8,6 +8,7 @@ pub mod jwt;
 pub mod member;
 mod operator;
 pub mod password;
+pub mod scim;
 pub mod sender;
 mod tenant;
 pub mod user;

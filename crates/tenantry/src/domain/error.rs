@@ -115,6 +115,9 @@ pub enum DomainError {
     /// The provider's customer belongs to another organization.
     #[error("billing customer taken")]
     BillingCustomerTaken,
+    /// The resource changed since the version the caller named (`If-Match`).
+    #[error("version mismatch")]
+    VersionMismatch,
 }
 
 impl DomainError {
@@ -146,6 +149,7 @@ impl DomainError {
             Self::SubscriptionExists => "subscription_exists",
             Self::NoBillingCustomer => "no_billing_customer",
             Self::BillingCustomerTaken => "billing_customer_taken",
+            Self::VersionMismatch => "version_mismatch",
         }
     }
 
@@ -220,6 +224,7 @@ impl DomainError {
             Self::SubscriptionExists => "The organization already has a subscription; change or cancel it in the customer portal (`POST /v1/orgs/{org_id}/billing/portal`).".into(),
             Self::NoBillingCustomer => "The organization has no billing account yet; start a checkout first.".into(),
             Self::BillingCustomerTaken => "The billing customer belongs to another organization.".into(),
+            Self::VersionMismatch => "The resource changed since the version given in If-Match; read it again.".into(),
             Self::IdempotencyKeyInUse => "A request with this Idempotency-Key is being processed, or was processed and its response was not recorded; it will not run twice.".into(),
         }
     }

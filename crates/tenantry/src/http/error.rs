@@ -79,6 +79,11 @@ impl ApiError {
         self.code
     }
 
+    /// Its explanation (none for server faults).
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
     /// 404: the resource does not exist or belongs to another tenant (indistinguishable).
     pub fn not_found() -> Self {
         Self::new(
@@ -96,6 +101,17 @@ impl ApiError {
             "org_suspended",
             "The organization is suspended. Contact the operator of this service.",
         )
+    }
+
+    /// 403 `feature_disabled`: `flag` is off for the organization (by its plan or the
+    /// operator).
+    pub fn feature_disabled(flag: crate::features::Flag) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "feature_disabled",
+            format!("The `{flag}` feature is not enabled for this organization."),
+        )
+        .with_extension("feature", serde_json::json!(flag))
     }
 
     /// 401 `missing_credentials`: the request carries no credential at all.

@@ -64,7 +64,7 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
 
 /// Whether a JSON text contains the escape `\u0000` (a raw NUL byte is not valid JSON):
 /// a `\` starts an escape only when an even number of backslashes precedes it.
-fn has_escaped_nul(json: &[u8]) -> bool {
+pub(crate) fn has_escaped_nul(json: &[u8]) -> bool {
     let mut i = 0;
     while i < json.len() {
         if json.get(i) == Some(&b'\\') {
@@ -190,6 +190,7 @@ org_sub_ids!(
     crate::ids::InvitationId,
     crate::ids::JobId,
     crate::ids::RoleId,
+    crate::ids::ScimTokenId,
     crate::ids::UserId,
     crate::ids::WorkspaceId,
 );

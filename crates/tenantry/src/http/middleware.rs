@@ -55,7 +55,12 @@ async fn render(req: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|ct| ct.as_bytes().starts_with(b"text/html"));
-    if is_problem || is_page {
+    // SCIM answers its own error shape (RFC 7644 §3.12).
+    let is_scim = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(crate::scim::SCIM_JSON.as_bytes()));
+    if is_problem || is_page || is_scim {
         return response;
     }
     let is_text = response

@@ -28,7 +28,8 @@ use super::error::Problem;
         (name = "jobs", description = "Background jobs: durable, idempotent, retried"),
         (name = "api-keys", description = "API keys: scoped, expiring, rotatable, rate limited"),
         (name = "usage", description = "Usage metering, daily totals and plan quotas"),
-        (name = "data", description = "The example tenant resource, metered per request")
+        (name = "data", description = "The example tenant resource, metered per request"),
+        (name = "scim", description = "SCIM provisioning: tokens and group-to-role mappings (the SCIM 2.0 endpoints themselves are under /scim/v2, see docs/scim.md)")
     )
 )]
 pub(crate) struct ApiDoc;

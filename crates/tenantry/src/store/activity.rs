@@ -32,6 +32,10 @@ pub(super) const FEED: &[(&str, &str)] = &[
     ("api_key.revoked", "API_KEY_REVOKED"),
     ("workspace.created", "WORKSPACE_CREATED"),
     ("workspace.deleted", "WORKSPACE_DELETED"),
+    ("scim.user_provisioned", "USER_PROVISIONED"),
+    ("scim.user_deprovisioned", "USER_DEPROVISIONED"),
+    ("scim.user_deactivated", "USER_DEACTIVATED"),
+    ("scim.user_reactivated", "USER_REACTIVATED"),
 ];
 
 /// Type of a realtime event that is an audit record outside the feed (sent only to callers
@@ -280,6 +284,10 @@ fn summarize(kind: &str, action: &str, actor: &Party, target: Option<&Party>, p:
         "WORKSPACE_CREATED" => format!("{who} created workspace {}", s(&p["name"])),
         "WORKSPACE_DELETED" => format!("{who} deleted workspace {}", s(&p["name"])),
         "ORGANIZATION_UPDATED" => format!("{who} updated the organization"),
+        "USER_PROVISIONED" => format!("{whom} was provisioned through SCIM"),
+        "USER_DEPROVISIONED" => format!("{whom} was deprovisioned through SCIM"),
+        "USER_DEACTIVATED" => format!("{whom} was deactivated through SCIM"),
+        "USER_REACTIVATED" => format!("{whom} was reactivated through SCIM"),
         _ => format!("{who}: {action}"),
     }
 }
@@ -374,6 +382,9 @@ fn activity(org_id: OrgId, e: AuditEvent, names: &Names) -> Result<Activity, Sto
         }),
         "WORKSPACE_CREATED" | "WORKSPACE_DELETED" => {
             json!({ "workspaceId": target_id, "name": m["name"], "by": by })
+        }
+        "USER_PROVISIONED" | "USER_DEPROVISIONED" | "USER_DEACTIVATED" | "USER_REACTIVATED" => {
+            json!({ "userId": target_id, "name": target_name, "email": target_email, "scimId": m["scim_id"], "by": by })
         }
         _ => json!({ "changes": m, "by": by }),
     };

@@ -22,6 +22,7 @@ pub mod orgs;
 pub mod outbox;
 pub mod revocation;
 pub mod roles;
+pub mod scim;
 pub mod sessions;
 pub mod support;
 mod tenant_tx;

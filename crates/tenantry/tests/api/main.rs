@@ -30,6 +30,7 @@ mod outage;
 mod process;
 mod realtime;
 mod rls;
+mod scim;
 mod store;
 mod support;
 mod tenancy;
