@@ -19,6 +19,7 @@ mod activity;
 mod billing;
 mod operator;
 mod pages;
+mod scim;
 mod workspace;
 
 use askama::Template;
@@ -119,6 +120,16 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
             post(pages::revoke_key),
         )
         .route("/app/orgs/{org_id}/audit", get(pages::audit))
+        .route("/app/orgs/{org_id}/scim", get(scim::scim))
+        .route("/app/orgs/{org_id}/scim/tokens", post(scim::create_token))
+        .route(
+            "/app/orgs/{org_id}/scim/tokens/{token_id}/revoke",
+            post(scim::revoke_token),
+        )
+        .route(
+            "/app/orgs/{org_id}/scim/role-mappings",
+            post(scim::set_mappings),
+        )
         .route("/app/orgs/{org_id}/activity", get(activity::feed))
         .route("/app/orgs/{org_id}/broadcast", post(activity::broadcast))
         .route("/app/orgs/{org_id}/usage", get(activity::usage))

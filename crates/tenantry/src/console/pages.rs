@@ -347,6 +347,7 @@ pub(super) struct Nav {
     pub(super) keys: bool,
     pub(super) audit: bool,
     pub(super) billing: bool,
+    pub(super) scim: bool,
 }
 
 /// What every organization page shows around its content.
@@ -373,6 +374,7 @@ pub(super) async fn org_chrome(
         keys: holds(Permission::ApiKeysRead),
         audit: holds(Permission::AuditRead),
         billing: holds(Permission::BillingRead),
+        scim: holds(Permission::ScimManage),
     };
     Ok((chrome, OrgView { org, nav }))
 }

@@ -18,6 +18,7 @@ on_both_backends!(
     an_owner_upgrades_through_stripe_checkout_in_a_browser,
     the_activity_page_updates_live_in_a_browser,
     the_operator_suspends_and_reactivates_in_a_browser,
+    an_admin_connects_an_identity_provider_in_a_browser,
 );
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -506,4 +507,63 @@ async fn the_operator_suspends_and_reactivates_in_a_browser(backend: Backend) {
         200
     );
     op.stop().await;
+}
+
+async fn an_admin_connects_an_identity_provider_in_a_browser(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("olga@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    let res = app
+        .admin_put(
+            &format!("/v1/admin/orgs/{acme}/plan"),
+            &json!({"plan": "enterprise"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let Some(admin) = Browser::start().await else {
+        return;
+    };
+    admin.open(&app.url("/app/login")).await;
+    admin.fill("#email", "olga@example.com").await;
+    admin.fill("#password", crate::helpers::PASSWORD).await;
+    admin.click("button[type=submit]").await;
+    admin
+        .wait_url(|u| u.contains("/app/orgs/") || u.ends_with("/app"))
+        .await;
+    admin.open(&app.url(&format!("/app/orgs/{acme}"))).await;
+    admin.click("a[href$='/scim']").await;
+    admin.wait_url(|u| u.ends_with("/scim")).await;
+    assert!(admin.text("#scim-base").await.ends_with("/scim/v2"));
+    admin.fill("#token-name", "Okta").await;
+    admin.click("form[action$='/scim/tokens'] button").await;
+    let secret = admin.text("#new-secret").await;
+    assert!(secret.starts_with("scim_"), "{secret}");
+    // The identity provider provisions a person with it.
+    let res = app
+        .client
+        .post(app.url("/scim/v2/Users"))
+        .bearer_auth(&secret)
+        .header("content-type", "application/scim+json")
+        .body(
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "new.hire@example.com",
+                "name": {"givenName": "New", "familyName": "Hire"},
+                "emails": [{"value": "new.hire@example.com", "type": "work", "primary": true}],
+                "active": true
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    admin.fill("#mappings", "Engineering = admin").await;
+    admin.click("form[action$='/role-mappings'] button").await;
+    admin.wait_url(|u| u.ends_with("/scim")).await;
+    admin.screenshot("scim").await;
+    assert!(admin.source().await.contains("Engineering = admin"));
+    admin.stop().await;
 }

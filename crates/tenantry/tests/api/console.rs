@@ -27,6 +27,7 @@ on_both_backends!(
     a_cookie_websocket_must_come_from_our_own_pages,
     the_operator_reads_the_summary_suspends_and_sets_flags,
     a_demo_deployment_says_so_on_every_page,
+    scim_tokens_and_group_mappings_from_the_console,
 );
 
 /// A browser without JavaScript: no redirects followed, the session cookie kept by hand.
@@ -1576,4 +1577,111 @@ async fn a_demo_deployment_says_so_on_every_page(backend: Backend) {
         .await
         .unwrap();
     assert!(!html.contains("demo-banner"), "{html}");
+}
+
+async fn scim_tokens_and_group_mappings_from_the_console(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let owner = app.user("olga@example.com").await;
+    let acme = app.org_of(&owner, "acme").await;
+    app.member(&acme, "mo@example.com", "member").await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in("olga@example.com").await;
+    let page = format!("/app/orgs/{acme}/scim");
+    // On FREE the page says SCIM is off; the plan turns it on.
+    let html = browser.get(&page).await.text().await.unwrap();
+    assert!(html.contains("id=\"scim-off\""), "{html}");
+    assert!(html.contains("/scim/v2</code>"), "{html}");
+    let res = app
+        .admin_put(
+            &format!("/v1/admin/orgs/{acme}/plan"),
+            &serde_json::json!({"plan": "pro"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let html = browser.get(&page).await.text().await.unwrap();
+    assert!(!html.contains("id=\"scim-off\""), "{html}");
+    let csrf = value_after(&html, "name=\"csrf_token\" value=\"");
+
+    // A token, shown once, that the identity provider can use.
+    let res = browser
+        .post(
+            &format!("{page}/tokens"),
+            &[("csrf_token", &csrf), ("name", "Okta")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    let secret = value_after(&html, "<code id=\"new-secret\">")
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(secret.starts_with("scim_"), "{secret}");
+    let scim = |token: String| {
+        app.client
+            .get(app.url("/scim/v2/Users"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(scim(secret.clone()).await.unwrap().status(), 200);
+    let html = browser.get(&page).await.text().await.unwrap();
+    assert!(!html.contains(&secret), "the secret is shown only once");
+
+    // Mappings: one per line; a refused role keeps the old ones.
+    let res = browser
+        .post(
+            &format!("{page}/role-mappings"),
+            &[
+                ("csrf_token", &csrf),
+                ("mappings", "Engineering = admin\nFinance = billing\n"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let mappings: serde_json::Value = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{acme}/scim/role-mappings"))
+        .await
+        .json()
+        .await;
+    assert_eq!(mappings["data"].as_array().unwrap().len(), 2, "{mappings}");
+    assert_eq!(mappings["data"][0]["group"], "Engineering");
+    let res = browser
+        .post(
+            &format!("{page}/role-mappings"),
+            &[("csrf_token", &csrf), ("mappings", "Bosses = owner")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = browser.get(&page).await.text().await.unwrap();
+    assert!(html.contains("Engineering = admin"), "{html}");
+
+    // Revoked from the console: the identity provider is refused.
+    let id = value_after(&html, "/scim/tokens/")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let res = browser
+        .post(
+            &format!("{page}/tokens/{id}/revoke"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(scim(secret).await.unwrap().status(), 401);
+
+    // A plain member sees no SCIM tab and cannot open the page.
+    let mut mo = Browser::new(&app);
+    mo.sign_in("mo@example.com").await;
+    let html = mo
+        .get(&format!("/app/orgs/{acme}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("/scim\""), "{html}");
+    assert_eq!(mo.get(&page).await.status(), StatusCode::FORBIDDEN);
 }

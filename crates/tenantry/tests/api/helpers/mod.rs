@@ -265,6 +265,7 @@ pub fn fill_ids(template: &str, org: &str) -> String {
         .replace("{job_id}", &format!("job_{}", "5".repeat(32)))
         .replace("{key_id}", &format!("key_{}", "6".repeat(32)))
         .replace("{item_id}", &format!("item_{}", "7".repeat(32)))
+        .replace("{token_id}", &format!("scimtok_{}", "8".repeat(32)))
 }
 
 /// Asserts a problem+json response with `status` and `code`; returns the body.
