@@ -1,4 +1,4 @@
-//! The command line: `serve`, `worker`, `migrate`, `seed`, `openapi`.
+//! The command line: `serve`, `worker`, `migrate`, `seed`, `backup`, `openapi`.
 
 use std::process::ExitCode;
 
@@ -32,6 +32,12 @@ pub enum Command {
     Migrate,
     /// Create demo data (refused in production mode).
     Seed,
+    /// Write a consistent copy of the SQLite database to PATH while the service runs
+    /// (PostgreSQL: use `pg_dump` or continuous archiving, see docs/operations.md).
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        path: std::path::PathBuf,
+    },
     /// Print the OpenAPI document as JSON.
     Openapi,
 }
@@ -83,6 +89,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Seed => crate::seed::run(&config).await,
+        Command::Backup { path } => {
+            let db = crate::db::connect(&config).await?;
+            let bytes = crate::db::backup::sqlite(&db, &path).await?;
+            db.close().await;
+            tracing::info!(path = %path.display(), bytes, "backup written");
+            println!("backup written to {} ({bytes} bytes)", path.display());
+            Ok(())
+        }
         Command::Openapi => Ok(()),
     }
 }

@@ -106,7 +106,10 @@ impl ScimClient {
             return Err(ScimError::unauthorized());
         }
         if is_stale(token.last_used_at, at) {
-            state.store.touch_scim_token(token.id, at).await?;
+            // Bookkeeping: a busy database delays the record, never the request.
+            if let Err(err) = state.store.touch_scim_token(token.id, at).await {
+                tracing::warn!(error = %crate::telemetry::error_chain(&err), "SCIM token last use not recorded");
+            }
         }
         Self::new(
             (parts, state),

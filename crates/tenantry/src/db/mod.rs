@@ -10,6 +10,7 @@
 //! read, in the same round trip as `BEGIN`. A transaction without a scope sees no tenant
 //! row at all (fail-closed).
 
+pub mod backup;
 pub mod cache;
 mod connect;
 mod guard;

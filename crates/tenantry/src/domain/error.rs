@@ -85,6 +85,9 @@ pub enum DomainError {
     /// In production, plans change through billing or the operator API.
     #[error("plan change operator only")]
     PlanChangeOperatorOnly,
+    /// The operator has suspended the organization.
+    #[error("org suspended")]
+    OrgSuspended,
     /// `DEMO_MODE` is on: destructive actions are refused.
     #[error("demo mode")]
     DemoMode,
@@ -140,6 +143,7 @@ impl DomainError {
             Self::AlreadyVerified => "already_verified",
             Self::PlanChangeOperatorOnly => "plan_change_operator_only",
             Self::DemoMode => "demo_mode",
+            Self::OrgSuspended => "org_suspended",
             Self::JobState => "job_state",
             Self::ApiKeyInactive => "api_key_inactive",
             Self::ApiKeyPrefixTaken => "api_key_prefix_taken",
@@ -161,6 +165,7 @@ impl DomainError {
             | Self::PlanLimitReached
             | Self::PlanChangeOperatorOnly
             | Self::DemoMode
+            | Self::OrgSuspended
             | Self::NotHeld { .. } => Kind::Forbidden,
             _ => Kind::Conflict,
         }
@@ -210,6 +215,9 @@ impl DomainError {
             Self::AlreadyVerified => "The address is already verified.".into(),
             Self::PlanChangeOperatorOnly => {
                 "In production, plans change through billing or the operator API.".into()
+            }
+            Self::OrgSuspended => {
+                "The organization is suspended. Contact the operator of this service.".into()
             }
             Self::DemoMode => {
                 "This is a demo deployment: deleting organizations, removing or demoting owners, \

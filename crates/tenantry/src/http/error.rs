@@ -96,11 +96,7 @@ impl ApiError {
     /// 403 `org_suspended`: the operator has suspended the organization; only the operator
     /// API still reads it.
     pub fn org_suspended() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "org_suspended",
-            "The organization is suspended. Contact the operator of this service.",
-        )
+        crate::domain::DomainError::OrgSuspended.into()
     }
 
     /// 403 `feature_disabled`: `flag` is off for the organization (by its plan or the

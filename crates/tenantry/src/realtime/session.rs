@@ -232,10 +232,18 @@ impl Session {
         sub.last_sent = activity.seq;
         let changes_access = matches!(
             activity.kind,
-            "USER_REMOVED" | "ROLE_CHANGED" | "API_KEY_REVOKED" | "API_KEY_ROTATED"
-        ) || activity.payload["action"]
-            .as_str()
-            .is_some_and(|a| a.starts_with("role.") || a.starts_with("session."));
+            "USER_REMOVED"
+                | "ROLE_CHANGED"
+                | "API_KEY_REVOKED"
+                | "API_KEY_ROTATED"
+                | "USER_DEACTIVATED"
+                | "USER_DEPROVISIONED"
+        ) || activity.payload["action"].as_str().is_some_and(|a| {
+            a.starts_with("role.")
+                || a.starts_with("session.")
+                || a == "organization.suspended"
+                || a == "organization.feature_set"
+        });
         if changes_access {
             self.due.insert(org);
         }

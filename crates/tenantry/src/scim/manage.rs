@@ -179,6 +179,9 @@ pub(crate) async fn set_scim_role_mappings(
     for m in &body {
         let group = DisplayName::parse(&m.group).map_err(|e| ApiError::validation("group", e))?;
         let role = crate::api::orgs::parse_role("role", &m.role)?;
+        // A mapping grants its role through the identity provider: only a role the caller
+        // could give by hand.
+        crate::services::access::ensure_role_grantable(&state.store, &member, role).await?;
         if role == RoleRef::OWNER {
             return Err(ApiError::validation(
                 "role",

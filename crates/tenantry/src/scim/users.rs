@@ -131,9 +131,11 @@ pub(super) async fn delete(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ScimError> {
     let expected = if_match(&headers)?;
+    let id = parse_id(&id)?;
+    protect_owner_in_demo(&state, &client, id).await?;
     state
         .store
-        .delete_scim_user(&client.ctx, parse_id(&id)?, expected)
+        .delete_scim_user(&client.ctx, id, expected)
         .await?;
     state.api_keys.forget_all();
     Ok(StatusCode::NO_CONTENT)
@@ -146,6 +148,9 @@ async fn write_user(
     expected: Option<i64>,
     write: &crate::store::scim::users::ScimUserWrite,
 ) -> Result<ScimResponse, ScimError> {
+    if !write.active {
+        protect_owner_in_demo(state, client, id).await?;
+    }
     let (record, changed) = state
         .store
         .replace_scim_user(&client.ctx, id, expected, write)
@@ -162,6 +167,22 @@ async fn write_user(
     )))
 }
 
+/// In demo mode, an owner is neither deactivated nor deprovisioned (403 `demo_mode`), as
+/// through the API.
+async fn protect_owner_in_demo(
+    state: &AppState,
+    client: &ScimClient,
+    id: ScimUserId,
+) -> Result<(), ScimError> {
+    if !state.config.demo_mode {
+        return Ok(());
+    }
+    let record = state.store.get_scim_user(&client.ctx, id).await?;
+    crate::services::demo::protect_owner(&state.config, &state.store, &client.ctx, record.user_id)
+        .await?;
+    Ok(())
+}
+
 /// 400 with the PATCH error's `scimType`.
 pub(super) fn patch_error(err: patch::PatchError) -> ScimError {
     ScimError::bad_request(err.scim_type(), err.to_string())
@@ -174,9 +195,14 @@ pub(super) fn uniqueness(what: &'static str) -> impl Fn(StoreError) -> ScimError
 
 pub(super) fn uniqueness_of(err: StoreError, what: &str) -> ScimError {
     match err {
-        StoreError::Domain(
-            DomainError::NameTaken | DomainError::EmailTaken | DomainError::AlreadyMember,
-        ) => ScimError::new(
+        StoreError::Domain(DomainError::EmailTaken) => ScimError::new(
+            StatusCode::CONFLICT,
+            Some("uniqueness"),
+            "An account with this email exists outside this organization: invite it \
+             (POST /v1/orgs/{org_id}/invitations); once its owner accepts, provisioning \
+             links it.",
+        ),
+        StoreError::Domain(DomainError::NameTaken | DomainError::AlreadyMember) => ScimError::new(
             StatusCode::CONFLICT,
             Some("uniqueness"),
             format!("A resource with this {what} is already provisioned in this organization."),

@@ -829,7 +829,6 @@ impl Store {
     }
 }
 
-/// `AND e.action IN (…the feed's actions…)`, built once from the constant list.
 /// A value bound to a query built from the filters given.
 enum Bind {
     Int(i64),
@@ -894,6 +893,7 @@ fn audit_query(filter: &AuditFilter, rows: i64) -> (String, Vec<Bind>) {
     (sql, binds)
 }
 
+/// `AND e.action IN (…the feed's actions…)`, built once from the constant list.
 fn feed_condition() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use super::audit::{self, AuditEntry};
 use super::members::{check_member_limit, ensure_role_exists, insert_membership, lock_org_plan};
 use super::outbox::{self, OutboundEmail};
+use super::orgs::OrgStatus;
 use super::{now, Store, StoreError};
 use crate::auth::{Actor, ActorKind, RequestMeta, TenantCtx};
 use crate::db::{on_conn, Access, Scope, Tx};
@@ -283,6 +284,15 @@ pub(super) async fn accept_in(
     meta: &RequestMeta,
 ) -> Result<(), StoreError> {
     let plan = lock_org_plan(tx, org).await?;
+    let status: OrgStatus = on_conn!(tx.conn(), c => sqlx::query_scalar(
+        "SELECT status FROM organizations WHERE id = $1",
+    )
+    .bind(org)
+    .fetch_one(&mut *c)
+    .await)?;
+    if status == OrgStatus::Suspended {
+        return Err(DomainError::OrgSuspended.into());
+    }
     let row = get_row(tx, org, id).await?;
     if row.status(now()) != "pending" {
         return Err(StoreError::Invalid(

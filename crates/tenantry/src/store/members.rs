@@ -469,7 +469,7 @@ async fn target_role(tx: &mut Tx, org: OrgId, user: UserId) -> Result<RoleRef, S
 async fn ensure_another_owner(tx: &mut Tx, org: OrgId) -> Result<(), StoreError> {
     lock_org_plan(tx, org).await?;
     let owners: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar(
-        "SELECT count(*) FROM memberships WHERE org_id = $1 AND role = 'owner'",
+        "SELECT count(*) FROM memberships WHERE org_id = $1 AND role = 'owner' AND deactivated_at IS NULL",
     )
     .bind(org)
     .fetch_one(&mut *c)

@@ -151,10 +151,12 @@ async fn set_active(
     Ok(true)
 }
 
-/// The account with `email`, created (without a usable password) when there is none;
-/// true when it was created.
+/// The account with `email` when it is a member of `org`, or a new one (without a usable
+/// password) when there is none; true when it was created. An account outside `org` is
+/// 409 `email_taken`.
 async fn account_for(
     tx: &mut Tx,
+    org: OrgId,
     write: &ScimUserWrite,
     password_hash: &str,
 ) -> Result<(UserId, bool), StoreError> {
@@ -165,6 +167,20 @@ async fn account_for(
     .fetch_optional(&mut *c)
     .await)?;
     if let Some(id) = found {
+        // Only a member of this organization is linked: anyone else's account is theirs
+        // to bring (through an invitation), never taken over or added without consent,
+        // and nothing of it (its name, its other organizations) reaches this one. The
+        // 409 says no more than registration's `email_taken` already does.
+        let member: Option<i32> = on_conn!(tx.conn(), c => sqlx::query_scalar(
+            "SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await)?;
+        if member.is_none() {
+            return Err(DomainError::EmailTaken.into());
+        }
         return Ok((id, false));
     }
     let id = UserId::new();
@@ -223,7 +239,7 @@ impl Store {
     ) -> Result<ScimUserRecord, StoreError> {
         let org = ctx.org_id();
         let mut tx = self.tenant_tx(ctx, Access::Write).await?;
-        let (user, created) = account_for(&mut tx, write, password_hash).await?;
+        let (user, _created) = account_for(&mut tx, org, write, password_hash).await?;
         let member: Option<i32> = on_conn!(tx.conn(), c => sqlx::query_scalar(
             "SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2",
         )
@@ -260,7 +276,7 @@ impl Store {
         .map(|_| ()))
         .map_err(|e| StoreError::unique(e, DomainError::NameTaken))?;
         tx.audit(AuditEntry::new("scim.user_provisioned", "user", user).with_metadata(
-            serde_json::json!({ "scim_id": id, "account_created": created, "joined": member.is_none() }),
+            serde_json::json!({ "scim_id": id, "joined": member.is_none() }),
         ))
         .await?;
         let record = fetch(&mut tx, org, id).await?;

@@ -131,14 +131,23 @@ async fn scim_credentials_are_tenant_bound(backend: Backend) {
     assert_error(status, &body, 404, None);
     let (_, listed) = get(&app, &token_a, "/Users").await;
     assert_eq!(listed["totalResults"], 0);
-    // Provisioning an address that has an account elsewhere reveals nothing of it.
-    let linked = create_user(
+    // An address whose account is outside the organization is neither taken over nor
+    // added: 409 (registration says as much), with nothing of the account, and no
+    // membership appears.
+    let (status, _, body) = scim(
         &app,
         &token_a,
-        json!({"schemas": [USER], "userName": "bea@beta.example"}),
+        Method::POST,
+        "/Users",
+        Some(json!({"schemas": [USER], "userName": "bea@beta.example"})),
+        &[],
     )
     .await;
-    assert!(linked.get("name").is_none() && linked.get("displayName").is_none());
+    assert_error(status, &body, 409, Some("uniqueness"));
+    assert!(body["detail"].as_str().unwrap().contains("invite"), "{body}");
+    assert!(!body.to_string().contains("Bea"), "{body}");
+    let (_, listed) = get(&app, &token_a, "/Users").await;
+    assert_eq!(listed["totalResults"], 0);
 
     for bad in [
         "",
