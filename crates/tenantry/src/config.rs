@@ -669,12 +669,19 @@ fn read_stripe(r: &mut Reader<'_>, mode: Mode, base: &str) -> Option<StripeConfi
     Some(config)
 }
 
-/// `SCIM_BEARER_TOKEN`, refused when too short to resist guessing.
+/// `SCIM_BEARER_TOKEN`, refused when too weak to resist guessing, or shaped like a
+/// per-organization token (which it could never be taken for).
 fn read_scim_token(r: &mut Reader<'_>) -> Option<Secret> {
     let token = r.get("SCIM_BEARER_TOKEN").filter(|t| !t.is_empty())?;
-    if token.len() < 32 {
-        r.problems
-            .push("SCIM_BEARER_TOKEN: must be at least 32 characters".to_owned());
+    if let Some(why) = secrets::weakness(token) {
+        r.problems.push(format!("SCIM_BEARER_TOKEN: {why}"));
+        return None;
+    }
+    if token.starts_with(crate::auth::scim::SECRET_START) {
+        r.problems.push(format!(
+            "SCIM_BEARER_TOKEN: must not start with `{}`, the prefix of per-organization tokens",
+            crate::auth::scim::SECRET_START
+        ));
         return None;
     }
     Some(Secret::new(token))

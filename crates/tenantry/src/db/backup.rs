@@ -16,7 +16,10 @@ pub async fn sqlite(db: &Db, dest: &Path) -> anyhow::Result<u64> {
         bail!("`backup` copies the embedded SQLite database; back PostgreSQL up with pg_dump or continuous archiving (docs/operations.md)");
     };
     if dest.exists() {
-        bail!("{} exists already; the backup never overwrites a file", dest.display());
+        bail!(
+            "{} exists already; the backup never overwrites a file",
+            dest.display()
+        );
     }
     let target = dest
         .to_str()

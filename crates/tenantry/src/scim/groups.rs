@@ -17,6 +17,9 @@ use crate::ids::{ScimGroupId, ScimUserId};
 use crate::state::AppState;
 use crate::store::scim::groups::{ScimGroupRecord, ScimGroupWrite};
 
+/// Most members one request may name (a larger directory is sent in several PATCHes).
+const MAX_MEMBERS: usize = 1000;
+
 /// Longest `displayName` kept.
 const MAX_NAME: usize = 256;
 
@@ -45,6 +48,12 @@ fn validate(doc: &Value) -> Result<ScimGroupWrite, ScimError> {
     };
     let members = match attr(doc, "members") {
         None | Some(Value::Null) => BTreeSet::new(),
+        Some(Value::Array(items)) if items.len() > MAX_MEMBERS => {
+            return Err(ScimError::bad_request(
+                "invalidValue",
+                format!("at most {MAX_MEMBERS} members per request"),
+            ))
+        }
         Some(Value::Array(items)) => items
             .iter()
             .map(|m| {

@@ -6,6 +6,9 @@ use super::filter::{
 };
 use serde_json::{Map, Value};
 
+/// Most operations one PATCH request may carry.
+pub const MAX_OPERATIONS: usize = 1000;
+
 /// The schema URN a PATCH request body must list in `schemas`.
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
@@ -113,6 +116,12 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOp>, PatchError> {
         ));
     }
     let ops = match get_ci(body, "Operations").and_then(Value::as_array) {
+        Some(ops) if ops.len() > MAX_OPERATIONS => {
+            return Err(PatchError::new(
+                InvalidSyntax,
+                format!("at most {MAX_OPERATIONS} operations per request"),
+            ))
+        }
         Some(ops) if !ops.is_empty() => ops,
         _ => {
             return Err(PatchError::new(

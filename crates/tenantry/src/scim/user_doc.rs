@@ -10,8 +10,11 @@ use super::{ScimError, ENTERPRISE_SCHEMA, USER_SCHEMA};
 use crate::domain::Email;
 use crate::store::scim::users::{ScimUserRecord, ScimUserWrite};
 
-/// Attributes never stored: server-assigned (`id`, `meta`), derived (`groups`), or
-/// secrets (`password`: provisioned users set their own through password reset).
+/// Largest User document kept (its JSON): every list reads the organization's directory.
+const MAX_DOCUMENT: usize = 64 * 1024;
+
+/// Attributes never stored: server-assigned (`id`, `meta`), `groups` (read membership from
+/// `/Groups`; a User does not list them), or secrets (`password`: provisioned users set their own through password reset).
 const NOT_STORED: [&str; 5] = ["id", "meta", "groups", "password", "active"];
 
 /// Boolean attributes Entra may send as the strings `"True"` / `"False"`.
@@ -66,6 +69,12 @@ fn account_email(doc: &Value, user_name: &str) -> Result<String, ScimError> {
 
 /// Validates a User document (from POST, PUT, or after PATCH) into what is stored.
 pub(super) fn validate(mut doc: Value) -> Result<ScimUserWrite, ScimError> {
+    if doc.to_string().len() > MAX_DOCUMENT {
+        return Err(ScimError::bad_request(
+            "invalidValue",
+            format!("a User document is at most {} KiB", MAX_DOCUMENT / 1024),
+        ));
+    }
     coerce_booleans(&mut doc, &BOOLEANS);
     let user_name = text(&doc, "userName")?
         .ok_or_else(|| ScimError::bad_request("invalidValue", "userName is required"))?;

@@ -6,8 +6,8 @@ use utoipa::ToSchema;
 
 use super::audit::{self, AuditEntry};
 use super::members::{check_member_limit, ensure_role_exists, insert_membership, lock_org_plan};
-use super::outbox::{self, OutboundEmail};
 use super::orgs::OrgStatus;
+use super::outbox::{self, OutboundEmail};
 use super::{now, Store, StoreError};
 use crate::auth::{Actor, ActorKind, RequestMeta, TenantCtx};
 use crate::db::{on_conn, Access, Scope, Tx};

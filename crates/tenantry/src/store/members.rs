@@ -89,6 +89,9 @@ pub struct Member {
     pub role: String,
     /// Joined at.
     pub joined_at: DateTime<Utc>,
+    /// When a SCIM client deactivated the membership (absent while active): a deactivated
+    /// member answers like a non-member until reactivated.
+    pub deactivated_at: Option<DateTime<Utc>>,
 }
 
 const ORG_COLUMNS: &str = "o.id, o.name, o.slug, o.plan, o.status, o.created_at, o.updated_at";
@@ -352,10 +355,12 @@ impl Store {
             role: String,
             custom_role_id: Option<RoleId>,
             created_at: DateTime<Utc>,
+            deactivated_at: Option<DateTime<Utc>>,
         }
         let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let rows: Vec<Row> = on_conn!(tx.conn(), c => sqlx::query_as(
-            "SELECT m.user_id, u.email, u.name, m.role, m.custom_role_id, m.created_at FROM memberships m \
+            "SELECT m.user_id, u.email, u.name, m.role, m.custom_role_id, m.created_at, m.deactivated_at \
+             FROM memberships m \
              JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.email",
         )
         .bind(ctx.org_id())
@@ -371,6 +376,7 @@ impl Store {
                 role: RoleRef::from_columns(&r.role, r.custom_role_id)
                     .map_or(r.role, |x| x.to_string()),
                 joined_at: r.created_at,
+                deactivated_at: r.deactivated_at,
             })
             .collect())
     }

@@ -472,9 +472,12 @@ async fn backup_on_postgres_points_to_pg_dump() {
     let vars = db.vars();
     let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let dir = tempfile::tempdir().unwrap();
-    let out = tenantry(&["backup", dir.path().join("x.db").to_str().unwrap()], &pairs)
-        .output()
-        .unwrap();
+    let out = tenantry(
+        &["backup", dir.path().join("x.db").to_str().unwrap()],
+        &pairs,
+    )
+    .output()
+    .unwrap();
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("pg_dump"),

@@ -71,6 +71,17 @@ async fn suspension_refuses_every_credential_and_pauses_jobs(backend: Backend) {
         .unwrap()
         .to_owned();
 
+    let invite: Value = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{a}/invitations"),
+            json!({"email": "late@example.com", "role": "member"}),
+        )
+        .await
+        .json()
+        .await;
+    let late = app.user("late@example.com").await;
+
     let res = app
         .admin_post(
             &format!("/v1/admin/orgs/{a}/suspend"),
@@ -78,7 +89,13 @@ async fn suspension_refuses_every_credential_and_pauses_jobs(backend: Backend) {
         )
         .await;
     assert_eq!(res.status(), 200);
+    // Nobody joins a suspended organization through an invitation sent before.
+    let joined = app
+        .as_(&late)
+        .post("/v1/invitations/accept", json!({"token": invite["token"]}))
+        .await;
     assert_eq!(res.json::<Value>().await.unwrap()["status"], "suspended");
+    assert_problem(joined.into_inner(), 403, "org_suspended").await;
     // Suspending again changes nothing.
     let again = app
         .admin_post(&format!("/v1/admin/orgs/{a}/suspend"), &json!({}))

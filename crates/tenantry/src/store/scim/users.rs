@@ -275,9 +275,10 @@ impl Store {
         .await
         .map(|_| ()))
         .map_err(|e| StoreError::unique(e, DomainError::NameTaken))?;
-        tx.audit(AuditEntry::new("scim.user_provisioned", "user", user).with_metadata(
-            serde_json::json!({ "scim_id": id, "joined": member.is_none() }),
-        ))
+        tx.audit(
+            AuditEntry::new("scim.user_provisioned", "user", user)
+                .with_metadata(serde_json::json!({ "scim_id": id, "joined": member.is_none() })),
+        )
         .await?;
         let record = fetch(&mut tx, org, id).await?;
         set_active(&mut tx, org, &record, write.active).await?;

@@ -144,7 +144,10 @@ async fn scim_credentials_are_tenant_bound(backend: Backend) {
     )
     .await;
     assert_error(status, &body, 409, Some("uniqueness"));
-    assert!(body["detail"].as_str().unwrap().contains("invite"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("invite"),
+        "{body}"
+    );
     assert!(!body.to_string().contains("Bea"), "{body}");
     let (_, listed) = get(&app, &token_a, "/Users").await;
     assert_eq!(listed["totalResults"], 0);
@@ -183,10 +186,10 @@ async fn scim_credentials_are_tenant_bound(backend: Backend) {
 }
 
 async fn scim_deployment_token_with_org_header(backend: Backend) {
-    let deployment = "d".repeat(40);
+    let deployment = tenantry::secrets::random_token(32);
     let Some(app) = TestApp::on(backend)
         .with_vars(|v| {
-            v.insert("SCIM_BEARER_TOKEN".to_owned(), "d".repeat(40));
+            v.insert("SCIM_BEARER_TOKEN".to_owned(), deployment.clone());
             v.insert(
                 "PUBLIC_BASE_URL".to_owned(),
                 "https://id.example.com/".to_owned(),

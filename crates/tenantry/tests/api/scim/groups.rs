@@ -7,7 +7,10 @@ use super::{assert_error, create_user, get, okta_user, roles, scim, setup, GROUP
 use crate::helpers::{Backend, TestApp};
 use crate::on_both_backends;
 
-on_both_backends!(scim_groups_set_roles_through_mappings,);
+on_both_backends!(
+    scim_groups_set_roles_through_mappings,
+    scim_mappings_grant_only_what_the_caller_holds,
+);
 
 async fn scim_groups_set_roles_through_mappings(backend: Backend) {
     let Some(app) = TestApp::on(backend).await else {
@@ -152,4 +155,66 @@ async fn scim_groups_set_roles_through_mappings(backend: Backend) {
         .unwrap()
         .iter()
         .any(|a| a["type"] == "ROLE_CHANGED" && a["actor"]["type"] == "scim"));
+}
+
+/// `scim:manage` alone does not let its holder map a group to a role they could not grant
+/// by hand (which would make their own provisioned account an admin).
+async fn scim_mappings_grant_only_what_the_caller_holds(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let (owner, org, token) = setup(&app, "acme").await;
+    let role: Value = app
+        .as_(&owner)
+        .post(
+            format!("/v1/orgs/{org}/roles"),
+            json!({"name": "Provisioner", "permissions": ["org:read", "scim:manage"]}),
+        )
+        .await
+        .json()
+        .await;
+    let provisioner = app
+        .member(&org, "prov@acme.example", role["id"].as_str().unwrap())
+        .await;
+    let path = format!("/v1/orgs/{org}/scim/role-mappings");
+    app.as_(&provisioner)
+        .put(&path, json!([{"group": "Everyone", "role": "admin"}]))
+        .await
+        .problem(403, "forbidden")
+        .await;
+    let saved: Value = app.as_(&owner).get(&path).await.json().await;
+    assert_eq!(saved["data"], json!([]), "nothing was saved");
+    // The owner may; requests too large for one call are refused whole.
+    let res = app
+        .as_(&owner)
+        .put(&path, json!([{"group": "Everyone", "role": "admin"}]))
+        .await;
+    assert_eq!(res.status(), 200);
+    let members: Vec<Value> = (0..1001)
+        .map(|i| json!({"value": format!("scimusr_{i:032x}")}))
+        .collect();
+    let (status, _, body) = scim(
+        &app,
+        &token,
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [GROUP], "displayName": "Big", "members": members})),
+        &[],
+    )
+    .await;
+    assert_error(status, &body, 400, Some("invalidValue"));
+    let ops: Vec<Value> = (0..1001)
+        .map(|_| json!({"op": "add", "path": "nickName", "value": "x"}))
+        .collect();
+    let user = create_user(&app, &token, okta_user("ann@acme.example")).await;
+    let (status, _, body) = scim(
+        &app,
+        &token,
+        Method::PATCH,
+        &format!("/Users/{}", user["id"].as_str().unwrap()),
+        Some(json!({"schemas": [PATCH], "Operations": ops})),
+        &[],
+    )
+    .await;
+    assert_error(status, &body, 400, Some("invalidSyntax"));
 }

@@ -246,7 +246,7 @@ async fn scim_deactivation_cuts_off_sessions_and_keys(backend: Backend) {
     let Some(app) = TestApp::on(backend).await else {
         return;
     };
-    let (_owner, org, token) = setup(&app, "acme").await;
+    let (owner, org, token) = setup(&app, "acme").await;
     // Bob is already a member with a live session and an API key; he has another org.
     let bob = app.member(&org, "bob@acme.example", "admin").await;
     let key = key_with(&app, &bob, &org, &["data:read"]).await;
@@ -279,6 +279,20 @@ async fn scim_deactivation_cuts_off_sessions_and_keys(backend: Backend) {
         .await
         .problem(404, "not_found")
         .await;
+    // Admins see him as deactivated, not gone.
+    let members: Value = app
+        .as_(&owner)
+        .get(format!("/v1/orgs/{org}/members"))
+        .await
+        .json()
+        .await;
+    let listed = members["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "bob@acme.example")
+        .unwrap();
+    assert!(listed["deactivated_at"].is_string(), "{members}");
     app.as_(&key)
         .get(format!("/v1/orgs/{org}/data"))
         .await
