@@ -330,10 +330,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let org = ctx.org_id();
         let mut tx = self.tenant_tx(ctx, Access::Write).await?;
+        // Version check and row lock in one statement (see `delete_scim_user`).
+        bump_version(&mut tx, "scim_groups", org, id.as_uuid(), expected).await?;
         let before = load_one(&mut tx, org, id).await?;
-        if expected.is_some_and(|v| v != before.version) {
-            return Err(DomainError::VersionMismatch.into());
-        }
         on_conn!(tx.conn(), c => sqlx::query("DELETE FROM scim_groups WHERE org_id = $1 AND id = $2")
             .bind(org)
             .bind(id)

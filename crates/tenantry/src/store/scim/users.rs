@@ -335,10 +335,10 @@ impl Store {
     ) -> Result<UserId, StoreError> {
         let org = ctx.org_id();
         let mut tx = self.tenant_tx(ctx, Access::Write).await?;
+        // Checks the version and locks the row in one statement: a change committed
+        // meanwhile makes a conditional delete fail rather than slip through.
+        bump_version(&mut tx, "scim_users", org, id.as_uuid(), expected).await?;
         let record = fetch(&mut tx, org, id).await?;
-        if expected.is_some_and(|v| v != record.version) {
-            return Err(DomainError::VersionMismatch.into());
-        }
         ensure_not_last_owner(&mut tx, org, record.user_id).await?;
         let role = member_role(&mut tx, org, record.user_id).await?;
         announce_org_keys(&mut tx, org, Some(record.user_id)).await?;
