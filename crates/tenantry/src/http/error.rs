@@ -58,6 +58,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The headers the answer carries (`Retry-After`, `RateLimit-*`, `WWW-Authenticate`).
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
+
     /// An error with a status, code and detail.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {

@@ -22,6 +22,10 @@ const MAX_DETAIL_BYTES: usize = 2048;
 /// policy of its own: they carry tokens, secrets shown once and tenant data, which no
 /// shared or browser cache may keep. (One layer for both: this one sees every response.)
 pub(crate) async fn render_problems(req: Request, next: Next) -> Response {
+    // SCIM clients get SCIM errors, also from the shared layers (address limit, timeout).
+    if req.uri().path().starts_with("/scim/v2/") {
+        return crate::scim::scim_errors(next.run(req).await).await;
+    }
     let api = req.uri().path().starts_with("/v1/");
     let mut response = render(req, next).await;
     if api && !response.headers().contains_key(header::CACHE_CONTROL) {

@@ -2,7 +2,7 @@
 //! as `application/scim+json`. Store and authentication failures are translated here so
 //! every answer under `/scim/v2` has this shape.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::SCIM_JSON;
@@ -20,6 +20,8 @@ pub struct ScimError {
     scim_type: Option<&'static str>,
     detail: Option<String>,
     challenge: bool,
+    /// Headers of the error it translates (a rate limit's `Retry-After`, `RateLimit-*`).
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ScimError {
@@ -34,6 +36,7 @@ impl ScimError {
             scim_type,
             detail: Some(detail.into()),
             challenge: false,
+            headers: Vec::new(),
         }
     }
 
@@ -96,6 +99,12 @@ impl From<ApiError> for ScimError {
             scim_type,
             detail,
             challenge: status == StatusCode::UNAUTHORIZED,
+            headers: err
+                .headers()
+                .iter()
+                .filter(|(name, _)| *name != header::WWW_AUTHENTICATE)
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -127,6 +136,9 @@ impl IntoResponse for ScimError {
         }
         let mut response = (self.status, body.to_string()).into_response();
         let headers = response.headers_mut();
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
         if self.challenge {
             headers.insert(
@@ -140,7 +152,7 @@ impl IntoResponse for ScimError {
 
 /// Rewrites any other error answer under `/scim/v2` (an unknown method, a problem from a
 /// shared layer) into a SCIM error, keeping its status and detail.
-pub(super) async fn scim_errors(response: Response) -> Response {
+pub(crate) async fn scim_errors(response: Response) -> Response {
     let status = response.status();
     let is_scim = response
         .headers()
@@ -156,11 +168,18 @@ pub(super) async fn scim_errors(response: Response) -> Response {
             scim_type: None,
             detail: status.canonical_reason().map(str::to_owned),
             challenge: false,
+            headers: Vec::new(),
         },
     };
     let headers = response.headers().clone();
     let mut scim = err.into_response();
-    for name in [header::RETRY_AFTER, header::ALLOW] {
+    for name in [
+        header::RETRY_AFTER,
+        header::ALLOW,
+        HeaderName::from_static("ratelimit-limit"),
+        HeaderName::from_static("ratelimit-remaining"),
+        HeaderName::from_static("ratelimit-reset"),
+    ] {
         if let Some(value) = headers.get(&name) {
             scim.headers_mut().insert(name, value.clone());
         }

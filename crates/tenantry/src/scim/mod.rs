@@ -21,6 +21,7 @@ mod users;
 use axum::routing::get;
 use axum::Router;
 
+pub(crate) use error::scim_errors;
 pub use error::ScimError;
 pub(crate) use protocol::base_url;
 

@@ -11,6 +11,7 @@ use crate::on_both_backends;
 on_both_backends!(
     scim_filters_paging_attributes_and_errors,
     scim_etags_and_if_match,
+    scim_rate_limits_answer_in_scim_with_retry_after,
 );
 
 async fn scim_filters_paging_attributes_and_errors(backend: Backend) {
@@ -219,4 +220,52 @@ async fn scim_etags_and_if_match(backend: Backend) {
     )
     .await;
     assert_error(status, &stale, 412, None);
+}
+
+/// Over the organization's limit, and over the per-address limit of the shared layer, a
+/// SCIM client gets a SCIM error with `Retry-After`, so the identity provider backs off.
+async fn scim_rate_limits_answer_in_scim_with_retry_after(backend: Backend) {
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("ORG_RATE_LIMIT_ENTERPRISE".into(), "3".into());
+        })
+        .await
+    else {
+        return;
+    };
+    let (_owner, _org, token) = setup(&app, "acme").await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let (status, headers, body) = scim(&app, &token, Method::GET, "/Users", None, &[]).await;
+        if status == 429 {
+            limited = Some((headers, body));
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+    }
+    let (headers, body) = limited.expect("the organization's limit answers 429");
+    assert_error(429, &body, 429, None);
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    assert!(headers.contains_key("ratelimit-limit"), "{headers:?}");
+
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("IP_RATE_LIMIT".into(), "2".into());
+        })
+        .await
+    else {
+        return;
+    };
+    let mut last = None;
+    for _ in 0..5 {
+        let (status, headers, body) = scim(&app, "", Method::GET, "/Users", None, &[]).await;
+        if status == 429 {
+            last = Some((headers, body));
+            break;
+        }
+        assert_error(status, &body, 401, None);
+    }
+    let (headers, body) = last.expect("the address limit answers 429");
+    assert_error(429, &body, 429, None);
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
 }
