@@ -174,9 +174,10 @@ pub(super) async fn org(
 ) -> Result<Response, ApiError> {
     let org_id = parse_org(&org_id)?;
     let ctx = session.on_org(org_id);
-    let org = state.store.get_org(&ctx).await?;
-    let account = state.store.billing_account(&ctx).await?;
+    // The summary reads the organization (a 404 for a missing one); not read twice.
     let summary = crate::api::support::summary(&state, &ctx).await?;
+    let org = summary.organization.clone();
+    let account = state.store.billing_account(&ctx).await?;
     let features = state.store.org_features(&ctx).await?.all();
     let members = state.store.list_members(&ctx).await?;
     let chain = state.store.verify_audit_chain(&ctx).await?;
