@@ -1,4 +1,5 @@
-//! The command line: `serve`, `worker`, `migrate`, `seed`, `backup`, `openapi`.
+//! The command line: `serve`, `worker`, `migrate`, `seed`, `backup`, `openapi`,
+//! `healthcheck`.
 
 use std::process::ExitCode;
 
@@ -40,13 +41,21 @@ pub enum Command {
     },
     /// Print the OpenAPI document as JSON.
     Openapi,
+    /// Probe a running instance: exit 0 when `/health` (or URL) answers 200. Reads only
+    /// `PORT`; for container health checks.
+    Healthcheck {
+        /// What to probe (default `http://127.0.0.1:$PORT/health`).
+        url: Option<String>,
+    },
 }
 
 /// Parses arguments, loads configuration and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Openapi = cli.command {
-        return print_openapi();
+    match &cli.command {
+        Command::Openapi => return print_openapi(),
+        Command::Healthcheck { url } => return healthcheck(url.as_deref()),
+        _ => {}
     }
     let config = match Config::from_vars(&read_environment()) {
         Ok(config) => config,
@@ -97,7 +106,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("backup written to {} ({bytes} bytes)", path.display());
             Ok(())
         }
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::Healthcheck { .. } => Ok(()),
     }
 }
 
@@ -150,6 +159,7 @@ async fn serve(config: Config, no_worker: bool) -> anyhow::Result<()> {
 async fn worker(config: Config) -> anyhow::Result<()> {
     let db = connect_and_migrate(&config).await?;
     let store = crate::store::Store::new(db)
+        .listening_through(crate::db::direct_options(&config)?)
         .bounding_background_work(config.database_statement_timeout)
         .signing_audit_checkpoints_with(crate::store::audit_retention::CheckpointKey::derive(
             config.session_secret.expose(),
@@ -194,6 +204,25 @@ fn print_openapi() -> ExitCode {
         }
         Err(err) => {
             eprintln!("tenantry: cannot render the OpenAPI document: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Probes `url`, or this machine's `/health` at `PORT`; exit 0 on 200, 1 otherwise.
+fn healthcheck(url: Option<&str>) -> ExitCode {
+    let target = match url {
+        Some(url) => crate::healthcheck::Target::parse(url),
+        None => crate::healthcheck::Target::local(&read_environment()),
+    };
+    match target.and_then(|t| crate::healthcheck::probe(&t)) {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("tenantry healthcheck: answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("tenantry healthcheck: {err:#}");
             ExitCode::FAILURE
         }
     }

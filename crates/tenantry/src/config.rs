@@ -43,7 +43,15 @@ pub struct Config {
     /// `DATABASE_APP_ROLE`: PostgreSQL role the service switches to on every connection
     /// (`SET ROLE`), so row-level security applies. Default `tenantry_app`; empty to connect
     /// as the login role itself (which must then be neither superuser nor table owner).
+    /// Behind PgBouncer it must be empty (the default there).
     pub database_app_role: Option<String>,
+    /// `DATABASE_POOLER`: `none` (default) or `pgbouncer` when `DATABASE_URL` goes through
+    /// PgBouncer in transaction mode (see [`Pooler`]).
+    pub database_pooler: Pooler,
+    /// `DATABASE_DIRECT_URL`: a direct PostgreSQL connection, past any pooler, for what
+    /// needs a session of its own (`LISTEN`). Default `DATABASE_URL`, or
+    /// `DATABASE_MIGRATION_URL` with `DATABASE_POOLER=pgbouncer`.
+    pub database_direct_url: Option<DatabaseUrl>,
     /// `DATABASE_MAX_CONNECTIONS`: pool size (default 10).
     pub database_max_connections: u32,
     /// `DATABASE_ACQUIRE_TIMEOUT_SEC`: how long a request waits for a connection before it
@@ -295,6 +303,18 @@ pub struct AuthConfig {
     pub password_hash_concurrency: usize,
 }
 
+/// What stands between the service and PostgreSQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooler {
+    /// Nothing, or a pooler in session mode: every connection is a session of its own.
+    None,
+    /// PgBouncer (1.21 or later, `max_prepared_statements` above 0) in transaction mode: a
+    /// server session is lent for one transaction only, so the service sets no session
+    /// state (no `SET ROLE`, no startup options; tenant scope and other settings are
+    /// transaction-local anyway), and `LISTEN` and migrations connect directly.
+    PgBouncer,
+}
+
 /// A database URL whose backend is known.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
@@ -426,7 +446,23 @@ impl Config {
             .get("DATABASE_MIGRATION_URL")
             .is_some()
             .then(|| parse_db_url(&mut r, "DATABASE_MIGRATION_URL", None));
+        let database_pooler = match r.get("DATABASE_POOLER").unwrap_or("none") {
+            "none" => Pooler::None,
+            "pgbouncer" => Pooler::PgBouncer,
+            other => {
+                r.problems.push(format!(
+                    "DATABASE_POOLER: `{other}` is not `none` or `pgbouncer`"
+                ));
+                Pooler::None
+            }
+        };
+        let database_direct_url = r
+            .get("DATABASE_DIRECT_URL")
+            .is_some()
+            .then(|| parse_db_url(&mut r, "DATABASE_DIRECT_URL", None))
+            .flatten();
         let database_app_role = match r.vars.get("DATABASE_APP_ROLE").map(|v| v.trim()) {
+            None if database_pooler == Pooler::PgBouncer => None,
             None => Some("tenantry_app".to_owned()),
             Some("") => None,
             Some(role) if role.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
@@ -523,6 +559,8 @@ impl Config {
             database_url: database_url.unwrap_or(DatabaseUrl::Sqlite(default_db)),
             database_migration_url: database_migration_url.flatten(),
             database_app_role,
+            database_pooler,
+            database_direct_url,
             database_max_connections: max_conn.max(1),
             database_acquire_timeout: r.seconds("DATABASE_ACQUIRE_TIMEOUT_SEC", 5),
             database_connect_retry: r.seconds("DATABASE_CONNECT_RETRY_SEC", 60),
@@ -570,6 +608,7 @@ impl Config {
                     .push("REDIS_URL: must start with redis:// or rediss://".to_owned());
             }
         }
+        check_pooler(&config, &mut r.problems);
         let mut problems = r.problems;
         let config = resolve_secrets(config, vars, &mut problems);
         if problems.is_empty() {
@@ -821,6 +860,38 @@ fn read_auth(r: &mut Reader<'_>, mode: Mode, port: u16) -> AuthConfig {
                 "a positive number",
             )
             .max(1),
+    }
+}
+
+/// What transaction pooling rules out: a URL other than PostgreSQL, migrations through the
+/// pooler (they hold a session-level advisory lock) and a role switched per session.
+fn check_pooler(config: &Config, problems: &mut Vec<String>) {
+    let postgres = |url: &DatabaseUrl| matches!(url, DatabaseUrl::Postgres(_));
+    if config
+        .database_direct_url
+        .as_ref()
+        .is_some_and(|url| !postgres(url))
+    {
+        problems.push("DATABASE_DIRECT_URL: must be a postgres:// URL".to_owned());
+    }
+    if config.database_pooler != Pooler::PgBouncer {
+        return;
+    }
+    if !postgres(&config.database_url) {
+        problems.push("DATABASE_POOLER: `pgbouncer` needs a postgres:// DATABASE_URL".to_owned());
+    }
+    if !config.database_migration_url.as_ref().is_some_and(postgres) {
+        problems.push(
+            "DATABASE_MIGRATION_URL: required with DATABASE_POOLER=pgbouncer: a direct \
+             postgres:// connection as the schema owner (migrations hold a session lock)"
+                .to_owned(),
+        );
+    }
+    if let Some(role) = &config.database_app_role {
+        problems.push(format!(
+            "DATABASE_APP_ROLE: `SET ROLE {role}` would not survive PgBouncer's transaction \
+             pooling; log in through PgBouncer as the service role itself and leave this empty"
+        ));
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod console;
 pub mod db;
 pub mod domain;
 pub mod features;
+pub mod healthcheck;
 pub(crate) mod http;
 pub mod ids;
 pub mod jobs;

@@ -60,6 +60,7 @@ impl Application {
             None => None,
         };
         let store = Store::new(db)
+            .listening_through(db::direct_options(&config)?)
             .remembering_revocations_for(
                 config.auth.access_token_ttl + Duration::from_secs(crate::auth::jwt::LEEWAY_SECS),
             )
@@ -172,7 +173,7 @@ impl Application {
         let stop_meter = CancellationToken::new();
         let meter = state.usage.spawn_flusher(stop_meter.clone());
         let key_changes = crate::auth::api_key::follow_key_changes(
-            state.store.db().clone(),
+            state.store.direct_options(),
             state.api_keys.clone(),
             stop_meter.clone(),
         );

@@ -219,7 +219,7 @@ impl KeyCache {
 /// time bounds how long another instance trusts a key; anything revoked while no one
 /// listened is forgotten wholesale on every (re)connection.
 pub fn follow_key_changes(
-    db: crate::db::Db,
+    direct: Option<sqlx::postgres::PgConnectOptions>,
     cache: KeyCache,
     stop: tokio_util::sync::CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -228,7 +228,7 @@ pub fn follow_key_changes(
     }
     let forget = cache.clone();
     crate::db::notify::follow(
-        &db,
+        direct,
         crate::store::api_keys::KEY_CHANGES_CHANNEL,
         stop,
         move || {

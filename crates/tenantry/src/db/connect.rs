@@ -9,7 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Connection, Executor};
 
 use super::Db;
-use crate::config::{Config, DatabaseUrl};
+use crate::config::{Config, DatabaseUrl, Pooler};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -32,10 +32,15 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
             Ok(Db::Sqlite(pool))
         }
         DatabaseUrl::Postgres(url) => {
-            let options = session_timeouts(
-                PgConnectOptions::from_str(url).context("DATABASE_URL is invalid")?,
-                config.database_statement_timeout,
-            );
+            let options = PgConnectOptions::from_str(url).context("DATABASE_URL is invalid")?;
+            let pooled = config.database_pooler == Pooler::PgBouncer;
+            let options = if pooled {
+                // PgBouncer refuses startup options it does not track (the timeouts) and
+                // `extra_float_digits` unless told to ignore it; nothing here needs either.
+                options.extra_float_digits(None)
+            } else {
+                session_timeouts(options, config.database_statement_timeout)
+            };
             let role = config.database_app_role.clone();
             // No ping before every use (a round trip each time): a connection broken since
             // its last use fails its query (503) and is discarded, and the next one is fresh.
@@ -57,6 +62,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
                 .await
                 .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
             refuse_rls_bypass(&pool).await?;
+            if pooled {
+                warn_without_timeouts(&pool, config.database_statement_timeout).await?;
+            }
             Ok(Db::Postgres(pool))
         }
     }
@@ -90,6 +98,51 @@ fn session_timeouts(options: PgConnectOptions, limit: Duration) -> PgConnectOpti
         ("statement_timeout", ms.as_str()),
         ("idle_in_transaction_session_timeout", ms.as_str()),
     ])
+}
+
+/// Behind PgBouncer the service cannot set its timeouts per session; the role's own
+/// settings (`ALTER ROLE … SET statement_timeout`) or PgBouncer's `query_timeout` stand in.
+/// Says so once when the server applies none.
+async fn warn_without_timeouts(pool: &sqlx::PgPool, wanted: Duration) -> anyhow::Result<()> {
+    if wanted.is_zero() {
+        return Ok(());
+    }
+    let (statement, idle): (String, String) = sqlx::query_as(
+        "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')",
+    )
+    .fetch_one(pool)
+    .await
+    .context("cannot read the session's timeouts")?;
+    if statement == "0" || idle == "0" {
+        tracing::warn!(
+            statement_timeout = %statement,
+            idle_in_transaction_session_timeout = %idle,
+            "behind PgBouncer, DATABASE_STATEMENT_TIMEOUT_SEC cannot be sent per session: set \
+             both on the service role (ALTER ROLE … SET …) or use PgBouncer's query_timeout \
+             and idle_transaction_timeout"
+        );
+    }
+    Ok(())
+}
+
+/// The connection for what needs a session of its own (`LISTEN`): `DATABASE_DIRECT_URL`,
+/// else behind PgBouncer the migration URL (also direct); `None` to use the service's own
+/// connection settings.
+pub fn direct_options(config: &Config) -> anyhow::Result<Option<PgConnectOptions>> {
+    let url = match (&config.database_direct_url, config.database_pooler) {
+        (Some(url), _) => url,
+        (None, Pooler::PgBouncer) => match &config.database_migration_url {
+            Some(url) => url,
+            None => return Ok(None),
+        },
+        (None, Pooler::None) => return Ok(None),
+    };
+    match url {
+        DatabaseUrl::Postgres(url) => PgConnectOptions::from_str(url)
+            .map(Some)
+            .context("DATABASE_DIRECT_URL is invalid"),
+        DatabaseUrl::Sqlite(_) => Ok(None),
+    }
 }
 
 /// Row-level security is void for a superuser or a BYPASSRLS role, so the service

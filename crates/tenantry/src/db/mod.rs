@@ -22,7 +22,7 @@ use sqlx::{PgConnection, PgPool, Sqlite, SqliteConnection, SqlitePool, Transacti
 
 use crate::ids::{OrgId, UserId};
 
-pub use connect::{connect, migrate, wait_for_database};
+pub use connect::{connect, direct_options, migrate, wait_for_database};
 pub use guard::{PgConn, ABORT_TIMEOUT};
 
 /// A connection pool on one of the two backends. Cheap to clone.
@@ -248,9 +248,14 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // PostgreSQL class 08 (connection exception), 57P01-57P03 (shutdown, cannot
+            // PostgreSQL class 08 (connection exception), 53 (insufficient resources: too
+            // many connections, out of memory or disk), 57P01-57P03 (shutdown, cannot
             // connect now); SQLite 5/6 (busy, locked) after the busy timeout ran out.
-            code.starts_with("08") || code.starts_with("57P") || code == "5" || code == "6"
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code == "5"
+                || code == "6"
         }),
         _ => false,
     }

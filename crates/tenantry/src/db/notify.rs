@@ -11,11 +11,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-use super::Db;
 
 /// Quiet time after which a listening connection is checked.
 pub const LIVENESS: Duration = Duration::from_secs(30);
@@ -24,10 +22,12 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before reconnecting.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// On PostgreSQL, calls `on_notify` with the payload of every notification on `channel`
-/// until `stop`; `None` on SQLite (one process: nothing to hear from).
+/// Calls `on_notify` with the payload of every notification on `channel` until `stop`,
+/// over a connection made with `direct` (a session of its own, past any pooler: see
+/// [`crate::store::Store::direct_options`]); `None` without it (SQLite: one process,
+/// nothing to hear from).
 pub fn follow<C, F, E, N>(
-    db: &Db,
+    direct: Option<PgConnectOptions>,
     channel: &'static str,
     stop: CancellationToken,
     on_connect: C,
@@ -39,12 +39,9 @@ where
     E: From<sqlx::Error> + std::error::Error + Send + 'static,
     N: Fn(&str) + Send + Sync + 'static,
 {
-    let Db::Postgres(service) = db else {
-        return None;
-    };
     let pool = PgPoolOptions::new()
         .max_connections(1)
-        .connect_lazy_with((*service.connect_options()).clone());
+        .connect_lazy_with(direct?);
     Some(tokio::spawn(async move {
         while !stop.is_cancelled() {
             tokio::select! {

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{EmailDispatchJob, JobContext, JobHandler as _, Registry, UsageRollupJob};
 use crate::config::WorkerConfig;
-use crate::db::Db;
 use crate::ids::JobId;
 use crate::store::jobs::{Claimed, NewJob, NOTIFY_CHANNEL};
 use crate::store::{now, Store};
@@ -141,7 +140,11 @@ impl Worker {
         });
         let permits = Arc::new(Semaphore::new(concurrency));
         let background = CancellationToken::new();
-        let listener = listen(shared.store.db().clone(), wake.clone(), background.clone());
+        let listener = listen(
+            shared.store.direct_options(),
+            wake.clone(),
+            background.clone(),
+        );
         let upkeep = tokio::spawn(upkeep(shared.clone(), background.clone()));
         let sealer = tokio::spawn(seal_audit(shared.store.clone(), background.clone()));
         let (done, finished) = tokio::sync::mpsc::unbounded_channel();
@@ -425,9 +428,13 @@ async fn enqueue_periodic(store: &Store, config: &WorkerConfig, billing: bool) {
 
 /// On PostgreSQL, forwards `NOTIFY tenantry_jobs` to `wake` so enqueues anywhere start
 /// work at once (the poll interval covers any notification missed while reconnecting).
-fn listen(db: Db, wake: Arc<Notify>, stop: CancellationToken) -> Option<JoinHandle<()>> {
+fn listen(
+    direct: Option<sqlx::postgres::PgConnectOptions>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) -> Option<JoinHandle<()>> {
     crate::db::notify::follow(
-        &db,
+        direct,
         NOTIFY_CHANNEL,
         stop,
         || std::future::ready(Ok::<(), sqlx::Error>(())),

@@ -245,7 +245,7 @@ impl Hub {
                     }
                 };
                 tasks.extend(crate::db::notify::follow(
-                    self.0.store.db(),
+                    self.0.store.direct_options(),
                     SEALED_CHANNEL,
                     stop,
                     on_connect,

@@ -47,6 +47,8 @@ pub struct Store {
     sealed: tokio::sync::broadcast::Sender<audit::SealedHead>,
     /// Signs the checkpoints audit retention leaves.
     checkpoint_key: Option<std::sync::Arc<audit_retention::CheckpointKey>>,
+    /// Where listeners connect when not where the pool does (behind PgBouncer).
+    direct: Option<sqlx::postgres::PgConnectOptions>,
 }
 
 impl Store {
@@ -59,6 +61,27 @@ impl Store {
             background_timeout: DEFAULT_BACKGROUND_TIMEOUT,
             sealed: tokio::sync::broadcast::channel(SEAL_SIGNALS).0,
             checkpoint_key: None,
+            direct: None,
+        }
+    }
+
+    /// Has listeners (`LISTEN`) connect with `direct` rather than as the pool does; `None`
+    /// keeps the pool's settings.
+    pub fn listening_through(mut self, direct: Option<sqlx::postgres::PgConnectOptions>) -> Self {
+        self.direct = direct;
+        self
+    }
+
+    /// The connection settings of a session of its own, for `LISTEN`: the direct ones when
+    /// configured, else the pool's; `None` on SQLite.
+    pub fn direct_options(&self) -> Option<sqlx::postgres::PgConnectOptions> {
+        match &self.db {
+            Db::Sqlite(_) => None,
+            Db::Postgres(pool) => Some(
+                self.direct
+                    .clone()
+                    .unwrap_or_else(|| (*pool.connect_options()).clone()),
+            ),
         }
     }
 

@@ -80,9 +80,8 @@ impl RevokedFamilies {
         stop: tokio_util::sync::CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let (loader, families) = (self.clone(), self.clone());
-        let db = store.db().clone();
         crate::db::notify::follow(
-            &db,
+            store.direct_options(),
             REVOKED_FAMILIES_CHANNEL,
             stop,
             move || {

@@ -14,7 +14,7 @@ use tenantry::store::jobs::{Enqueued, Job, NewJob};
 use tenantry::store::Store;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{assert_problem, Backend, Listed, TestApp, TestDatabase};
+use crate::helpers::{assert_problem, wait_job, Backend, Listed, TestApp, TestDatabase};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -24,22 +24,6 @@ on_both_backends!(
     shutdown_drains_running_jobs,
     killed_worker_process_job_is_reclaimed,
 );
-
-async fn wait_job(app: &TestApp, token: &str, org: &str, id: &str, status: &str) -> Value {
-    for _ in 0..200 {
-        let job: Value = app
-            .as_(token)
-            .get(format!("/v1/orgs/{org}/jobs/{id}"))
-            .await
-            .json()
-            .await;
-        if job["status"] == status {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {id} never reached {status}");
-}
 
 async fn enqueue_run_and_idempotency(backend: Backend) {
     let Some(mut app) = TestApp::on(backend).await else {

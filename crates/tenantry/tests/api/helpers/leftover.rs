@@ -98,10 +98,16 @@ impl OwnerDb {
                     .await
                     .expect("open the test database"),
             ),
+            // The schema owner's connection when the test names one (an app on a database
+            // other than its test database's, or behind a pooler).
             Backend::Postgres => Self::Postgres(
-                sqlx::PgPool::connect(&app.db.url)
-                    .await
-                    .expect("connect to the test database"),
+                sqlx::PgPool::connect(
+                    app.vars
+                        .get("DATABASE_MIGRATION_URL")
+                        .unwrap_or(&app.db.url),
+                )
+                .await
+                .expect("connect to the test database"),
             ),
         }
     }
