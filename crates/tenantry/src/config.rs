@@ -981,6 +981,46 @@ mod tests {
     }
 
     #[test]
+    fn pgbouncer_needs_direct_migrations_and_no_role_switch() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let pooled = "postgres://svc@127.0.0.1:6432/tenantry";
+        let err = Config::from_vars(&vars(&[
+            ("DATA_DIR", data),
+            ("DATABASE_URL", pooled),
+            ("DATABASE_POOLER", "pgbouncer"),
+            ("DATABASE_APP_ROLE", "tenantry_app"),
+            ("DATABASE_DIRECT_URL", "sqlite://x.db"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("DATABASE_MIGRATION_URL: required"), "{text}");
+        assert!(text.contains("DATABASE_APP_ROLE: `SET ROLE"), "{text}");
+        assert!(text.contains("DATABASE_DIRECT_URL: must be"), "{text}");
+        assert_eq!(err.0.len(), 3, "{text}");
+
+        let direct = "postgres://owner@127.0.0.1:5432/tenantry";
+        let config = Config::from_vars(&vars(&[
+            ("DATA_DIR", data),
+            ("DATABASE_URL", pooled),
+            ("DATABASE_POOLER", "pgbouncer"),
+            ("DATABASE_MIGRATION_URL", direct),
+        ]))
+        .unwrap();
+        assert_eq!(config.database_pooler, Pooler::PgBouncer);
+        assert_eq!(config.database_app_role, None, "no SET ROLE behind the pooler");
+        let listen = crate::db::direct_options(&config).unwrap().unwrap();
+        assert_eq!(listen.get_port(), 5432, "LISTEN goes past the pooler");
+        let unpooled = Config::from_vars(&vars(&[("DATA_DIR", data), ("DATABASE_URL", direct)]))
+            .unwrap();
+        assert_eq!(unpooled.database_app_role.as_deref(), Some("tenantry_app"));
+        assert!(crate::db::direct_options(&unpooled).unwrap().is_none());
+        let bad = Config::from_vars(&vars(&[("DATA_DIR", data), ("DATABASE_POOLER", "pgcat")]))
+            .unwrap_err();
+        assert!(bad.to_string().contains("DATABASE_POOLER: `pgcat`"), "{bad}");
+    }
+
+    #[test]
     fn names_every_bad_variable() {
         let dir = tempfile::tempdir().unwrap();
         let err = Config::from_vars(&vars(&[
