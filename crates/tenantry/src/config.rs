@@ -1008,16 +1008,22 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(config.database_pooler, Pooler::PgBouncer);
-        assert_eq!(config.database_app_role, None, "no SET ROLE behind the pooler");
+        assert_eq!(
+            config.database_app_role, None,
+            "no SET ROLE behind the pooler"
+        );
         let listen = crate::db::direct_options(&config).unwrap().unwrap();
         assert_eq!(listen.get_port(), 5432, "LISTEN goes past the pooler");
-        let unpooled = Config::from_vars(&vars(&[("DATA_DIR", data), ("DATABASE_URL", direct)]))
-            .unwrap();
+        let unpooled =
+            Config::from_vars(&vars(&[("DATA_DIR", data), ("DATABASE_URL", direct)])).unwrap();
         assert_eq!(unpooled.database_app_role.as_deref(), Some("tenantry_app"));
         assert!(crate::db::direct_options(&unpooled).unwrap().is_none());
         let bad = Config::from_vars(&vars(&[("DATA_DIR", data), ("DATABASE_POOLER", "pgcat")]))
             .unwrap_err();
-        assert!(bad.to_string().contains("DATABASE_POOLER: `pgcat`"), "{bad}");
+        assert!(
+            bad.to_string().contains("DATABASE_POOLER: `pgcat`"),
+            "{bad}"
+        );
     }
 
     #[test]
