@@ -112,10 +112,20 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `soak`: the SQLite API-key read with `CLIENTS` clients for `SOAK_SECS`; any answer but
-/// 200 (or a dropped connection) fails the run.
+/// `soak`: the SQLite API-key read with `CLIENTS` clients for `SOAK_SECS` (300 unless the
+/// variable says otherwise); any answer but 200 (or a dropped connection) fails the run.
+/// `SOAK_BACKEND=postgres` reads from PostgreSQL instead (for profiling that path).
 pub(crate) async fn soak() -> anyhow::Result<()> {
-    let lite = serve(Backend::Sqlite).await?;
+    let backend = match std::env::var("SOAK_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        Ok("sqlite") | Err(_) => Backend::Sqlite,
+        Ok(other) => anyhow::bail!("SOAK_BACKEND: `{other}` is not sqlite or postgres"),
+    };
+    let secs = match std::env::var("SOAK_SECS") {
+        Ok(raw) => raw.parse().context("SOAK_SECS: a number of seconds")?,
+        Err(_) => SOAK_SECS,
+    };
+    let lite = serve(backend).await?;
     let parsed = url::Url::parse(&lite.url)?;
     let addr = address(&parsed)?;
     let request = format!(
@@ -123,11 +133,11 @@ pub(crate) async fn soak() -> anyhow::Result<()> {
         parsed.path(),
         lite.secret
     );
-    let run = load_requests(&addr, vec![request], 200, SOAK_SECS).await?;
+    let run = load_requests(&addr, vec![request], 200, secs).await?;
     lite.shutdown.cancel();
     lite.server.await??;
     println!(
-        "SQLite API-key GET /data/{{id}}, {CLIENTS} clients, {SOAK_SECS} s: {} requests, 0 errors, {:.0} req/s p50={:.2} ms p99={:.2} ms",
+        "{backend:?} API-key GET /data/{{id}}, {CLIENTS} clients, {secs} s: {} requests, 0 errors, {:.0} req/s p50={:.2} ms p99={:.2} ms",
         run.ok,
         run.rps,
         run.p50(),

@@ -97,6 +97,8 @@ struct OrgUsage {
     pending: i64,
     refreshed: Instant,
     refreshing: bool,
+    /// A call was admitted since the last refresh: the flusher keeps this total fresh.
+    active: bool,
 }
 
 impl OrgUsage {
@@ -190,7 +192,69 @@ impl Meter {
             }
         }
         usage.pending += 1;
+        usage.active = true;
         *state.pending.entry((org, API_CALLS, day)).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Re-reads, in one statement, the stored totals and plans of every organization that
+    /// made calls since its last refresh and whose total is at least half the refresh
+    /// interval old: busy organizations stay fresh without a read on their requests' path
+    /// (which remains for an organization coming back after a quiet spell).
+    pub async fn refresh_active(&self) -> Result<(), StoreError> {
+        let (month, due, quiet_before) = {
+            let mut state = self.state();
+            let month = month_of(now().date_naive());
+            let mut due = Vec::new();
+            for (org, usage) in state.orgs.iter_mut() {
+                if usage.active
+                    && !usage.refreshing
+                    && usage.month == month
+                    && usage.refreshed.elapsed() >= QUOTA_REFRESH / 2
+                {
+                    usage.refreshing = true;
+                    due.push(*org);
+                }
+            }
+            let quiet = (state.writes_started == state.writes_done).then_some(state.writes_started);
+            (month, due, quiet)
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        let store = &self.inner.store;
+        let read = store
+            .bounded(store.plans_and_usage(&due, API_CALLS, &month.to_string()))
+            .await;
+        let mut state = self.state();
+        let trusted = quiet_before == Some(state.writes_started);
+        let rows = match read {
+            Ok(rows) => rows,
+            Err(err) => {
+                for org in &due {
+                    if let Some(usage) = state.orgs.get_mut(org) {
+                        usage.refreshing = false;
+                    }
+                }
+                return Err(err);
+            }
+        };
+        for org in &due {
+            if let Some(usage) = state.orgs.get_mut(org) {
+                usage.refreshing = false;
+            }
+        }
+        for (org, plan, stored) in rows {
+            let Some(usage) = state.orgs.get_mut(&org).filter(|u| u.month == month) else {
+                continue;
+            };
+            if trusted {
+                usage.stored = stored;
+            }
+            usage.plan = plan;
+            usage.refreshed = Instant::now();
+            usage.active = false;
+        }
         Ok(())
     }
 
@@ -216,6 +280,7 @@ impl Meter {
             pending: 0,
             refreshed: Instant::now(),
             refreshing: false,
+            active: false,
         });
         if usage.month != month {
             // A new month: last month's counts are written but no longer count.
@@ -320,6 +385,9 @@ impl Meter {
                 }
                 if stopping {
                     return;
+                }
+                if let Err(err) = meter.refresh_active().await {
+                    tracing::warn!(error = %crate::telemetry::error_chain(&err), "cannot re-read usage totals; requests will");
                 }
             }
         })

@@ -276,12 +276,14 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     )
 }
 
-/// PostgreSQL connections kept checked out between single-statement reads.
+/// Connections kept checked out between single-statement reads and writes.
 ///
 /// Returning a connection to the sqlx pool costs a round trip (the pool pings it on
-/// release), as much as the read itself. The hottest reads, which run one statement
-/// outside any transaction ([`single_statement_tenant_read`]), instead hand their
-/// connection back here for the next such read. The pool never starves for it:
+/// release: on PostgreSQL a network round trip, on SQLite two thread hand-offs to the
+/// connection's worker thread), as much as the statement itself. The hottest statements,
+/// which run outside any transaction ([`single_statement_tenant_read`] on PostgreSQL, a
+/// single `SELECT` on SQLite), instead hand their connection back here for the next such
+/// statement. The pool never starves for it:
 ///
 /// - a connection is kept only while the pool has spare capacity (an idle connection or
 ///   room to open one), and at most half the pool is kept;
@@ -289,41 +291,62 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
 ///   [`HOT_IDLE`]), so when reads stop, transactions get every connection back at once;
 /// - a connection whose statement failed is never kept (it goes back to the pool, which
 ///   tests it), and [`HotConnections::drain`] returns all before the pool closes.
-#[derive(Debug, Default)]
-pub struct HotConnections {
-    slots: std::sync::Mutex<
-        Vec<(
-            sqlx::pool::PoolConnection<sqlx::Postgres>,
-            std::time::Instant,
-        )>,
-    >,
+#[derive(Debug)]
+pub struct HotConnections<DB: sqlx::Database> {
+    slots: std::sync::Mutex<Vec<(sqlx::pool::PoolConnection<DB>, std::time::Instant)>>,
     sweeping: std::sync::atomic::AtomicBool,
+}
+
+impl<DB: sqlx::Database> Default for HotConnections<DB> {
+    fn default() -> Self {
+        Self {
+            slots: std::sync::Mutex::new(Vec::new()),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 /// How long a kept connection may sit unused before it goes back to the pool.
 pub const HOT_IDLE: Duration = Duration::from_millis(250);
 
-impl HotConnections {
+impl HotConnections<sqlx::Postgres> {
     /// A kept connection, or one from the pool; dirty until handed back with
     /// [`HotConnections::give_back`], so a failed or cancelled statement cleans it up.
     pub async fn take(&self, pool: &sqlx::PgPool) -> Result<PgConn, sqlx::Error> {
+        Ok(PgConn::dirty(self.take_kept(pool).await?))
+    }
+
+    /// Keeps a connection whose statement succeeded (see [`HotConnections::keep`]).
+    pub fn give_back(self: &std::sync::Arc<Self>, conn: PgConn, pool: &sqlx::PgPool) {
+        self.keep(conn.clean(), pool);
+    }
+}
+
+impl<DB: sqlx::Database> HotConnections<DB> {
+    /// A kept connection, or one from the pool. Hand it back with
+    /// [`HotConnections::keep`] only after its statement succeeded.
+    pub async fn take_kept(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
         loop {
             let kept = self.slots().pop();
             match kept {
-                Some((conn, since)) if since.elapsed() < HOT_IDLE => {
-                    return Ok(PgConn::dirty(conn))
-                }
+                Some((conn, since)) if since.elapsed() < HOT_IDLE => return Ok(conn),
                 // Stale: back to the pool, which tests it before reuse.
                 Some((stale, _)) => drop(stale),
-                None => return Ok(PgConn::dirty(pool.acquire().await?)),
+                None => return pool.acquire().await,
             }
         }
     }
 
     /// Keeps a connection whose statement succeeded, or returns it to the pool when the
     /// pool has no spare capacity or half of it is kept already.
-    pub fn give_back(self: &std::sync::Arc<Self>, conn: PgConn, pool: &sqlx::PgPool) {
-        let conn = conn.clean();
+    pub fn keep(
+        self: &std::sync::Arc<Self>,
+        conn: sqlx::pool::PoolConnection<DB>,
+        pool: &sqlx::Pool<DB>,
+    ) {
         let max = pool.options().get_max_connections();
         let spare = pool.num_idle() > 0 || pool.size() < max;
         let cap = usize::try_from(max / 2).unwrap_or(usize::MAX);
@@ -359,13 +382,7 @@ impl HotConnections {
 
     fn slots(
         &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        Vec<(
-            sqlx::pool::PoolConnection<sqlx::Postgres>,
-            std::time::Instant,
-        )>,
-    > {
+    ) -> std::sync::MutexGuard<'_, Vec<(sqlx::pool::PoolConnection<DB>, std::time::Instant)>> {
         // A poisoned lock only means a thread panicked while pushing or popping.
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }

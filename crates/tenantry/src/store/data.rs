@@ -142,16 +142,21 @@ impl Store {
                 row
             }
             // One statement is its own consistent snapshot in SQLite: no BEGIN and COMMIT
-            // round trips (the tenant filter is the query's own `org_id`).
+            // round trips (the tenant filter is the query's own `org_id`), on a kept
+            // connection (no release ping to its worker thread).
             Db::Sqlite(pool) => {
                 static SQL: LazyLock<String> = LazyLock::new(|| {
                     format!("SELECT {COLUMNS} FROM data_items WHERE org_id = $1 AND id = $2")
                 });
-                sqlx::query_as(&SQL)
+                // A failed statement drops (`?`) its connection back to the pool.
+                let mut conn = self.hot_sqlite().take_kept(pool).await?;
+                let row = sqlx::query_as(&SQL)
                     .bind(ctx.org_id())
                     .bind(id)
-                    .fetch_optional(pool)
-                    .await?
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                self.hot_sqlite().keep(conn, pool);
+                row
             }
         };
         row.map(Row::into_item).ok_or(StoreError::NotFound)

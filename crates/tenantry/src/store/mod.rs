@@ -39,7 +39,8 @@ pub use error::StoreError;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
-    hot: std::sync::Arc<crate::db::HotConnections>,
+    hot: std::sync::Arc<crate::db::HotConnections<sqlx::Postgres>>,
+    hot_sqlite: std::sync::Arc<crate::db::HotConnections<sqlx::Sqlite>>,
     revoked: crate::store::revocation::RevokedFamilies,
     background_timeout: std::time::Duration,
     /// Tells this process's listeners which chains the sealer moved (see
@@ -57,6 +58,7 @@ impl Store {
         Self {
             db,
             hot: Default::default(),
+            hot_sqlite: Default::default(),
             revoked: crate::store::revocation::RevokedFamilies::new(DEFAULT_REVOCATION_MEMORY),
             background_timeout: DEFAULT_BACKGROUND_TIMEOUT,
             sealed: tokio::sync::broadcast::channel(SEAL_SIGNALS).0,
@@ -132,13 +134,19 @@ impl Store {
     }
 
     /// Connections kept for single-statement reads (PostgreSQL).
-    pub(crate) fn hot(&self) -> &std::sync::Arc<crate::db::HotConnections> {
+    pub(crate) fn hot(&self) -> &std::sync::Arc<crate::db::HotConnections<sqlx::Postgres>> {
         &self.hot
+    }
+
+    /// Connections kept for single-statement reads (SQLite).
+    pub(crate) fn hot_sqlite(&self) -> &std::sync::Arc<crate::db::HotConnections<sqlx::Sqlite>> {
+        &self.hot_sqlite
     }
 
     /// Returns held connections and closes the pool.
     pub async fn close(&self) {
         self.hot.drain();
+        self.hot_sqlite.drain();
         self.db.close().await;
     }
 }

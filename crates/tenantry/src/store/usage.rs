@@ -121,6 +121,11 @@ impl Store {
         }
         let at = now();
         let mut tx = self.db().begin(Scope::System, Access::Write).await?;
+        if let Tx::Postgres(conn) = &mut tx {
+            let gone = insert_batch_pg(conn, batch, batch_key, at).await?;
+            tx.commit().await?;
+            return Ok(gone);
+        }
         let mut gone: Vec<OrgId> = Vec::new();
         for ((org, meter, day), quantity) in batch {
             if gone.contains(org) {
@@ -224,6 +229,50 @@ impl Store {
         Ok(rows)
     }
 
+    /// The plans and the use of `meter` since day `from` of many organizations at once (the
+    /// meter's refresh of every active organization); a deleted organization is left out.
+    pub async fn plans_and_usage(
+        &self,
+        orgs: &[OrgId],
+        meter: &str,
+        from: &str,
+    ) -> Result<Vec<(OrgId, Plan, i64)>, StoreError> {
+        let mut rows: Vec<(OrgId, Plan, i64)> = Vec::with_capacity(orgs.len());
+        match self.db() {
+            Db::Postgres(_) => {
+                let mut tx = self.db().begin(Scope::System, Access::Read).await?;
+                if let Tx::Postgres(conn) = &mut tx {
+                    let ids: Vec<uuid::Uuid> = orgs.iter().map(|o| o.as_uuid()).collect();
+                    rows = sqlx::query_as(
+                        "SELECT o.id, o.plan, CAST(coalesce(( \
+                             SELECT SUM(quantity) FROM usage_daily d WHERE d.org_id = o.id AND d.meter = $2 AND d.day >= $3), 0) \
+                           + coalesce(( \
+                             SELECT SUM(quantity) FROM usage_events e WHERE e.org_id = o.id AND e.meter = $2 AND e.day >= $3 AND NOT e.rolled_up), 0) AS BIGINT) \
+                         FROM organizations o WHERE o.id = ANY($1)",
+                    )
+                    .bind(ids)
+                    .bind(meter)
+                    .bind(from)
+                    .fetch_all(&mut **conn)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+            // In process: one statement per organization costs no round trip.
+            Db::Sqlite(_) => {
+                for org in orgs {
+                    if let Some((plan, used)) = self.plan_and_usage(*org, meter, from).await? {
+                        rows.push((*org, plan, used));
+                    }
+                }
+            }
+        }
+        if let Some((org, _, used)) = rows.iter().find(|(_, _, used)| *used < 0) {
+            return Err(StoreError::Corrupt(format!("usage total {used} of {org}")));
+        }
+        Ok(rows)
+    }
+
     /// An organization's plan and its use of `meter` since day `from` (for quotas).
     pub async fn plan_and_usage(
         &self,
@@ -274,6 +323,52 @@ impl Store {
         }
         Ok(row)
     }
+}
+
+/// The meter's batch as one statement on PostgreSQL, whatever the number of organizations
+/// in it: one event per (organization, meter, day), skipped when its key was recorded
+/// before (a retried batch) or its organization no longer exists; returns those
+/// organizations.
+async fn insert_batch_pg(
+    conn: &mut sqlx::PgConnection,
+    batch: &MeteredBatch,
+    batch_key: &str,
+    at: DateTime<Utc>,
+) -> Result<Vec<OrgId>, StoreError> {
+    let mut orgs = Vec::with_capacity(batch.len());
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut meters = Vec::with_capacity(batch.len());
+    let mut quantities = Vec::with_capacity(batch.len());
+    let mut days = Vec::with_capacity(batch.len());
+    let mut keys = Vec::with_capacity(batch.len());
+    for ((org, meter, day), quantity) in batch {
+        orgs.push(org.as_uuid());
+        ids.push(uuid::Uuid::now_v7());
+        meters.push(*meter);
+        quantities.push(*quantity);
+        days.push(day.to_string());
+        keys.push(format!("{batch_key}:{meter}:{day}"));
+    }
+    let gone: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "WITH input AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[]) \
+             AS u(org_id, id, meter, quantity, day, idempotency_key)), \
+         written AS (INSERT INTO usage_events (org_id, id, meter, quantity, occurred_at, day, idempotency_key, created_at) \
+             SELECT org_id, id, meter, quantity, $7, day, idempotency_key, $7 FROM input \
+             WHERE EXISTS (SELECT 1 FROM organizations o WHERE o.id = input.org_id) \
+             ON CONFLICT (org_id, idempotency_key) DO NOTHING RETURNING 1) \
+         SELECT DISTINCT org_id FROM input \
+         WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = input.org_id)",
+    )
+    .bind(orgs)
+    .bind(ids)
+    .bind(meters)
+    .bind(quantities)
+    .bind(days)
+    .bind(keys)
+    .bind(at)
+    .fetch_all(conn)
+    .await?;
+    Ok(gone.into_iter().map(OrgId::from_uuid).collect())
 }
 
 async fn insert_event(tx: &mut Tx, org: OrgId, event: &UsageEvent) -> Result<u64, StoreError> {

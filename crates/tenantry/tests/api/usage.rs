@@ -13,6 +13,7 @@ on_both_backends!(
     burst_is_metered_exactly_and_quota_enforced,
     ingestion_dedups_and_rollup_counts_once,
     shutdown_writes_pending_usage,
+    busy_organizations_are_refreshed_together,
 );
 
 async fn usage(app: &TestApp, token: &str, org: &str) -> Value {
@@ -303,4 +304,61 @@ async fn stored_calls(app: &TestApp) -> i64 {
             n
         }
     }
+}
+
+/// The flusher re-reads the totals of every organization that made calls, in one read:
+/// another instance's calls count here before the total would be stale on a request.
+async fn busy_organizations_are_refreshed_together(backend: Backend) {
+    let Some(app) = TestApp::on(backend)
+        .with_vars(|v| {
+            v.insert("QUOTA_API_CALLS_FREE".into(), "10".into());
+            // Flushes and refreshes happen when this test says.
+            v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "3600000".into());
+        })
+        .await
+    else {
+        return;
+    };
+    let owner = app.user("owner@example.com").await;
+    let mut orgs = Vec::new();
+    for slug in ["busy", "also-busy", "quiet"] {
+        let org = app.org_of(&owner, slug).await;
+        let key = key_with(&app, &owner, &org, &["data:read"]).await;
+        orgs.push((org, key));
+    }
+    for (org, key) in &orgs[..2] {
+        let res = app.as_(key).get(format!("/v1/orgs/{org}/data")).await;
+        assert_eq!(res.status(), 200);
+    }
+    // Another instance's calls: 9 for each busy organization and the quiet one.
+    let today = chrono::Utc::now().date_naive();
+    let batch: Vec<_> = orgs
+        .iter()
+        .map(|(org, _)| {
+            let id: tenantry::ids::OrgId = org.as_str().parse().unwrap();
+            ((id, tenantry::usage::API_CALLS, today), 9)
+        })
+        .collect();
+    app.store
+        .record_metered(&batch, "other-instance:1")
+        .await
+        .unwrap();
+    // The meter's own call of each busy organization is written too.
+    app.state.usage.flush().await.unwrap();
+
+    // Half the refresh interval later (before a request would re-read it itself).
+    tokio::time::sleep(tenantry::usage::QUOTA_REFRESH / 2 + Duration::from_millis(100)).await;
+    app.state.usage.refresh_active().await.unwrap();
+    for (org, key) in &orgs[..2] {
+        let res = app.as_(key).get(format!("/v1/orgs/{org}/data")).await;
+        let body = assert_problem(res, 429, "quota_exceeded").await;
+        assert_eq!(body["used"], 10, "{body}");
+    }
+    // The quiet organization made no call here: the first one reads its total and is
+    // admitted (9 of 10), the next is refused.
+    let (quiet, key) = &orgs[2];
+    let res = app.as_(key).get(format!("/v1/orgs/{quiet}/data")).await;
+    assert_eq!(res.status(), 200);
+    let res = app.as_(key).get(format!("/v1/orgs/{quiet}/data")).await;
+    assert_problem(res, 429, "quota_exceeded").await;
 }
