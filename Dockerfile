@@ -3,7 +3,8 @@
 #   docker build -t tenantry .
 #       compiles in the Rust image, then copies the binary into the runtime image;
 #   docker build --target prebuilt --build-arg BINARY=target/release/tenantry -t tenantry .
-#       packs a binary built beforehand (`cargo build --release`), without a toolchain.
+#       packs a binary built beforehand (`cargo build --release`), without a toolchain
+#       (BINARY names a file called `tenantry` in the build context).
 #
 # The base images are build arguments, so the same file builds on a local base image (an
 # air-gapped registry, or `debootstrap` + `docker import` as CI does).
@@ -32,10 +33,22 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
 ENTRYPOINT ["tenantry"]
 CMD ["serve"]
 
-# A binary built beforehand, from the build context.
+# A binary built beforehand, from the build context (its file name must be `tenantry`).
+# The classic builder (no BuildKit) builds every stage of a plain `docker build .`, this one
+# too: the glob lets it pass without a binary (Cargo.lock is always there), and only the
+# `prebuilt` target needs one. The binary is copied once (one layer).
+FROM scratch AS prebuilt-files
+ARG BINARY=target/release/tenantry
+COPY Cargo.lock ${BINARY}* /prebuilt/
+
 FROM runtime AS prebuilt
 ARG BINARY=target/release/tenantry
-COPY ${BINARY} /usr/local/bin/tenantry
+USER root
+COPY --from=prebuilt-files /prebuilt/ /usr/local/bin/
+RUN rm -f /usr/local/bin/Cargo.lock; \
+    [ -x /usr/local/bin/tenantry ] \
+    || echo "no binary at $BINARY in the build context: cargo build --release first" >&2
+USER tenantry:tenantry
 
 # The toolchain stage of the default build.
 FROM ${RUST_IMAGE} AS build

@@ -216,6 +216,10 @@ pub struct LimitsConfig {
     /// `USAGE_FLUSH_INTERVAL_MS`: how often metered calls are written (default 1000); a
     /// crash loses at most this much metering.
     pub usage_flush: Duration,
+    /// `USAGE_QUOTA_REFRESH_MS`: how old an organization's stored monthly total may get
+    /// before a request re-reads it (default 2000); the flusher re-reads busy organizations'
+    /// totals once they are half this old.
+    pub quota_refresh: Duration,
     /// `API_KEY_CACHE_SEC`: how long a verified key is trusted without a database read
     /// (default 5). Revocation is immediate on the instance that revoked the key and takes
     /// at most this long on other instances; 0 reads the database on every request.
@@ -778,6 +782,14 @@ fn read_limits(r: &mut Reader<'_>, scale: u32) -> LimitsConfig {
             r.parse(
                 "USAGE_FLUSH_INTERVAL_MS",
                 1000u64,
+                "a number of milliseconds",
+            )
+            .max(10),
+        ),
+        quota_refresh: Duration::from_millis(
+            r.parse(
+                "USAGE_QUOTA_REFRESH_MS",
+                u64::try_from(crate::usage::QUOTA_REFRESH.as_millis()).unwrap_or(2000),
                 "a number of milliseconds",
             )
             .max(10),

@@ -44,22 +44,27 @@ impl Target {
         })
     }
 
-    /// `/health` on this machine at `PORT` (or `API_PORT`, default 4000).
+    /// `/health` of the instance configured by `HOST` and `PORT` (or `API_PORT`, default
+    /// 4000), on loopback when it listens on every address.
     pub fn local(vars: &std::collections::HashMap<String, String>) -> anyhow::Result<Self> {
-        let raw = vars
-            .get("PORT")
-            .or_else(|| vars.get("API_PORT"))
-            .map(|p| p.trim())
-            .filter(|p| !p.is_empty())
-            .unwrap_or("4000");
+        let set = |key: &str| vars.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let raw = set("PORT").or_else(|| set("API_PORT")).unwrap_or("4000");
         let port: u16 = raw
             .parse()
             .with_context(|| format!("PORT: `{raw}` is not a port number"))?;
         if port == 0 {
             bail!("PORT is 0 (a random port): pass the URL to probe");
         }
+        let host = match set("HOST") {
+            None | Some("0.0.0.0") => "127.0.0.1",
+            Some("::") | Some("[::]") => "::1",
+            Some(host) => host,
+        };
         Ok(Self {
-            host: "127.0.0.1".to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port,
             path: "/health".to_owned(),
         })
@@ -103,16 +108,18 @@ pub fn probe(target: &Target) -> anyhow::Result<u16> {
     status_code(head.get(..len).unwrap_or_default())
 }
 
-/// The status code of an HTTP/1.x status line.
+/// The status code of an HTTP/1.x status line (`HTTP/1.1 200 …`): its first 12 bytes.
 fn status_code(head: &[u8]) -> anyhow::Result<u16> {
-    let text = std::str::from_utf8(head).unwrap_or_default();
-    let mut parts = text.splitn(3, ' ');
-    match (parts.next(), parts.next()) {
-        (Some(version), Some(code)) if version.starts_with("HTTP/1.") => code
-            .parse()
-            .with_context(|| format!("not an HTTP status: `{code}`")),
-        _ => bail!("not an HTTP answer"),
+    let (Some(version), Some(code)) = (head.get(..9), head.get(9..12)) else {
+        bail!("not an HTTP answer: {} bytes", head.len());
+    };
+    if !version.starts_with(b"HTTP/1.") || version.get(8) != Some(&b' ') {
+        bail!("not an HTTP answer");
     }
+    code.iter().try_fold(0u16, |n, b| match b {
+        b'0'..=b'9' => Ok(n * 10 + u16::from(b - b'0')),
+        _ => bail!("not an HTTP status code"),
+    })
 }
 
 #[cfg(test)]
@@ -141,6 +148,13 @@ mod tests {
         );
         let zero = std::collections::HashMap::from([("PORT".to_owned(), "0".to_owned())]);
         assert!(Target::local(&zero).is_err());
+        let api_port = std::collections::HashMap::from([
+            ("PORT".to_owned(), String::new()),
+            ("API_PORT".to_owned(), "4200".to_owned()),
+            ("HOST".to_owned(), "10.1.2.3".to_owned()),
+        ]);
+        let t = Target::local(&api_port).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("10.1.2.3", 4200));
     }
 
     #[test]
@@ -148,5 +162,7 @@ mod tests {
         assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n").unwrap(), 200);
         assert_eq!(status_code(b"HTTP/1.0 503 Service").unwrap(), 503);
         assert!(status_code(b"SSH-2.0-OpenSSH").is_err());
+        assert!(status_code(b"HTTP/1.1 2x0 OK").is_err());
+        assert!(status_code(b"HTTP/1.1").is_err());
     }
 }

@@ -5,10 +5,11 @@
 //! shutdown) the counts are written as one usage event per (organization, meter, day), each
 //! keyed by instance and batch; a batch whose write failed is retried unchanged, so a write
 //! that committed although its reply was lost is not counted twice. A crash loses at most
-//! the counts of one interval. Quotas compare the month's stored total (re-read every
-//! [`QUOTA_REFRESH`], without blocking other organizations or the writer) plus this
-//! instance's unwritten counts with the plan's allowance; with several instances a quota
-//! can be overshot by what the others counted in that time.
+//! the counts of one interval. Quotas compare the month's stored total (at most
+//! `USAGE_QUOTA_REFRESH_MS` old, [`QUOTA_REFRESH`] by default: busy organizations are
+//! re-read together by the flusher, others by their next request) plus this instance's
+//! unwritten counts with the plan's allowance; with several instances a quota can be
+//! overshot by what the others counted in that time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +30,8 @@ use crate::store::{now, Store, StoreError};
 /// The meter of metered API requests.
 pub const API_CALLS: &str = "api_calls";
 
-/// How long an organization's stored monthly total is trusted.
+/// How long an organization's stored monthly total is trusted, unless
+/// `USAGE_QUOTA_REFRESH_MS` says otherwise.
 pub const QUOTA_REFRESH: Duration = Duration::from_secs(2);
 
 /// An organization without metered calls for this long leaves the meter's memory.
@@ -151,7 +153,8 @@ impl Meter {
             let mut state = self.state();
             match state.orgs.get_mut(&org) {
                 Some(o) if o.month == month => {
-                    let stale = o.refreshed.elapsed() >= QUOTA_REFRESH && !o.refreshing;
+                    let stale =
+                        o.refreshed.elapsed() >= self.inner.limits.quota_refresh && !o.refreshing;
                     if stale {
                         o.refreshing = true;
                     }
@@ -161,6 +164,9 @@ impl Meter {
             }
         };
         if needs_refresh {
+            // A request dropped while it re-reads (a timeout, a client gone) must not leave the
+            // organization marked as being re-read, which would freeze its total.
+            let _pending = RefreshMark { meter: self, org };
             if let Err(err) = self.refresh(org, month).await {
                 let mut state = self.state();
                 let known = match state.orgs.get_mut(&org) {
@@ -210,7 +216,7 @@ impl Meter {
                 if usage.active
                     && !usage.refreshing
                     && usage.month == month
-                    && usage.refreshed.elapsed() >= QUOTA_REFRESH / 2
+                    && usage.refreshed.elapsed() >= self.inner.limits.quota_refresh / 2
                 {
                     usage.refreshing = true;
                     due.push(*org);
@@ -248,12 +254,14 @@ impl Meter {
             let Some(usage) = state.orgs.get_mut(&org).filter(|u| u.month == month) else {
                 continue;
             };
+            usage.plan = plan;
+            // A total read while this instance wrote a batch may or may not include it: the
+            // organization stays due, for the next pass.
             if trusted {
                 usage.stored = stored;
+                usage.refreshed = Instant::now();
+                usage.active = false;
             }
-            usage.plan = plan;
-            usage.refreshed = Instant::now();
-            usage.active = false;
         }
         Ok(())
     }
@@ -298,8 +306,17 @@ impl Meter {
     }
 
     /// Writes the counts gathered so far (and keys' last use). A batch that fails is kept,
-    /// with its key, and retried first next time.
+    /// with its key, and retried first next time. The write runs as a task of its own, so a
+    /// caller that goes away (a request that timed out) cannot cut a batch off half-way,
+    /// which would lose its counts and leave the meter distrusting every stored total.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        let meter = self.clone();
+        tokio::spawn(async move { meter.flush_now().await })
+            .await
+            .map_err(|_| StoreError::from(sqlx::Error::WorkerCrashed))?
+    }
+
+    async fn flush_now(&self) -> Result<(), StoreError> {
         let _one = self.inner.flushing.lock().await;
         let retry = self.state().unsent.take();
         if let Some((key, batch)) = retry {
@@ -391,6 +408,21 @@ impl Meter {
                 }
             }
         })
+    }
+}
+
+/// Clears an organization's "being re-read" mark when its request goes away mid-read; on
+/// completion the read has cleared it already.
+struct RefreshMark<'a> {
+    meter: &'a Meter,
+    org: OrgId,
+}
+
+impl Drop for RefreshMark<'_> {
+    fn drop(&mut self) {
+        if let Some(usage) = self.meter.state().orgs.get_mut(&self.org) {
+            usage.refreshing = false;
+        }
     }
 }
 

@@ -251,9 +251,9 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
             // PostgreSQL class 08 (connection exception), 53 (insufficient resources: too
             // many connections, out of memory or disk), 57P01-57P03 (shutdown, cannot
             // connect now); SQLite 5/6 (busy, locked) after the busy timeout ran out.
-            code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57P")
+            let sqlstate = code.len() == 5;
+            (sqlstate
+                && (code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")))
                 || code == "5"
                 || code == "6"
         }),

@@ -267,9 +267,14 @@ impl Store {
                 }
             }
         }
-        if let Some((org, _, used)) = rows.iter().find(|(_, _, used)| *used < 0) {
-            return Err(StoreError::Corrupt(format!("usage total {used} of {org}")));
-        }
+        // A total that cannot be (negative) is left out and logged: the other organizations'
+        // totals are good, and that one's request re-reads it and fails alone.
+        rows.retain(|(org, _, used)| {
+            if *used < 0 {
+                tracing::error!(org.id = %org, used, "negative usage total; not refreshed");
+            }
+            *used >= 0
+        });
         Ok(rows)
     }
 

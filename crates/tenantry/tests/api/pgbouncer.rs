@@ -24,14 +24,25 @@ struct LoginRole {
 }
 
 impl LoginRole {
-    async fn create() -> Self {
+    /// The role, or `None` (skipped) when the PostgreSQL server is unreachable and not
+    /// required.
+    async fn create() -> Option<Self> {
         let name = format!(
             "tenantry_pgb_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let mut admin = sqlx::PgConnection::connect(&tenantry::testing::postgres_admin_url())
-            .await
-            .unwrap();
+        let admin_url = tenantry::testing::postgres_admin_url();
+        let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
+            Ok(conn) => conn,
+            Err(err) => {
+                assert!(
+                    std::env::var("TENANTRY_TEST_REQUIRE_POSTGRES").is_err(),
+                    "PostgreSQL is required but {admin_url} is unreachable: {err}"
+                );
+                eprintln!("SKIPPED PostgreSQL test: cannot reach {admin_url}: {err}");
+                return None;
+            }
+        };
         // The service role normally comes with the first migration; another test may be
         // creating it at this moment, so a failure here is only a race lost.
         let _ = admin
@@ -44,7 +55,7 @@ impl LoginRole {
             .execute(format!("CREATE ROLE {name} LOGIN IN ROLE tenantry_app").as_str())
             .await
             .unwrap();
-        Self { name }
+        Some(Self { name })
     }
 }
 
@@ -72,7 +83,9 @@ impl Drop for LoginRole {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_runs_behind_pgbouncer_in_transaction_mode() {
-    let role = LoginRole::create().await;
+    let Some(role) = LoginRole::create().await else {
+        return;
+    };
     let Some(bouncer) = PgBouncer::start(&[&role.name], SERVER_CONNECTIONS) else {
         return;
     };
@@ -160,6 +173,12 @@ async fn the_service_runs_behind_pgbouncer_in_transaction_mode() {
         res.problem(404, "not_found").await;
     }
 
+    // Row-level security on the shared server connections: tenant transactions of both
+    // organizations, interleaved from many client connections over the two server ones,
+    // each see exactly their tenant's rows through an unfiltered query, and no scope
+    // outlives its transaction.
+    scopes_hold_on_shared_server_connections(&app, &acme, &globex).await;
+
     // Jobs run (claimed with SKIP LOCKED in transactions), woken over the direct connection.
     let res = app
         .as_(&owner)
@@ -217,6 +236,49 @@ async fn the_service_runs_behind_pgbouncer_in_transaction_mode() {
     assert!(refused, "the other instance dropped the cached key");
     second.stop().await;
     drop(bouncer);
+}
+
+async fn scopes_hold_on_shared_server_connections(
+    app: &TestApp,
+    acme: &crate::helpers::Org,
+    globex: &crate::helpers::Org,
+) {
+    use tenantry::db::{Access, Scope, Tx};
+    let tenants: Vec<tenantry::ids::OrgId> = [acme, globex]
+        .iter()
+        .map(|o| o.as_str().parse().unwrap())
+        .collect();
+    let mut checks = Vec::new();
+    for i in 0..40usize {
+        let (store, org) = (app.store.clone(), tenants[i % 2]);
+        checks.push(tokio::spawn(async move {
+            let scope = if i % 5 == 4 {
+                Scope::Global
+            } else {
+                Scope::Tenant(org)
+            };
+            let mut tx = store.db().begin(scope, Access::Read).await.unwrap();
+            let Tx::Postgres(conn) = &mut tx else {
+                unreachable!("a PostgreSQL test")
+            };
+            let (rows, others): (i64, i64) = sqlx::query_as(
+                "SELECT count(*), count(*) FILTER (WHERE org_id <> $1) FROM data_items",
+            )
+            .bind(org.as_uuid())
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            (scope, rows, others)
+        }));
+    }
+    for check in checks {
+        let (scope, rows, others) = check.await.unwrap();
+        match scope {
+            Scope::Global => assert_eq!(rows, 0, "no scope, no tenant row"),
+            _ => assert_eq!((rows, others), (90, 0), "{scope:?} sees its own rows only"),
+        }
+    }
 }
 
 /// Samples, until the returned task is awaited after the load, the most server

@@ -314,6 +314,9 @@ async fn busy_organizations_are_refreshed_together(backend: Backend) {
             v.insert("QUOTA_API_CALLS_FREE".into(), "10".into());
             // Flushes and refreshes happen when this test says.
             v.insert("USAGE_FLUSH_INTERVAL_MS".into(), "3600000".into());
+            // A request re-reads a total only after 6 s: well after the flusher's re-read
+            // (due at 3 s), so only that re-read can explain what the requests see.
+            v.insert("USAGE_QUOTA_REFRESH_MS".into(), "6000".into());
         })
         .await
     else {
@@ -347,13 +350,18 @@ async fn busy_organizations_are_refreshed_together(backend: Backend) {
     app.state.usage.flush().await.unwrap();
 
     // Half the refresh interval later (before a request would re-read it itself).
-    tokio::time::sleep(tenantry::usage::QUOTA_REFRESH / 2 + Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     app.state.usage.refresh_active().await.unwrap();
     for (org, key) in &orgs[..2] {
         let res = app.as_(key).get(format!("/v1/orgs/{org}/data")).await;
         let body = assert_problem(res, 429, "quota_exceeded").await;
         assert_eq!(body["used"], 10, "{body}");
     }
+    assert!(
+        started.elapsed() < Duration::from_millis(5500),
+        "the requests came before their own re-read was due"
+    );
     // The quiet organization made no call here: the first one reads its total and is
     // admitted (9 of 10), the next is refused.
     let (quiet, key) = &orgs[2];

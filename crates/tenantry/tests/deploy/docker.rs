@@ -115,11 +115,9 @@ impl Docker {
             .arg(&binary)
             .status()
             .is_ok_and(|s| s.success());
-        std::fs::copy(
-            repo_root().join("Dockerfile"),
-            context.path().join("Dockerfile"),
-        )
-        .unwrap();
+        for file in ["Dockerfile", "Cargo.lock"] {
+            std::fs::copy(repo_root().join(file), context.path().join(file)).unwrap();
+        }
         let tag = format!("tenantry-test:{}", suffix());
         self.build(&[
             "--target",
@@ -156,12 +154,22 @@ impl Docker {
             "tenantry-test/services:{:016x}",
             std::hash::Hasher::finish(&hasher)
         );
-        let exists = Command::new("docker")
-            .args(["image", "inspect", &tag])
-            .output()
-            .unwrap()
-            .status
-            .success();
+        // Stand-ins built from earlier versions of the inputs are not needed any more.
+        let listed = docker(&[
+            "image",
+            "ls",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "tenantry-test/services",
+        ]);
+        let mut exists = false;
+        for old in listed.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if old == tag {
+                exists = true;
+            } else {
+                let _ = run(Command::new("docker").args(["rmi", old]));
+            }
+        }
         if !exists {
             self.build(&[
                 "--network",

@@ -31,6 +31,7 @@ async fn the_image_runs_alone_and_the_stack_scales_out() {
     image_runs_alone(&docker, &image.0).await;
     let services = docker.build_services_image();
     let stack = stack::Stack::up(&docker, &image.0, &services).await;
+    the_instances_log_in_as_the_service_role(&stack);
     readme_flow_through_the_balancer(&stack).await;
     revocation_and_limits_hold_across_instances(&stack).await;
     // The stack goes before its image.
@@ -69,6 +70,30 @@ async fn image_runs_alone(docker: &Docker, image: &str) {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// The instances (and the worker) connect as `tenantry_service`, never as the superuser
+/// that owns the schema and ran the migrations.
+fn the_instances_log_in_as_the_service_role(stack: &stack::Stack<'_>) {
+    let sessions = stack.compose(&[
+        "exec",
+        "-T",
+        "postgres",
+        "psql",
+        "-U",
+        "tenantry",
+        "-d",
+        "tenantry",
+        "-tAc",
+        "SELECT usename, count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND backend_type = 'client backend' AND pid <> pg_backend_pid() GROUP BY usename",
+    ]);
+    let users: Vec<&str> = sessions
+        .lines()
+        .filter_map(|l| l.split('|').next())
+        .filter(|u| !u.is_empty())
+        .collect();
+    assert_eq!(users, ["tenantry_service"], "{sessions}");
 }
 
 /// The README's API-key flow, every call through the load balancer.

@@ -219,17 +219,19 @@ impl PgBouncer {
         let mut cmd = Command::new(bin);
         cmd.arg(&ini).stdout(Stdio::null()).stderr(Stdio::null());
         as_server_user(&mut cmd);
-        let child = cmd.spawn().unwrap();
+        let log = dir.path().join("pgbouncer.log");
+        // In its guard before anything can fail, so it is stopped whatever happens.
+        let bouncer = Self {
+            port,
+            child: cmd.spawn().unwrap(),
+            _dir: dir,
+        };
         assert!(
             wait_listening(port, Duration::from_secs(10)),
             "PgBouncer listens: {}",
-            std::fs::read_to_string(dir.path().join("pgbouncer.log")).unwrap_or_default()
+            std::fs::read_to_string(log).unwrap_or_default()
         );
-        Some(Self {
-            port,
-            child,
-            _dir: dir,
-        })
+        Some(bouncer)
     }
 }
 
