@@ -29,7 +29,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     let store = Store::new(tenantry::startup::connect_and_migrate(&config).await?);
     let owner = sqlx::PgPool::connect(&db.url).await?;
 
-    let ceiling = insert_ceiling(&owner).await?;
+    let ceiling = insert_ceiling(&owner, Clients::Pooled).await?;
     println!("baseline: single-row INSERT ceiling = {ceiling:.0} rows/s ({CONNECTIONS} connections, autocommit)");
     let autovacuum: String = sqlx::query_scalar("SHOW autovacuum")
         .fetch_one(&owner)
@@ -47,9 +47,23 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The single-row INSERT ceiling of `owner`'s database: `CONNECTIONS` connections
-/// inserting one row per autocommit statement for 5 s. Rows per second.
-pub(crate) async fn insert_ceiling(owner: &sqlx::PgPool) -> anyhow::Result<f64> {
+/// How the INSERT ceiling's clients use their connections.
+#[derive(Clone, Copy)]
+pub(crate) enum Clients {
+    /// Each statement on a connection acquired from a sqlx pool with its defaults (a ping
+    /// before every acquire and on every release): what a plain service does.
+    Pooled,
+    /// Each client holds one connection for the whole run, as `pgbench` does: one round trip
+    /// per row, the database's own ceiling.
+    Held,
+}
+
+/// The single-row INSERT ceiling of `owner`'s database: `CONNECTIONS` clients inserting
+/// one row per autocommit statement for 5 s into a table created for it. Rows per second.
+pub(crate) async fn insert_ceiling(owner: &sqlx::PgPool, clients: Clients) -> anyhow::Result<f64> {
+    sqlx::query("DROP TABLE IF EXISTS bench_insert")
+        .execute(owner)
+        .await?;
     sqlx::query("CREATE TABLE bench_insert (id bigserial PRIMARY KEY, payload text NOT NULL)")
         .execute(owner)
         .await?;
@@ -63,12 +77,18 @@ pub(crate) async fn insert_ceiling(owner: &sqlx::PgPool) -> anyhow::Result<f64> 
     for _ in 0..CONNECTIONS {
         let pool = pool.clone();
         tasks.push(tokio::spawn(async move {
+            let insert =
+                || sqlx::query("INSERT INTO bench_insert (payload) VALUES ($1)").bind("{}");
             let mut n = 0u64;
+            let mut held = match clients {
+                Clients::Held => Some(pool.acquire().await?),
+                Clients::Pooled => None,
+            };
             while Instant::now() < until {
-                sqlx::query("INSERT INTO bench_insert (payload) VALUES ($1)")
-                    .bind("{}")
-                    .execute(&pool)
-                    .await?;
+                match held.as_mut() {
+                    Some(conn) => insert().execute(&mut **conn).await?,
+                    None => insert().execute(&pool).await?,
+                };
                 n += 1;
             }
             Ok::<_, sqlx::Error>(n)

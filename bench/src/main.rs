@@ -34,6 +34,13 @@ mod writes;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `BENCH_LOG=warn` (any tracing filter) shows the servers' logs on stderr.
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter)?)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let what = std::env::args().nth(1).unwrap_or_else(|| "auth".to_owned());
     match what.as_str() {
         "auth" => auth().await,

@@ -114,10 +114,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     let addr = address(&url::Url::parse(&base)?)?;
 
     // 1. Accepted events per second, against the INSERT ceiling.
-    sqlx::query("DROP TABLE IF EXISTS bench_insert")
-        .execute(&owner)
-        .await?;
-    let ceiling = crate::jobs::insert_ceiling(&owner).await?;
+    let ceiling = crate::jobs::insert_ceiling(&owner, crate::jobs::Clients::Pooled).await?;
     println!("baseline: single-row INSERT ceiling = {ceiling:.0} rows/s ({CONNECTIONS} connections, autocommit)");
     let now = chrono::Utc::now().timestamp();
     let requests = (0..EVENTS)

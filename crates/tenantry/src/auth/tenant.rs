@@ -110,7 +110,7 @@ impl TenantCtx {
         )
     }
 
-    /// For tests of the storage layer only.
+    /// For tests of the storage layer, and benchmarks that call the store directly.
     #[cfg(feature = "test-support")]
     pub fn for_tests(org_id: OrgId) -> Self {
         Self::new(

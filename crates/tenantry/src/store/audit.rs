@@ -148,6 +148,9 @@ macro_rules! record_columns_of_e {
     };
 }
 
+/// Positions read per statement when a chain is walked in order.
+const WALK_PAGE: i64 = 1000;
+
 const CHAINED: &str = concat!(
     "SELECT ",
     record_columns_of_e!(),
@@ -643,16 +646,20 @@ impl Store {
             unchained: tally.records - tally.pending - (head_seq - start),
             checkpoint,
         };
-        // Positions up to the head were sealed before the snapshot and never change.
+        // Positions up to the head were sealed before the snapshot and never change. Each
+        // page is a range of positions, not "the next 1,000 after": positions are dense, and
+        // a bounded range keeps every page's cost bounded whatever plan statistics lead
+        // PostgreSQL to (with statistics taken while the chain was small it once read and
+        // sorted the whole rest of the chain for every page, quadratic in its length).
         let sql = format!(
-            "{CHAINED} WHERE c.org_id = $1 AND c.seq > $2 AND c.seq <= $3 ORDER BY c.seq LIMIT 1000"
+            "{CHAINED} WHERE c.org_id = $1 AND c.seq > $2 AND c.seq <= $3 ORDER BY c.seq LIMIT {WALK_PAGE}"
         );
         let mut position = start;
         'walk: while position < head_seq {
             let rows: Vec<ChainedRow> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
                 .bind(ctx.org_id())
                 .bind(position)
-                .bind(head_seq)
+                .bind(head_seq.min(position.saturating_add(WALK_PAGE)))
                 .fetch_all(&mut *c)
                 .await)?;
             if rows.is_empty() {

@@ -135,11 +135,13 @@ impl Store {
             .bind(org)
             .fetch_one(&mut *c)
             .await)?;
-            // The next positions in order, up to the first one young enough to keep.
+            // The next positions in order, up to the first one young enough to keep: a
+            // bounded range of the dense positions, so the statement's cost stays bounded
+            // whatever plan stale statistics lead to.
             let next: Vec<(i64, String, DateTime<Utc>)> = on_conn!(tx.conn(), c => sqlx::query_as(
                 "SELECT c.seq, c.hash, e.created_at FROM audit_chain c \
                  JOIN audit_events e ON e.org_id = c.org_id AND e.id = c.record_id \
-                 WHERE c.org_id = $1 AND c.seq > $2 ORDER BY c.seq LIMIT $3",
+                 WHERE c.org_id = $1 AND c.seq > $2 AND c.seq <= $2 + $3 ORDER BY c.seq LIMIT $3",
             )
             .bind(org)
             .bind(start)

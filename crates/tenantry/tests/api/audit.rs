@@ -12,6 +12,7 @@ on_both_backends!(
     creation_is_audited_with_request_facts,
     chain_verifies_and_detects_tampering,
     a_removed_sealed_record_is_detected,
+    a_chain_of_many_pages_verifies_and_a_missing_page_is_detected,
     a_record_outside_the_sealers_queue_is_detected,
     the_worker_seals_records_nobody_reads,
     audit_rows_cannot_be_changed,
@@ -198,6 +199,34 @@ async fn a_removed_sealed_record_is_detected(backend: Backend) {
     assert_eq!(report["valid"], false, "{report}");
     assert_eq!(report["first_invalid_seq"], 3, "{report}");
     assert_eq!(report["checked"], 2, "{report}");
+}
+
+async fn a_chain_of_many_pages_verifies_and_a_missing_page_is_detected(backend: Backend) {
+    let Some(app) = TestApp::on(backend).await else {
+        return;
+    };
+    let (id, org) = org_with_four_records(&app, "pages").await;
+    // Verification walks the chain a range of positions at a time: 2,500 more records
+    // make three such ranges.
+    let ctx = tenantry::auth::TenantCtx::for_tests(org);
+    app.store
+        .append_filler_audit_records(&ctx, 2500, 0, tenantry::store::now())
+        .await
+        .unwrap();
+    let report = verify(&app, &id).await;
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!(report["checked"], 2504, "{report}");
+    // A whole range of positions gone: the walk stops at its first.
+    as_owner_without_guards(
+        &app,
+        "DELETE FROM audit_chain WHERE org_id = $1 AND seq > 1000 AND seq <= 2000",
+        org,
+    )
+    .await;
+    let report = verify(&app, &id).await;
+    assert_eq!(report["valid"], false, "{report}");
+    assert_eq!(report["first_invalid_seq"], 1001, "{report}");
+    assert_eq!(report["checked"], 1000, "{report}");
 }
 
 async fn a_record_outside_the_sealers_queue_is_detected(backend: Backend) {
