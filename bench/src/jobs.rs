@@ -29,22 +29,52 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     let store = Store::new(tenantry::startup::connect_and_migrate(&config).await?);
     let owner = sqlx::PgPool::connect(&db.url).await?;
 
-    let ceiling = insert_ceiling(&owner, Clients::Pooled).await?;
-    println!("baseline: single-row INSERT ceiling = {ceiling:.0} rows/s ({CONNECTIONS} connections, autocommit)");
+    let ceilings = Ceilings::measure(&owner).await?;
     let autovacuum: String = sqlx::query_scalar("SHOW autovacuum")
         .fetch_one(&owner)
         .await?;
     for workers in [1usize, 4] {
         let rate = burn_down(&owner, &store, &config, workers).await?;
         println!(
-            "burn-down: {JOBS} no-op jobs, {workers} worker(s) x 64 (server autovacuum={autovacuum}) = {rate:.0} jobs/s -> {:.2}x the insert ceiling",
-            rate / ceiling
+            "burn-down: {JOBS} no-op jobs, {workers} worker(s) x 64 (server autovacuum={autovacuum}) = {rate:.0} jobs/s -> {}",
+            ceilings.ratios(rate)
         );
     }
     latency(&owner, &store, &config).await?;
     owner.close().await;
     store.close().await;
     Ok(())
+}
+
+/// The single-row INSERT ceiling of the same database, both ways its clients can use
+/// connections (rows per second).
+pub(crate) struct Ceilings {
+    /// Through a sqlx pool on its defaults.
+    pub(crate) pooled: f64,
+    /// On connections the clients hold: the database's own ceiling.
+    pub(crate) held: f64,
+}
+
+impl Ceilings {
+    /// Both, measured one after the other, and printed.
+    pub(crate) async fn measure(owner: &sqlx::PgPool) -> anyhow::Result<Self> {
+        let pooled = insert_ceiling(owner, Clients::Pooled).await?;
+        let held = insert_ceiling(owner, Clients::Held).await?;
+        println!(
+            "baseline: single-row INSERT ceiling ({CONNECTIONS} connections, autocommit) = {held:.0} rows/s \
+             on held connections, {pooled:.0} rows/s through a default sqlx pool"
+        );
+        Ok(Self { pooled, held })
+    }
+
+    /// `rate` against both.
+    pub(crate) fn ratios(&self, rate: f64) -> String {
+        format!(
+            "{:.2}x the INSERT ceiling on held connections, {:.2}x through a default pool",
+            rate / self.held,
+            rate / self.pooled
+        )
+    }
 }
 
 /// How the INSERT ceiling's clients use their connections.

@@ -24,8 +24,8 @@ use tenantry::startup::Application;
 use tenantry::store::Store;
 use tenantry::testing::{Backend, TestDatabase};
 
-use crate::api::{address, load_requests, unlimited_vars, Run, CLIENTS, CONNECTIONS};
-use crate::jobs::{insert_ceiling, Clients};
+use crate::api::{address, load_requests, unlimited_vars, Run, CLIENTS};
+use crate::jobs::Ceilings;
 
 /// Seconds of each measured run.
 const SECS: u64 = 10;
@@ -69,25 +69,6 @@ pub(crate) async fn run() -> anyhow::Result<()> {
     server.await??;
     owner.close().await;
     Ok(())
-}
-
-/// The single-row INSERT ceiling of the same database, both ways its clients can use
-/// connections (rows per second), printed.
-struct Ceilings {
-    pooled: f64,
-    held: f64,
-}
-
-impl Ceilings {
-    async fn measure(owner: &sqlx::PgPool) -> anyhow::Result<Self> {
-        let pooled = insert_ceiling(owner, Clients::Pooled).await?;
-        let held = insert_ceiling(owner, Clients::Held).await?;
-        println!(
-            "baseline: single-row INSERT ceiling ({CONNECTIONS} connections, autocommit) = {held:.0} rows/s \
-             on held connections, {pooled:.0} rows/s through a default sqlx pool"
-        );
-        Ok(Self { pooled, held })
-    }
 }
 
 /// The audited write without the HTTP request path: `CLIENTS` tasks calling the store's
