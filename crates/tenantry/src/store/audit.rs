@@ -151,8 +151,8 @@ macro_rules! record_columns_of_e {
 /// Positions read per statement when a chain is walked in order.
 const WALK_PAGE: i64 = 1000;
 
-/// `e`, the record that the row `$row` (a chain position or a queue marker) names by its
-/// `org_id` and `record_id`.
+/// ` … e`: joins `e`, the record that the row `row` (a chain position or a queue marker)
+/// names by its `org_id` and `record_id`.
 ///
 /// On PostgreSQL the record is looked up by its key for each row, in a subquery the planner
 /// cannot flatten (`OFFSET 0`). As a plain join, statistics taken before an organization
@@ -160,45 +160,25 @@ const WALK_PAGE: i64 = 1000;
 /// all the organization's records for every row, filtered on the id: measured on 130,000
 /// records, 2.2 s for a listing page of 50 and 52 s for a page of 1,000, against 0.8 ms and
 /// 7 ms looked up by key. SQLite plans the join by the key.
-macro_rules! record_of {
-    (postgres, $row:literal) => {
-        concat!(
-            " CROSS JOIN LATERAL (SELECT * FROM audit_events r WHERE r.org_id = ",
-            $row,
-            ".org_id AND r.id = ",
-            $row,
-            ".record_id OFFSET 0) e"
-        )
-    };
-    (sqlite, $row:literal) => {
-        concat!(
-            " JOIN audit_events e ON e.org_id = ",
-            $row,
-            ".org_id AND e.id = ",
-            $row,
-            ".record_id"
-        )
-    };
+pub(super) fn record_of(db: &Db, row: &str) -> String {
+    match db {
+        Db::Postgres(_) => format!(
+            " CROSS JOIN LATERAL (SELECT * FROM audit_events r \
+             WHERE r.org_id = {row}.org_id AND r.id = {row}.record_id OFFSET 0) e"
+        ),
+        Db::Sqlite(_) => {
+            format!(" JOIN audit_events e ON e.org_id = {row}.org_id AND e.id = {row}.record_id")
+        }
+    }
 }
 
-pub(super) use record_of;
-
 /// Sealed records with their positions: `c` the chain, `e` the record.
-fn chained(db: &Db) -> &'static str {
-    macro_rules! chained {
-        ($backend:ident) => {
-            concat!(
-                "SELECT ",
-                record_columns_of_e!(),
-                ", c.seq, c.prev_hash, c.hash FROM audit_chain c",
-                record_of!($backend, "c")
-            )
-        };
-    }
-    match db {
-        Db::Postgres(_) => chained!(postgres),
-        Db::Sqlite(_) => chained!(sqlite),
-    }
+fn chained(db: &Db) -> String {
+    format!(
+        "SELECT {}, c.seq, c.prev_hash, c.hash FROM audit_chain c{}",
+        record_columns_of_e!(),
+        record_of(db, "c")
+    )
 }
 
 /// The hashed form of a record: its position and every field of its content, in a fixed
@@ -599,7 +579,7 @@ impl Store {
         filter: &AuditFilter,
         rows: i64,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let (sql, binds) = audit_query(chained(self.db()), filter, rows);
+        let (sql, binds) = audit_query(&chained(self.db()), filter, rows);
         let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         let rows: Vec<ChainedRow> = on_conn!(tx.conn(), c => {
             let mut q = sqlx::query_as(&sql).bind(ctx.org_id());
@@ -646,26 +626,17 @@ impl Store {
         self.seal_before_reading(ctx.org_id()).await?;
         let mut tx = self.tenant_tx(ctx, Access::Read).await?;
         // One statement, one snapshot: the head and the counts agree with each other.
-        macro_rules! tally {
-            ($backend:ident) => {
-                concat!(
-                    "SELECT (SELECT seq FROM audit_heads WHERE org_id = $1) AS head_seq, \
-                            (SELECT hash FROM audit_heads WHERE org_id = $1) AS head_hash, \
-                            (SELECT count(*) FROM audit_events WHERE org_id = $1) AS records, \
-                            (SELECT count(*) FROM audit_pending WHERE org_id = $1) AS pending, \
-                            (SELECT min(e.created_at) FROM audit_pending p",
-                    record_of!($backend, "p"),
-                    " WHERE p.org_id = $1) AS oldest_pending, \
-                            k.seq AS cp_seq, k.hash AS cp_hash, k.pruned_at AS cp_at, k.signature AS cp_signature \
-                     FROM (SELECT 1 AS one) o LEFT JOIN audit_checkpoints k ON k.org_id = $1"
-                )
-            };
-        }
-        let sql = match self.db() {
-            Db::Postgres(_) => tally!(postgres),
-            Db::Sqlite(_) => tally!(sqlite),
-        };
-        let tally: Tally = on_conn!(tx.conn(), c => sqlx::query_as(sql)
+        let sql = format!(
+            "SELECT (SELECT seq FROM audit_heads WHERE org_id = $1) AS head_seq, \
+                    (SELECT hash FROM audit_heads WHERE org_id = $1) AS head_hash, \
+                    (SELECT count(*) FROM audit_events WHERE org_id = $1) AS records, \
+                    (SELECT count(*) FROM audit_pending WHERE org_id = $1) AS pending, \
+                    (SELECT min(e.created_at) FROM audit_pending p{} WHERE p.org_id = $1) AS oldest_pending, \
+                    k.seq AS cp_seq, k.hash AS cp_hash, k.pruned_at AS cp_at, k.signature AS cp_signature \
+             FROM (SELECT 1 AS one) o LEFT JOIN audit_checkpoints k ON k.org_id = $1",
+            record_of(self.db(), "p")
+        );
+        let tally: Tally = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
         .bind(ctx.org_id())
         .fetch_one(&mut *c)
         .await)?;
@@ -848,7 +819,7 @@ impl Store {
         orgs.sort_unstable();
         let mut heads = lock_heads(&mut tx, &orgs, matches!(sealing, Sealing::Any)).await?;
         let locked: Vec<OrgId> = heads.keys().copied().collect();
-        let records = pending_records(&mut tx, &locked).await?;
+        let records = pending_records(self.db(), &mut tx, &locked).await?;
         let at = now();
         let mut sealed = Sealed {
             orgs: orgs.len(),
@@ -1038,21 +1009,19 @@ async fn lock_heads(
 /// Up to [`SEAL_BATCH`] pending records of `orgs`, per organization in the order written:
 /// record ids are UUIDv7, time-ordered and monotonic within a process, so the queue's own
 /// key gives that order without sorting the queue (a backlog costs each batch nothing more).
-async fn pending_records(tx: &mut Tx, orgs: &[OrgId]) -> Result<Vec<RecordRow>, StoreError> {
-    macro_rules! select {
-        ($backend:ident) => {
-            concat!(
-                "SELECT ",
-                record_columns_of_e!(),
-                " FROM audit_pending p",
-                record_of!($backend, "p")
-            )
-        };
-    }
+async fn pending_records(
+    db: &Db,
+    tx: &mut Tx,
+    orgs: &[OrgId],
+) -> Result<Vec<RecordRow>, StoreError> {
+    let select = format!(
+        "SELECT {} FROM audit_pending p{}",
+        record_columns_of_e!(),
+        record_of(db, "p")
+    );
     let limit = i64::try_from(SEAL_BATCH).unwrap_or(i64::MAX);
     match tx.conn() {
         Conn::Postgres(c) => {
-            let select = select!(postgres);
             let ids: Vec<Uuid> = orgs.iter().map(OrgId::as_uuid).collect();
             // Each organization's queue read along its key (an `= ANY` filter would sort
             // every queued record of the organizations first).
@@ -1067,10 +1036,7 @@ async fn pending_records(tx: &mut Tx, orgs: &[OrgId]) -> Result<Vec<RecordRow>, 
             .await?)
         }
         Conn::Sqlite(c) => {
-            let sql = format!(
-                "{} WHERE p.org_id = $1 ORDER BY p.record_id LIMIT $2",
-                select!(sqlite)
-            );
+            let sql = format!("{select} WHERE p.org_id = $1 ORDER BY p.record_id LIMIT $2");
             let mut records: Vec<RecordRow> = Vec::new();
             for org in orgs {
                 let room = limit - i64::try_from(records.len()).unwrap_or(i64::MAX);

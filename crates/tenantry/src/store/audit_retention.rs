@@ -14,7 +14,7 @@ use sha2::Sha256;
 use super::audit::{record_of, AuditEntry};
 use super::{now, Store, StoreError};
 use crate::auth::{Actor, ActorKind};
-use crate::db::{on_conn, Access, Conn, Db, Scope};
+use crate::db::{on_conn, Access, Conn, Scope};
 use crate::ids::OrgId;
 
 /// Most positions one retention transaction removes.
@@ -138,20 +138,12 @@ impl Store {
             // The next positions in order, up to the first one young enough to keep: a
             // bounded range of the dense positions, so the statement's cost stays bounded
             // whatever plan stale statistics lead to.
-            macro_rules! next {
-                ($backend:ident) => {
-                    concat!(
-                        "SELECT c.seq, c.hash, e.created_at FROM audit_chain c",
-                        record_of!($backend, "c"),
-                        " WHERE c.org_id = $1 AND c.seq > $2 AND c.seq <= $2 + $3 ORDER BY c.seq LIMIT $3"
-                    )
-                };
-            }
-            let sql = match self.db() {
-                Db::Postgres(_) => next!(postgres),
-                Db::Sqlite(_) => next!(sqlite),
-            };
-            let next: Vec<(i64, String, DateTime<Utc>)> = on_conn!(tx.conn(), c => sqlx::query_as(sql)
+            let sql = format!(
+                "SELECT c.seq, c.hash, e.created_at FROM audit_chain c{} \
+                 WHERE c.org_id = $1 AND c.seq > $2 AND c.seq <= $2 + $3 ORDER BY c.seq LIMIT $3",
+                record_of(self.db(), "c")
+            );
+            let next: Vec<(i64, String, DateTime<Utc>)> = on_conn!(tx.conn(), c => sqlx::query_as(&sql)
             .bind(org)
             .bind(start)
             .bind(PRUNE_BATCH)
