@@ -80,6 +80,13 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         ours.p50() / fastest.p50(),
         ours.p99() / fastest.p99()
     );
+    for (what, run) in [
+        ("tenantry", &ours),
+        ("best bare", &fastest),
+        ("bare", &plain),
+    ] {
+        println!("  {what}: {}", run.cpu.describe("request"));
+    }
 
     // Every metered call was counted.
     shutdown.cancel();
@@ -244,6 +251,8 @@ async fn serve(backend: Backend) -> anyhow::Result<Served> {
 pub(crate) struct Run {
     pub(crate) rps: f64,
     pub(crate) ok: usize,
+    /// CPU per request of the measured round.
+    pub(crate) cpu: crate::cpu::Use,
     latencies: Vec<Duration>,
 }
 
@@ -302,6 +311,7 @@ pub(crate) async fn load_requests(
     for (secs, measured) in [(2, false), (secs, true)] {
         let until = Instant::now() + Duration::from_secs(secs);
         let started = Instant::now();
+        let cpu = crate::cpu::Sample::take();
         let mut tasks = Vec::new();
         for client in 0..CLIENTS {
             let (addr, requests) = (addr.to_owned(), requests.clone());
@@ -337,6 +347,7 @@ pub(crate) async fn load_requests(
             return Ok(Run {
                 rps: all.len() as f64 / elapsed,
                 ok: all.len() + warm_ok,
+                cpu: cpu.until_now(all.len()),
                 latencies: all,
             });
         }

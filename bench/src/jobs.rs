@@ -53,18 +53,25 @@ pub(crate) struct Ceilings {
     pub(crate) pooled: f64,
     /// On connections the clients hold: the database's own ceiling.
     pub(crate) held: f64,
+    /// CPU per row on held connections.
+    pub(crate) held_cpu: crate::cpu::Use,
 }
 
 impl Ceilings {
     /// Both, measured one after the other, and printed.
     pub(crate) async fn measure(owner: &sqlx::PgPool) -> anyhow::Result<Self> {
-        let pooled = insert_ceiling(owner, Clients::Pooled).await?;
-        let held = insert_ceiling(owner, Clients::Held).await?;
+        let (pooled, _) = insert_ceiling(owner, Clients::Pooled).await?;
+        let (held, held_cpu) = insert_ceiling(owner, Clients::Held).await?;
         println!(
             "baseline: single-row INSERT ceiling ({CONNECTIONS} connections, autocommit) = {held:.0} rows/s \
-             on held connections, {pooled:.0} rows/s through a default sqlx pool"
+             on held connections ({}), {pooled:.0} rows/s through a default sqlx pool",
+            held_cpu.describe("row")
         );
-        Ok(Self { pooled, held })
+        Ok(Self {
+            pooled,
+            held,
+            held_cpu,
+        })
     }
 
     /// `rate` against both.
@@ -89,8 +96,12 @@ pub(crate) enum Clients {
 }
 
 /// The single-row INSERT ceiling of `owner`'s database: `CONNECTIONS` clients inserting
-/// one row per autocommit statement for 5 s into a table created for it. Rows per second.
-pub(crate) async fn insert_ceiling(owner: &sqlx::PgPool, clients: Clients) -> anyhow::Result<f64> {
+/// one row per autocommit statement for 5 s into a table created for it. Rows per second,
+/// and the CPU per row.
+pub(crate) async fn insert_ceiling(
+    owner: &sqlx::PgPool,
+    clients: Clients,
+) -> anyhow::Result<(f64, crate::cpu::Use)> {
     sqlx::query("DROP TABLE IF EXISTS bench_insert")
         .execute(owner)
         .await?;
@@ -103,6 +114,7 @@ pub(crate) async fn insert_ceiling(owner: &sqlx::PgPool, clients: Clients) -> an
         .await?;
     let until = Instant::now() + Duration::from_secs(5);
     let started = Instant::now();
+    let cpu = crate::cpu::Sample::take();
     let mut tasks = Vec::new();
     for _ in 0..CONNECTIONS {
         let pool = pool.clone();
@@ -128,8 +140,10 @@ pub(crate) async fn insert_ceiling(owner: &sqlx::PgPool, clients: Clients) -> an
     for t in tasks {
         total += t.await??;
     }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let used = cpu.until_now(usize::try_from(total)?);
     pool.close().await;
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    Ok((rate, used))
 }
 
 /// Inserts `JOBS` available no-op jobs in one statement (set-up, not measured).

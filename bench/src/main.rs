@@ -27,6 +27,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod api;
 mod console;
+mod cpu;
 mod jobs;
 mod realtime;
 mod webhooks;

@@ -74,8 +74,12 @@ pub(crate) async fn run() -> anyhow::Result<()> {
 /// The audited write without the HTTP request path: `CLIENTS` tasks calling the store's
 /// `create_data_item` (the same statement on the same kept connections as the endpoint)
 /// into `orgs` round-robin for `SECS` seconds, while the sealer links the records. Writes
-/// per second: what the database work of an audited write allows on this machine.
-async fn store_writes(store: &Store, orgs: &[(String, String)]) -> anyhow::Result<f64> {
+/// per second (what the database work of an audited write allows on this machine) and the
+/// CPU per write.
+async fn store_writes(
+    store: &Store,
+    orgs: &[(String, String)],
+) -> anyhow::Result<(f64, crate::cpu::Use)> {
     let tenants = orgs
         .iter()
         .map(|(org, _)| {
@@ -86,6 +90,7 @@ async fn store_writes(store: &Store, orgs: &[(String, String)]) -> anyhow::Resul
     let tenants = std::sync::Arc::new(tenants);
     let until = Instant::now() + Duration::from_secs(SECS);
     let started = Instant::now();
+    let cpu = crate::cpu::Sample::take();
     let mut tasks = Vec::new();
     for client in 0..CLIENTS {
         let (store, tenants) = (store.clone(), tenants.clone());
@@ -104,7 +109,8 @@ async fn store_writes(store: &Store, orgs: &[(String, String)]) -> anyhow::Resul
     for t in tasks {
         total += t.await??;
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    Ok((rate, cpu.until_now(total)))
 }
 
 const ADMIN: &str = "bench-operator-token-0123456789abcdef";
@@ -162,7 +168,14 @@ impl Writers {
     }
 }
 
-fn report(what: &str, run: &Run, ceilings: &Ceilings, direct: f64, target: f64, lag: SealLag) {
+fn report(
+    what: &str,
+    run: &Run,
+    ceilings: &Ceilings,
+    (direct, direct_cpu): (f64, crate::cpu::Use),
+    target: f64,
+    lag: SealLag,
+) {
     println!(
         "{what}, {CLIENTS} writers, row + audit record: {:.0} req/s p50={:.2} ms p99={:.2} ms -> {:.2}x the INSERT ceiling \
          on held connections (target >= {target}{}), {:.2}x through a default pool; \
@@ -177,12 +190,22 @@ fn report(what: &str, run: &Run, ceilings: &Ceilings, direct: f64, target: f64, 
         lag.max * 1e3,
         lag.drained_ms,
     );
+    println!("  {}", run.cpu.describe("request"));
     println!(
         "{what}, the store's audited write called directly ({CLIENTS} tasks, no HTTP): {direct:.0} writes/s = {:.2}x \
          the INSERT ceiling on held connections; the endpoint reached {:.2}x of it",
         direct / ceilings.held,
         run.rps / direct,
     );
+    println!("  {}", direct_cpu.describe("write"));
+    if let (Some(write), Some(row)) = (direct_cpu.database_us, ceilings.held_cpu.database_us) {
+        println!(
+            "  PostgreSQL CPU of an audited write (sealing included) = {:.2}x that of a ceiling row; \
+             of an HTTP request, {:.2}x",
+            write / row,
+            run.cpu.database_us.unwrap_or(f64::NAN) / row
+        );
+    }
 }
 
 /// How long records waited for the sealer, from its `audit_seal_lag_seconds` summary
