@@ -330,7 +330,7 @@ pub(crate) async fn load_requests(
     for (secs, measured) in [(2, false), (secs, true)] {
         let until = Instant::now() + Duration::from_secs(secs);
         let started = Instant::now();
-        let cpu = crate::cpu::Sample::take();
+        let cpu = crate::cpu::Sample::take()?;
         let mut tasks = Vec::new();
         for client in 0..CLIENTS {
             let (addr, requests) = (addr.to_owned(), requests.clone());
@@ -366,7 +366,7 @@ pub(crate) async fn load_requests(
             return Ok(Run {
                 rps: all.len() as f64 / elapsed,
                 ok: all.len() + warm_ok,
-                cpu: cpu.until_now(all.len()),
+                cpu: cpu.until_now(all.len())?,
                 latencies: all,
             });
         }

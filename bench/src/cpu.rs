@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
+
 /// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, fixed by the kernel ABI).
 const TICKS_PER_SEC: f64 = 100.0;
 
@@ -21,21 +23,21 @@ pub(crate) struct Sample {
 
 impl Sample {
     /// Now.
-    pub(crate) fn take() -> Self {
-        let own = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|stat| times(&stat))
-            .map_or(0.0, |t| t.own);
-        Self {
+    pub(crate) fn take() -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").context("/proc/self/stat (Linux)")?;
+        let own = times(&stat)
+            .context("/proc/self/stat: unexpected format")?
+            .own;
+        Ok(Self {
             at: Instant::now(),
             own,
             database: database_seconds(),
-        }
+        })
     }
 
     /// What was used from `self` until now, for `ops` operations.
-    pub(crate) fn until_now(&self, ops: usize) -> Use {
-        let end = Self::take();
+    pub(crate) fn until_now(&self, ops: usize) -> anyhow::Result<Use> {
+        let end = Self::take()?;
         let ops = ops.max(1) as f64;
         let wall = end
             .at
@@ -44,12 +46,12 @@ impl Sample {
             .max(f64::EPSILON);
         let own = end.own - self.own;
         let database = end.database.zip(self.database).map(|(e, s)| e - s);
-        Use {
+        Ok(Use {
             own_us: own * 1e6 / ops,
             own_cores: own / wall,
             database_us: database.map(|d| d * 1e6 / ops),
             database_cores: database.map(|d| d / wall),
-        }
+        })
     }
 }
 
@@ -109,6 +111,7 @@ fn times(stat: &str) -> Option<Times> {
 fn database_seconds() -> Option<f64> {
     let mut total = None;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        // Not a process, or one that ended since the listing.
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };

@@ -114,7 +114,7 @@ pub(crate) async fn insert_ceiling(
         .await?;
     let until = Instant::now() + Duration::from_secs(5);
     let started = Instant::now();
-    let cpu = crate::cpu::Sample::take();
+    let cpu = crate::cpu::Sample::take()?;
     let mut tasks = Vec::new();
     for _ in 0..CONNECTIONS {
         let pool = pool.clone();
@@ -141,7 +141,7 @@ pub(crate) async fn insert_ceiling(
         total += t.await??;
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
-    let used = cpu.until_now(usize::try_from(total)?);
+    let used = cpu.until_now(usize::try_from(total)?)?;
     pool.close().await;
     Ok((rate, used))
 }

@@ -90,7 +90,7 @@ async fn store_writes(
     let tenants = std::sync::Arc::new(tenants);
     let until = Instant::now() + Duration::from_secs(SECS);
     let started = Instant::now();
-    let cpu = crate::cpu::Sample::take();
+    let cpu = crate::cpu::Sample::take()?;
     let mut tasks = Vec::new();
     for client in 0..CLIENTS {
         let (store, tenants) = (store.clone(), tenants.clone());
@@ -110,7 +110,7 @@ async fn store_writes(
         total += t.await??;
     }
     let rate = total as f64 / started.elapsed().as_secs_f64();
-    Ok((rate, cpu.until_now(total)))
+    Ok((rate, cpu.until_now(total)?))
 }
 
 const ADMIN: &str = "bench-operator-token-0123456789abcdef";
